@@ -36,7 +36,7 @@ class DataConfig:
 class ModelConfig:
     vocab_size: int = 0               # filled from the data, never typed
     embed_dim: int = 128
-    hidden_size: int = 384
+    hidden_size: int = 256
     num_layers: int = 2
     lstm: str = "fused"               # fused (hand-written, autograd) | cudnn (torch.nn.LSTM, same weights)
     init_embed: str = "default"       # default | zero | normal | xavier_normal | xavier_uniform

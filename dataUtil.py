@@ -151,10 +151,11 @@ PUNCT = "，。？！；：、"
 MISSING_GLYPH = re.compile(r"[□■●\ue000-\uf8ff]")          # lost characters, private-use code points
 COMPOSED_GLYPH = re.compile(r"[{}\u2ff0-\u2fff]")            # {艹/尔} and ideographic description characters
 MARKER = re.compile(r"〖[^〗]*〗")                             # footnote markers such as 〖1〗
+PUNCT_RUN = re.compile(f"^[{PUNCT}]+|([{PUNCT}])[{PUNCT}]+")    # 。。 left where a note ended in 。, or a lead ，
 IDEOGRAPH = (r"\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
              r"\U00020000-\U0002ebef\U00030000-\U0003134f\U0002f800-\U0002fa1f")
 CLEAN_POEM = re.compile(f"[{IDEOGRAPH}{PUNCT}]+")
-CLEAN_RULES = ("note_removed", "marker_removed", "brackets_stripped", "halfwidth_mapped",
+CLEAN_RULES = ("note_removed", "marker_removed", "brackets_stripped", "halfwidth_mapped", "punctuation_collapsed",
                "dropped_missing_glyph", "dropped_composed_glyph", "dropped_other_symbol", "dropped_empty")
 
 
@@ -186,7 +187,7 @@ def clean_poem(text, counts):
         return drop(counts, "dropped_composed_glyph")
     text = step("brackets_stripped", text.translate({ord(c): None for c in KEPT_BRACKETS}), text)
     text = step("halfwidth_mapped", text.translate(HALF_TO_FULL), text)
-    text = "".join(text.split())
+    text = step("punctuation_collapsed", PUNCT_RUN.sub(r"\1", "".join(text.split())), text)
     if not text:
         return drop(counts, "dropped_empty")
     if not CLEAN_POEM.fullmatch(text):

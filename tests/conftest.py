@@ -1,0 +1,26 @@
+"""Shared fixtures: the small real-poem raw folder, and a Config that prepares it into a temp folder."""
+import os
+import sys
+import warnings
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+
+from config import Config  # noqa: E402
+
+FIXTURE_RAW = os.path.join(ROOT, "tests", "fixtures", "raw")
+
+
+@pytest.fixture
+def data_cfg(tmp_path):
+    """Config reading the fixture poems, with a split wide enough that dev and test are not empty."""
+    cfg = Config()
+    cfg.data.raw_dir = FIXTURE_RAW
+    cfg.data.data_dir = str(tmp_path / "data")
+    cfg.data.min_freq = 1
+    cfg.data.dev_frac = 0.2
+    cfg.data.test_frac = 0.2
+    return cfg

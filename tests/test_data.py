@@ -1,0 +1,211 @@
+"""dataUtil: cleaning rules against hand-written expectations, drop counts, split, vocabulary, cache, export."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import dataUtil
+from config import UserError
+from conftest import FIXTURE_RAW, ROOT
+
+# fixture poem id -> its cleaned, simplified text, written by hand from the raw text
+EXPECTED = {
+    # two （一作「…」） variant readings
+    "58a66aff-d6a6-4e67-b96b-a9887ee4b7ea": "逻人横鸟道，江祖出鱼梁。水急客舟疾，山花拂面香。",
+    # a note nested in a note that is never closed: it runs to the end
+    "e43e3f24-d8e4-4f73-b656-528d2ce3677e": "慧眼近空心，非关髑髅孔。对面说不识，饶你母姓董。",
+    # a long note with 〖1〗 markers inside, followed by a stray 。
+    "026ded1c-0b0c-40bb-8f00-8ef1d6819b1e": "鹤立蛇行势未休，五天文字鬼神愁。儒门弟子无人识，穿耳胡僧笑点头。",
+    # [爽]: a restored character keeps its character
+    "26bda590-69ee-4667-88e4-07e217c0ebaf": "爽节在重九，物华新雨余。清秋黄叶下，菊散金潭初。万实行就稔，百工欣所如。"
+                                            "欢心畅遐迩，殊俗同车书。至化自敦睦，佳辰宜宴胥。锵锵间丝竹，济济罗簪裾。"
+                                            "此乐匪足耽，此诚期永孚。",
+    # 《长恨曲》 titles keep their characters
+    "f129bf81-4ca2-41c1-912e-4348dfb7956e": "缀玉联珠六十年，谁教冥路作诗仙。浮云不系名居易，造化无为字乐天。"
+                                            "童子解吟长恨曲，胡儿能唱琵琶篇。文章已满行人耳，一度思卿一怆然。",
+    # 「…」 quotation across paragraphs, closing on a stray 。
+    "2394591e-ff44-4c8f-bc7a-12c3d8dea07f": "勒马问樵夫，前村酒有无？杜康家在此，一任君来沽。",
+    # ？ inside a line
+    "86952cb3-b622-4398-a56a-01dd39f6c6ec": "芳辰追逸趣，禁苑信多奇。桥形通汉上，峰势接云危。烟霞交隐映，花鸟自参差。"
+                                            "何如肆辙迹？万里赏瑶池。",
+    # half-width , . and an ASCII (…) note (the fixture's one edited poem)
+    "fixture-halfwidth": "秦川雄帝宅，函谷壮皇居。绮殿千寻起，离宫百雉余。连甍遥接汉，飞观迥凌虚。云日隐层阙，风烟出绮疎。",  # 疎: a variant t2s keeps
+}
+DROPPED = {
+    "527b27aa-af81-41ed-b7f4-31c4eb7bb57f": "dropped_missing_glyph",     # 冰□已鏤津
+    "5d3d7e2a-a3e2-49a1-8715-885be099d975": "dropped_composed_glyph",    # {臨/手}
+    "fixture-empty": "dropped_empty",                                   # no paragraphs
+}
+N_PLAIN = 19   # untouched real poems in the fixture
+
+
+def fixture_poems():
+    poems = []
+    for name in ("poet.tang.0.json", "poet.tang.1000.json"):
+        poems += json.load(open(os.path.join(FIXTURE_RAW, name), encoding="utf-8"))
+    return {p["id"]: "".join(p["paragraphs"]) for p in poems}
+
+
+def clean_one(text):
+    counts = Counter()
+    out = dataUtil.clean_poem(text, counts)
+    return dataUtil.to_simplified([out])[0] if out is not None else None, counts
+
+
+@pytest.mark.parametrize("pid", sorted(EXPECTED))
+def test_tricky_poem_cleans_to_hand_written_text(pid):
+    assert clean_one(fixture_poems()[pid])[0] == EXPECTED[pid]
+
+
+@pytest.mark.parametrize("pid", sorted(DROPPED))
+def test_dropped_poems_name_their_rule(pid):
+    out, counts = clean_one(fixture_poems()[pid])
+    assert out is None and counts[DROPPED[pid]] == 1
+
+
+def test_rules_in_isolation():
+    c = Counter()
+    assert dataUtil.clean_poem("春眠（一作「春」（又作「夏」））不觉晓。", c) == "春眠不觉晓。"
+    assert dataUtil.clean_poem("Ｂ乱后碧井废，时清瑶殿深。", c) is None
+    assert dataUtil.clean_poem("白日依山尽，黄河入海流。（注〖1〗）", c) == "白日依山尽，黄河入海流。"
+    assert dataUtil.clean_poem("空山⿰木新雨后。", c) is None
+    assert c == Counter({"note_removed": 2, "dropped_other_symbol": 1, "dropped_composed_glyph": 1})
+
+
+def test_no_convertible_traditional_character_survives():
+    # 乾 stays 乾 inside 乾坤 for t2s, and becomes 干 once its phrase neighbour changed; we reach a fixed point
+    import opencc
+    t2s = opencc.OpenCC("t2s").convert
+    out = dataUtil.to_simplified(["乾坤萬里眼，時序百年心。", "徵君去不還，於此見乾愁。"])
+    assert all(t2s(t) == t for t in out)
+    assert out[0] == "乾坤万里眼，时序百年心。"
+
+
+def test_prepare_counts_and_texts(data_cfg):
+    data_cfg.data.dev_frac = data_cfg.data.test_frac = 0.0      # all in train: every character decodes
+    corpus = dataUtil.prepare(data_cfg, verbose=False)
+    s = corpus.stats
+    assert s["poems_read"] == 34
+    r = s["rules"]
+    assert (r["dropped_missing_glyph"], r["dropped_composed_glyph"], r["dropped_other_symbol"]) == (1, 1, 1)
+    assert (r["dropped_empty"], r["dropped_too_long"], r["dropped_too_short"], r["dropped_duplicate"]) == (1, 1, 1, 1)
+    # notes: 李白, 無住, 唐明皇, the duplicate, the half-width poem
+    assert r["note_removed"] == 5 and r["marker_removed"] == 0 and r["halfwidth_mapped"] == 1
+    kept = N_PLAIN + len(EXPECTED)
+    assert sum(s["kept"].values()) == kept == 27
+    texts = [corpus.decode(p) for p in corpus.train]
+    assert set(EXPECTED.values()) <= set(texts) and len(set(texts)) == kept
+
+
+def test_split_is_a_pure_function_of_the_text(data_cfg):
+    text = EXPECTED["fixture-halfwidth"]
+    h = int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
+    assert dataUtil.stable_unit(text) == h / 2 ** 64
+    texts = list(EXPECTED.values()) * 2
+    a = dataUtil.filter_split(texts, data_cfg, Counter())
+    b = dataUtil.filter_split(texts[::-1], data_cfg, Counter())
+    assert {k: set(v) for k, v in a.items()} == {k: set(v) for k, v in b.items()}
+    assert sum(map(len, a.values())) == len(EXPECTED)
+
+
+def test_vocabulary_is_built_from_train_only(data_cfg):
+    corpus = dataUtil.prepare(data_cfg, verbose=False)
+    train_chars = {c for p in corpus.train for c in corpus.decode(p)}
+    assert set(corpus.itos) == train_chars | set(dataUtil.SPECIALS)
+    assert corpus.itos[:2] == ["</s>", "<unk>"]
+    unk = corpus.itos.index("<unk>")
+    assert any(unk in p for p in corpus.dev + corpus.test)
+    assert not any(unk in p for p in corpus.train)
+    # the fastNLP Vocabulary agrees with the saved list
+    assert [corpus.vocab.to_word(i) for i in range(len(corpus.vocab))] == corpus.itos
+
+
+def test_min_freq_drops_rare_characters(data_cfg):
+    data_cfg.data.min_freq = 3
+    corpus = dataUtil.prepare(data_cfg, verbose=False)
+    counts = Counter(c for p in corpus.train for c in corpus.decode(p))
+    chars = set(corpus.itos) - set(dataUtil.SPECIALS)
+    assert chars == {c for c, n in counts.items() if n >= 3}
+
+
+def test_encode_decode_round_trip_and_layout(data_cfg):
+    corpus = dataUtil.prepare(data_cfg, verbose=False)
+    bos, eos = corpus.itos.index("<bos>"), corpus.itos.index("<eos>")
+    for p in corpus.train:
+        assert p[0] == bos and p[-1] == eos and p.dtype == np.int32
+        ids, _ = dataUtil.encode([corpus.decode(p)], corpus.stoi)
+        assert ids.tolist() == p.tolist()
+
+
+def test_cache_is_reused_and_rebuilt_on_change(data_cfg, monkeypatch):
+    first = dataUtil.load_corpus(data_cfg, verbose=False)
+    monkeypatch.setattr(dataUtil, "prepare", lambda *a, **k: pytest.fail("cache should have been reused"))
+    again = dataUtil.load_corpus(data_cfg, verbose=False)
+    assert again.itos == first.itos and [p.tolist() for p in again.train] == [p.tolist() for p in first.train]
+    monkeypatch.undo()
+    data_cfg.data.min_freq = 2
+    smaller = dataUtil.load_corpus(data_cfg, verbose=False)
+    assert len(smaller.itos) < len(first.itos)
+
+
+def test_length_batches_group_similar_lengths():
+    lengths = [9, 31, 12, 30, 10, 29, 11, 32]
+    fixed = dataUtil.length_batches(lengths, 3)
+    assert [b.tolist() for b in fixed] == [[0, 4, 6], [2, 5, 3], [1, 7]]
+    shuffled = dataUtil.length_batches(lengths, 3, np.random.default_rng(0))
+    assert sorted(map(sorted, (b.tolist() for b in shuffled))) == sorted(map(sorted, (b.tolist() for b in fixed)))
+
+
+def test_pad_batch_pads_after_the_poem():
+    inputs, targets = dataUtil.pad_batch([np.array([2, 5, 6, 3]), np.array([2, 7, 3])], pad_id=0)
+    assert inputs.tolist() == [[2, 2], [5, 7], [6, 3]]
+    assert targets.tolist() == [[5, 7], [6, 3], [3, 0]]
+
+
+def test_corrupt_json_is_a_user_error(tmp_path, data_cfg):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "poet.tang.0.json").write_text('[{"paragraphs": ["白日依山尽，', encoding="utf-8")
+    data_cfg.data.raw_dir = str(raw)
+    with pytest.raises(UserError, match="poet.tang.0.json"):
+        dataUtil.prepare(data_cfg, verbose=False)
+
+
+def test_missing_raw_dir_is_a_user_error(tmp_path, data_cfg):
+    data_cfg.data.raw_dir = str(tmp_path / "nowhere")
+    with pytest.raises(UserError, match="--raw-dir"):
+        dataUtil.load_corpus(data_cfg, verbose=False)
+
+
+def test_export_npz_layout(data_cfg, tmp_path):
+    corpus = dataUtil.prepare(data_cfg, verbose=False)
+    kept, skipped = dataUtil.export_npz(corpus, str(tmp_path / "tang.npz"), "all", width=40)
+    z = np.load(tmp_path / "tang.npz", allow_pickle=True)
+    data, word2ix, ix2word = z["data"], z["word2ix"].item(), z["ix2word"].item()
+    fits = [p for p in corpus.train + corpus.dev + corpus.test if len(p) <= 40]
+    assert data.shape == (kept, 40) and kept == len(fits) and skipped == 27 - kept
+    row, poem = data[0], fits[0]
+    assert ix2word[int(row[-1])] == "<EOP>" and ix2word[int(row[-len(poem)])] == "<START>"
+    assert (row[:-len(poem)] == word2ix["</s>"]).all()
+    assert "".join(ix2word[int(i)] for i in row[-len(poem) + 1:-1]) == corpus.decode(poem)
+
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def test_cli_prepare_prints_stats_and_bad_flag_exits_2(data_cfg):
+    r = run_cli("dataUtil.py", "prepare", "--raw-dir", FIXTURE_RAW, "--data-dir", data_cfg.data.data_dir)
+    assert r.returncode == 0 and "poems read          34" in r.stdout
+    stats = json.load(open(os.path.join(data_cfg.data.data_dir, "processed", "stats.json"), encoding="utf-8"))
+    assert stats["poems_read"] == 34
+    bad = run_cli("dataUtil.py", "prepare", "--min-freqq", "3")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--min-freqq" in bad.stderr
+    missing = run_cli("dataUtil.py", "prepare", "--raw-dir", "/nonexistent/raw")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "Traceback" not in missing.stderr
