@@ -414,6 +414,40 @@ def load_corpus(cfg, verbose=True):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# text in and out of generation
+
+SENTENCE_ENDS = "。？！；"
+
+
+def encode_start(text, itos):
+    """The ids of a start text: traditional converted to simplified; a character outside the vocabulary,
+    an empty or non-Chinese start is a UserError naming it."""
+    import opencc
+    text = "".join(text.split())
+    simplified = opencc.OpenCC("t2s").convert(text)
+    if not simplified.strip(PUNCT):
+        raise UserError("the start text is empty; give the character(s) the poem begins with, e.g. --start 日")
+    stoi = {w: i for i, w in enumerate(itos)}
+    for ch in simplified:
+        if not CLEAN_POEM.fullmatch(ch):
+            raise UserError(f"start character {ch!r} is not Chinese; give Chinese characters, e.g. --start 日")
+        if ch not in stoi:
+            raise UserError(f"start character {ch!r} is not in the vocabulary; try a more common character")
+    return [stoi[ch] for ch in simplified]
+
+
+def format_poem(text):
+    """One line per sentence pair: a break after each of 。？！；."""
+    lines, cur = [], ""
+    for ch in text:
+        cur += ch
+        if ch in SENTENCE_ENDS:
+            lines.append(cur)
+            cur = ""
+    return "\n".join(lines + ([cur] if cur else []))
+
+
+# ----------------------------------------------------------------------------------------------------------
 # batching
 
 def length_batches(lengths, batch_size, rng=None):

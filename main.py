@@ -25,7 +25,6 @@ from model import PoetryLM, masked_nll
 
 SAMPLE_STARTS = "日红山夜湖海月"
 CKPT_FORMAT = 1
-SENTENCE_ENDS = "。？！；"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -55,17 +54,6 @@ def make_optimizer(tcfg, params):
     if tcfg.optimizer not in makers:
         raise UserError(f"unknown --optimizer {tcfg.optimizer!r}; choose from {', '.join(makers)}")
     return makers[tcfg.optimizer]()
-
-
-def format_poem(text):
-    """One line per sentence pair: a break after each of 。？！；."""
-    lines, cur = [], ""
-    for ch in text:
-        cur += ch
-        if ch in SENTENCE_ENDS:
-            lines.append(cur)
-            cur = ""
-    return "\n".join(lines + ([cur] if cur else []))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -126,21 +114,6 @@ def evaluate(model, poems, pad_id, batch_size, device):
     model.train(was_training)
     return {"ppl": math.exp(total / count), "nll": total / count, "tokens": count,
             "batch_mean_ppl": float(np.mean(batch_ppls))}
-
-
-def encode_start(text, itos):
-    """The ids of a start text: traditional converted to simplified; a character outside the vocabulary,
-    an empty or non-Chinese start is a UserError naming it."""
-    import opencc
-    text = "".join(text.split())
-    simplified = opencc.OpenCC("t2s").convert(text)
-    stoi = {w: i for i, w in enumerate(itos)}
-    for ch in simplified:
-        if not dataUtil.CLEAN_POEM.fullmatch(ch):
-            raise UserError(f"start character {ch!r} is not Chinese; give Chinese characters, e.g. --start 日")
-        if ch not in stoi:
-            raise UserError(f"start character {ch!r} is not in the vocabulary; try a more common character")
-    return [stoi[ch] for ch in simplified]
 
 
 @torch.no_grad()
@@ -395,16 +368,14 @@ def cmd_generate(rest):
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(rest)
     gcfg = config_from_args(args).gen
-    if not gcfg.start.strip():
-        raise UserError("--start is empty; give the character(s) the poem begins with, e.g. --start 日")
     if gcfg.num < 1 or gcfg.max_gen_len < 1:
         raise UserError("--num and --max-gen-len must be at least 1")
     device = torch.device(args.device)
     model, _, itos = model_from_checkpoint(load_checkpoint(gcfg.ckpt), device)
-    prefix = encode_start(gcfg.start, itos)
+    prefix = dataUtil.encode_start(gcfg.start, itos)
     gen = torch.Generator(device=device).manual_seed(gcfg.seed)
     for k, poem in enumerate(sample(model, itos, [prefix] * gcfg.num, gcfg, device, gen)):
-        print(("" if k == 0 else "\n") + format_poem(poem))
+        print(("" if k == 0 else "\n") + dataUtil.format_poem(poem))
     return 0
 
 
