@@ -101,6 +101,36 @@ class Config:
         return cfg
 
 
+CHOICES = {
+    ("model", "lstm"): ("fused", "cudnn"),
+    ("model", "init_embed"): ("default", "zero", "normal", "xavier_normal", "xavier_uniform"),
+    ("model", "init_lstm"): ("default", "zero", "normal", "xavier_normal", "xavier_uniform"),
+    ("train", "optimizer"): ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "adam", "adamw", "rmsprop"),
+}
+POSITIVE = [("data", "max_len"), ("data", "min_freq"), ("model", "embed_dim"), ("model", "hidden_size"),
+            ("model", "num_layers"), ("train", "batch_size"), ("train", "lr"), ("train", "epoch"),
+            ("train", "pp_every"), ("train", "tolerance"), ("train", "eval_batch_size"), ("gen", "num"),
+            ("gen", "max_gen_len")]
+
+
+def check_config(cfg):
+    """Reject impossible settings before any work starts (UserError naming the flag)."""
+    def flag(section, name):
+        return "--" + name.replace("_", "-")
+
+    for (section, name), allowed in CHOICES.items():
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            raise UserError(f"{flag(section, name)} {value!r} is not one of: {', '.join(allowed)}")
+    for section, name in POSITIVE:
+        if getattr(getattr(cfg, section), name) <= 0:
+            raise UserError(f"{flag(section, name)} must be positive")
+    d = cfg.data
+    if not (0 <= d.dev_frac < 1 and 0 <= d.test_frac < 1 and d.dev_frac + d.test_frac < 1):
+        raise UserError("--dev-frac and --test-frac must be in [0, 1) and leave room for train")
+    return cfg
+
+
 # ----------------------------------------------------------------------------------------------------------
 # command-line form
 
@@ -123,17 +153,18 @@ def make_parser(prog, description, sections):
 
 
 def add_field_flag(group, section, f, default):
+    """--field-name for one dataclass field. Flags not given stay out of the parsed namespace (SUPPRESS), so
+    config_from_args can lay them over any base config: the defaults, or a checkpoint's config on resume."""
     flag = "--" + f.name.replace("_", "-")
-    dest = f"{section}.{f.name}"
+    kw = dict(dest=f"{section}.{f.name}", default=argparse.SUPPRESS, help=f"default: {default!r}")
     if isinstance(default, bool):
-        group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default)
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
     else:
-        group.add_argument(flag, dest=dest, type=type(default), default=default, metavar=type(default).__name__.upper(),
-                           help=f"default: {default!r}")
+        group.add_argument(flag, type=type(default), metavar=type(default).__name__.upper(), **kw)
 
 
 def config_from_args(args, cfg=None):
-    """Copy parsed `section.field` values into a Config (a fresh one unless given)."""
+    """Copy the flags given into a Config (a fresh one with the defaults unless cfg is given)."""
     cfg = cfg or Config()
     for key, value in vars(args).items():
         if "." in key:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from config import Config, UserError, make_parser, config_from_args, run_cli
+from config import Config, UserError, check_config, make_parser, config_from_args, run_cli
 
 NPM_PACKAGE = "chinese-poetry@2.0.1"
 NPM_SHA512 = "KtYARvV7CWNtax0na9+Jn6PlhGgSoid7PWyDzXI4KsCEm2odZcqEQyval5koaLygZnM/EQ3lfJ//25K8p3uHNg=="
@@ -533,7 +533,7 @@ def main(argv):
         parser.add_argument("file")
         parser.add_argument("--split", choices=["train", "all"], default="train")
     args = parser.parse_args(rest)
-    cfg = config_from_args(args, Config())
+    cfg = check_config(config_from_args(args, Config()))
     if command == "prepare":
         print_stats(prepare(cfg).stats)
         t0 = time.time()

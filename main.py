@@ -19,12 +19,13 @@ import time
 import numpy as np
 import torch
 
-from config import Config, UserError, make_parser, config_from_args, run_cli
+from config import Config, UserError, check_config, make_parser, config_from_args, run_cli
 import dataUtil
 from model import PoetryLM, masked_nll
 
 SAMPLE_STARTS = "日红山夜湖海月"
 CKPT_FORMAT = 1
+PROGRESS_KEYS = ("step", "epoch", "batch_in_epoch", "best_ppl", "bad_evals")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -171,8 +172,9 @@ class Stopper:
             signal.signal(s, h)
 
 
-def train(cfg):
-    """Train with early stopping on dev perplexity; returns the final progress dict."""
+def train(cfg, ckpt=None):
+    """Train with early stopping on dev perplexity, continuing from ckpt when given (exactly: weights,
+    optimiser, step, position in the epoch, best perplexity, early-stop counter, RNG). Returns the progress."""
     tcfg = cfg.train
     device = pick_device(tcfg)
     torch.manual_seed(tcfg.seed)
@@ -182,8 +184,8 @@ def train(cfg):
     model = PoetryLM(cfg.model).to(device)
     optimizer = make_optimizer(tcfg, model.parameters())
     progress = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_ppl": math.inf, "bad_evals": 0}
-    if tcfg.resume:
-        progress = resume_into(tcfg.resume, model, optimizer, corpus.itos)
+    if ckpt is not None:
+        progress = resume_into(ckpt, tcfg.resume, model, optimizer, corpus.itos)
     os.makedirs(tcfg.ckpt_dir, exist_ok=True)
     print("config " + json.dumps(cfg.to_dict(), ensure_ascii=False))
     print(f"device {device}; {sum(p.numel() for p in model.parameters()):,} parameters; "
@@ -192,17 +194,17 @@ def train(cfg):
     return loop.run()
 
 
-def resume_into(path, model, optimizer, itos):
-    ckpt = load_checkpoint(path)
+def resume_into(ckpt, path, model, optimizer, itos):
+    """Load a checkpoint's weights, optimiser state and RNG; returns its progress dict."""
     if ckpt["itos"] != list(itos):
         raise UserError(f"{path} was trained on another vocabulary; prepare with its data settings or start anew")
     try:
         model.load_state_dict(ckpt["model"])
-    except RuntimeError:
-        raise UserError(f"{path} holds a model of another shape; pass the same model flags it was trained with")
-    optimizer.load_state_dict(ckpt["optimizer"])
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    return {k: ckpt[k] for k in ("step", "epoch", "batch_in_epoch", "best_ppl", "bad_evals")}
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        return {k: ckpt[k] for k in PROGRESS_KEYS}
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"cannot resume from {path} ({type(e).__name__}): keep the model and optimiser it had")
 
 
 class TrainLoop:
@@ -354,9 +356,12 @@ def plot_metrics(metrics_path, figures_dir):
 
 def cmd_train(rest):
     args = make_parser("main.py train", "train the poetry LSTM", ["data", "model", "train"]).parse_args(rest)
-    cfg = config_from_args(args)
+    resume = vars(args).get("train.resume")
+    ckpt = load_checkpoint(resume) if resume else None
+    cfg = config_from_args(args, Config.from_dict(ckpt["config"]) if ckpt else Config())   # flags given win
+    check_config(cfg)
     try:
-        train(cfg)
+        train(cfg, ckpt)
     except Diverged as e:
         print(f"error: {e}; training stopped, best.pt is kept. Lower --lr or --clip.", file=sys.stderr)
         return 1
@@ -367,9 +372,7 @@ def cmd_generate(rest):
     parser = make_parser("main.py generate", "write poems from a checkpoint", ["gen"])
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(rest)
-    gcfg = config_from_args(args).gen
-    if gcfg.num < 1 or gcfg.max_gen_len < 1:
-        raise UserError("--num and --max-gen-len must be at least 1")
+    gcfg = check_config(config_from_args(args)).gen
     device = torch.device(args.device)
     model, _, itos = model_from_checkpoint(load_checkpoint(gcfg.ckpt), device)
     prefix = dataUtil.encode_start(gcfg.start, itos)

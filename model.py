@@ -18,7 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-INIT_SCHEMES = ("default", "zero", "normal", "xavier_normal", "xavier_uniform")
+from config import CHOICES
+
+INIT_SCHEMES = CHOICES[("model", "init_lstm")]
 
 
 # ----------------------------------------------------------------------------------------------------------
