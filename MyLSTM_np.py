@@ -5,7 +5,7 @@
     python MyLSTM_np.py generate --ckpt checkpoints/best.pt --start 日   # inference without importing torch
 
 Layout shared with model.py (../shared/DESIGN.md): a layer has W (4H, D+H) and b (4H,), row blocks in gate
-order i, f, o, g, columns acting on [x_t ; h_{t-1}]. Equation numbers (1)-(14) refer to docs/derivation.md.
+order i, f, o, g, columns acting on [x_t ; h_{t-1}]. Equation numbers (1)-(16) refer to docs/derivation.md.
 Arrays are time-major: x (T, B, D). Only the `test` and `bench` commands import torch.
 
 Deliberately left out: dropout, peepholes, and any gradient clipping inside backward (clipping belongs to the
@@ -190,17 +190,17 @@ class NumpyLM:
         logp = logits - logits.max(-1, keepdims=True)
         logp -= np.log(np.exp(logp).sum(-1, keepdims=True))        # log-softmax (T, B, V)
         loss = -np.take_along_axis(logp, targets[..., None], -1)[..., 0][mask].sum() / n
-        dlogits = np.exp(logp)                                     # softmax - onehot, masked, / n
+        dlogits = np.exp(logp)                                     # softmax - onehot, masked, / n   eq. (15)
         np.put_along_axis(dlogits, targets[..., None], np.take_along_axis(dlogits, targets[..., None], -1) - 1, -1)
         dlogits *= mask[..., None] / n
         V = dlogits.shape[-1]
         d2, o2 = dlogits.reshape(-1, V), out.reshape(-1, out.shape[-1])
-        grads = {"proj.weight": d2.T @ o2, "proj.bias": d2.sum(0)}
+        grads = {"proj.weight": d2.T @ o2, "proj.bias": d2.sum(0)}          # eq. (15)
         dx, _, _, lgrads = self.lstm.backward(lcache, dlogits @ self.params["proj.weight"])
         for l, (dW, db) in enumerate(lgrads):
             grads[f"lstm.layers.{l}.W"], grads[f"lstm.layers.{l}.b"] = dW, db
         dE = np.zeros_like(self.params["embed.weight"])
-        np.add.at(dE, tokens.reshape(-1), dx.reshape(-1, dx.shape[-1]))   # rows of the used tokens
+        np.add.at(dE, tokens.reshape(-1), dx.reshape(-1, dx.shape[-1]))   # rows of the used tokens   eq. (16)
         grads["embed.weight"] = dE
         return loss, grads
 
