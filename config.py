@@ -73,9 +73,17 @@ class GenConfig:
     num: int = 1                      # poems generated together, as one batch
     temperature: float = 0.6
     top_k: int = 0                    # 0 = no top-k filter
+    top_p: float = 1.0                # nucleus sampling; 1 = off
+    repetition_penalty: float = 1.0   # > 1 makes characters already in the poem less likely
     greedy: bool = False
     seed: int = 0
     max_gen_len: int = 200            # generated tokens at most, <eos> included
+    form: int = 0                     # 5 or 7 characters per line (0 = free)
+    lines: int = 0                    # 4 (绝句) or 8 (律诗) lines, with --form
+    acrostic: str = ""                # 藏头诗: line k starts with the k-th character
+    prefix: str = ""                  # style priming text, run through the model first and not printed
+    rhyme: bool = False               # even lines rhyme (中华新韵, level tone), with --form
+    tones: bool = False               # 平仄 at positions 2, 4, 6 (二四六分明), with --form
 
 
 @dataclass
@@ -110,7 +118,7 @@ CHOICES = {
 POSITIVE = [("data", "max_len"), ("data", "min_freq"), ("model", "embed_dim"), ("model", "hidden_size"),
             ("model", "num_layers"), ("train", "batch_size"), ("train", "lr"), ("train", "epoch"),
             ("train", "pp_every"), ("train", "tolerance"), ("train", "eval_batch_size"), ("gen", "num"),
-            ("gen", "max_gen_len")]
+            ("gen", "max_gen_len"), ("gen", "temperature"), ("gen", "top_p"), ("gen", "repetition_penalty")]
 
 
 def check_config(cfg):
@@ -125,6 +133,8 @@ def check_config(cfg):
     for section, name in POSITIVE:
         if getattr(getattr(cfg, section), name) <= 0:
             raise UserError(f"{flag(section, name)} must be positive")
+    if cfg.gen.top_p > 1:
+        raise UserError("--top-p must be in (0, 1]")
     d = cfg.data
     if not (0 <= d.dev_frac < 1 and 0 <= d.test_frac < 1 and d.dev_frac + d.test_frac < 1):
         raise UserError("--dev-frac and --test-frac must be in [0, 1) and leave room for train")

@@ -21,6 +21,7 @@ import torch
 
 from config import Config, UserError, check_config, make_parser, config_from_args, run_cli
 import dataUtil
+import decoding
 from model import PoetryLM, masked_nll
 
 SAMPLE_STARTS = "日红山夜湖海月"
@@ -115,43 +116,6 @@ def evaluate(model, poems, pad_id, batch_size, device):
     model.train(was_training)
     return {"ppl": math.exp(total / count), "nll": total / count, "tokens": count,
             "batch_mean_ppl": float(np.mean(batch_ppls))}
-
-
-@torch.no_grad()
-def sample(model, itos, prefix_ids, gcfg, device, generator=None):
-    """Generate len(prefix_ids) poems as one batch. Each prefix (ids after <bos>, all of one length) opens
-    its poem; a poem ends at <eos> or after max_gen_len tokens. Returns the texts (no special tokens)."""
-    stoi = {w: i for i, w in enumerate(itos)}
-    B = len(prefix_ids)
-    tokens = torch.tensor([[stoi[dataUtil.BOS], *p] for p in prefix_ids], device=device).t()   # (P, B)
-    banned = torch.tensor([stoi[dataUtil.PAD], stoi[dataUtil.UNK], stoi[dataUtil.BOS]], device=device)
-    logits, state = model(tokens)
-    out = [list(p) for p in prefix_ids]
-    done = torch.zeros(B, dtype=torch.bool, device=device)
-    for _ in range(gcfg.max_gen_len):
-        nxt = pick_next(logits[-1], banned, gcfg, generator)                                  # (B,)
-        for b in range(B):
-            if not done[b] and nxt[b] != stoi[dataUtil.EOS]:
-                out[b].append(int(nxt[b]))
-        done |= nxt == stoi[dataUtil.EOS]
-        if done.all():
-            break
-        logits, state = model(nxt.view(1, B), state)
-    return [dataUtil.decode(o, itos) for o in out]
-
-
-def pick_next(logits, banned, gcfg, generator):
-    """Next ids (B,) from logits (B, V): banned ids never; greedy, or temperature with optional top-k."""
-    logits = logits.float().clone()
-    logits[:, banned] = -math.inf
-    if gcfg.greedy:
-        return logits.argmax(-1)
-    logits = logits / max(gcfg.temperature, 1e-6)
-    if gcfg.top_k > 0:
-        kth = torch.topk(logits, min(gcfg.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-        logits[logits < kth] = -math.inf
-    probs = torch.softmax(logits, -1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -303,7 +267,7 @@ class TrainLoop:
         stoi = {w: i for i, w in enumerate(self.corpus.itos)}
         prefixes = [[stoi[c]] for c in SAMPLE_STARTS if c in stoi]
         self.model.eval()
-        poems = sample(self.model, self.corpus.itos, prefixes, self.cfg.gen, self.device, self.sample_gen)
+        poems = decoding.sample(self.model, self.corpus.itos, prefixes, self.cfg.gen, self.device, self.sample_gen)
         self.model.train()
         bar.write(f"step {self.p['step']} samples: " + " | ".join(poems))
 
@@ -375,9 +339,7 @@ def cmd_generate(rest):
     gcfg = check_config(config_from_args(args)).gen
     device = torch.device(args.device)
     model, _, itos = model_from_checkpoint(load_checkpoint(gcfg.ckpt), device)
-    prefix = dataUtil.encode_start(gcfg.start, itos)
-    gen = torch.Generator(device=device).manual_seed(gcfg.seed)
-    for k, poem in enumerate(sample(model, itos, [prefix] * gcfg.num, gcfg, device, gen)):
+    for k, poem in enumerate(decoding.poems_for(model, itos, gcfg, device)):
         print(("" if k == 0 else "\n") + dataUtil.format_poem(poem))
     return 0
 
@@ -388,6 +350,8 @@ def cmd_evaluate(rest):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--raw-dir", default="")
+    parser.add_argument("--samples", type=int, default=0, help="also measure N generated poems per start and mode")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(rest)
     device = torch.device(args.device)
     model, cfg, itos = model_from_checkpoint(load_checkpoint(args.ckpt), device)
@@ -400,7 +364,56 @@ def cmd_evaluate(rest):
         r = evaluate(model, getattr(corpus, split), pad_id, 256, device)
         print(f"{split:<5} perplexity {r['ppl']:.3f}  (NLL {r['nll']:.4f} nats over {r['tokens']} real tokens; "
               f"batch-mean of exp(batch loss) {r['batch_mean_ppl']:.3f})")
+    if args.samples > 0:
+        print_generation_metrics(model, corpus, args.samples, args.seed, device)
     return 0
+
+
+GEN_MODES = [  # (label, GenConfig overrides, form the metrics judge against)
+    ("unconstrained, τ=0.6", {}, None),
+    ("--form 5 --lines 4", dict(form=5, lines=4), (5, 4)),
+    ("--form 7 --lines 4 --rhyme", dict(form=7, lines=4, rhyme=True), (7, 4)),
+    ("--form 5 --lines 8 --rhyme --tones", dict(form=5, lines=8, rhyme=True, tones=True), (5, 8)),
+    ("--form 7 --acrostic (3 sets of heads)", dict(form=7), (7, 4)),
+]
+ACROSTICS = ["春夏秋冬", "风花雪月", "山高水长"]
+
+
+def print_generation_metrics(model, corpus, n, seed, device):
+    """The metrics table of poetics.measure for each mode of GEN_MODES, n poems per start (or acrostic)."""
+    import poetics
+    itos = corpus.itos
+    tables = decoding.Tables(itos)
+    table = poetics.table_for([w for w, ok in zip(itos, tables.ideograph) if ok])
+    train_lines = poetics.train_line_set(corpus.decode(p) for p in corpus.train)
+    print(f"\n{n} poems per start character ({SAMPLE_STARTS}) or acrostic ({' '.join(ACROSTICS)}), seed {seed}")
+    print("| mode | poems | form valid | rhyme | tone agreement | distinct-1 | distinct-2 | copy rate | NLL/token |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    examples = []
+    for label, overrides, form in GEN_MODES:
+        poems = []
+        for k, key in enumerate(ACROSTICS if "acrostic" in label else SAMPLE_STARTS):
+            g = Config().gen
+            g.num, g.seed = n, seed * 1000 + k
+            for name, value in overrides.items():
+                setattr(g, name, value)
+            g.acrostic, g.start = (key, "") if "acrostic" in label else ("", key)
+            poems += decoding.poems_for(model, itos, g, device)
+        m = poetics.measure(poems, train_lines, table, form)
+        nll = text_nll(model, itos, poems, device)
+        print(f"| {label} | {m.poems} | {m.form_valid:.1%} | {m.rhyme_rate:.1%} | {m.tone_agreement:.1%} | "
+              f"{m.distinct_1:.3f} | {m.distinct_2:.3f} | {m.copy_rate:.1%} | {nll:.3f} |")
+        examples.append((label, poems[0]))
+    for label, poem in examples:
+        print(f"\n{label}:\n{dataUtil.format_poem(poem)}")
+
+
+@torch.no_grad()
+def text_nll(model, itos, texts, device, batch_size=256):
+    """The model's own mean NLL per token of `<bos> text <eos>` (targets: the text's characters and <eos>)."""
+    ids, _ = dataUtil.encode(texts, {w: i for i, w in enumerate(itos)})
+    poems = np.split(ids, np.cumsum([len(t) + 2 for t in texts])[:-1])
+    return evaluate(model, poems, itos.index(dataUtil.PAD), batch_size, device)["nll"]
 
 
 def main(argv):

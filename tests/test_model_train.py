@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import dataUtil
+import decoding
 import main
 from config import Config, ModelConfig, UserError
 from conftest import FIXTURE_RAW, ROOT
@@ -88,6 +89,22 @@ def test_init_schemes(scheme):
 # ----------------------------------------------------------------------------------------------------------
 # padding never matters
 
+def test_perplexity_is_over_real_tokens_whatever_the_batching():
+    torch.manual_seed(0)
+    m = PoetryLM(ModelConfig(vocab_size=20, embed_dim=5, hidden_size=6, num_layers=1)).double()
+    rng = np.random.default_rng(0)
+    poems = [np.array([2, *rng.integers(4, 20, n), 3]) for n in (3, 9, 4, 12, 5)]
+    total = count = 0.0
+    for p in poems:                                   # one poem at a time: no padding at all
+        logits, _ = m(torch.from_numpy(p[:-1, None]))
+        logp = torch.log_softmax(logits[:, 0], -1)
+        total -= sum(logp[t, p[t + 1]].item() for t in range(len(p) - 1))
+        count += len(p) - 1
+    res = main.evaluate(m, poems, 0, 2, torch.device("cpu"))
+    assert res["tokens"] == count == 38
+    assert res["ppl"] == pytest.approx(np.exp(total / count), rel=1e-9)
+
+
 def test_padding_changes_nothing_for_a_poem():
     torch.manual_seed(0)
     m = PoetryLM(ModelConfig(vocab_size=20, embed_dim=5, hidden_size=6, num_layers=2)).double()
@@ -134,7 +151,7 @@ def test_tiny_model_memorises_poems_and_greedy_generation_reproduces_one(tmp_pat
     firsts = [corpus.decode(p)[0] for p in corpus.train]
     assert firsts.count(poem[0]) == 1
     cfg.gen.greedy = True
-    out = main.sample(model, itos, [[itos.index(poem[0])]], cfg.gen, torch.device("cpu"))
+    out = decoding.sample(model, itos, [[itos.index(poem[0])]], cfg.gen, torch.device("cpu"))
     assert out == [poem]
     for name in ("best.pt", "last.pt", "epoch_50.pt", "metrics.jsonl"):
         assert os.path.exists(os.path.join(cfg.train.ckpt_dir, name))

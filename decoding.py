@@ -1,0 +1,264 @@
+"""Writing poems from the model: batched sampling, and constraints that guarantee a poem's form.
+
+Form is enforced by masking the logits at every step, never by filtering afterwards, so whatever the
+temperature a constrained poem has exactly the lines and characters asked for:
+
+    --form 5|7 --lines 4|8   lines of exactly 5 or 7 characters ending ，/。 alternately; 4 or 8 lines; <eos> last
+    --acrostic 春夏秋冬       line k starts with the k-th character; any of ，。？！； ends a line
+    --rhyme                  even lines end in level-tone characters of one 中华新韵 group (see poetics.py)
+    --tones                  positions 2, 4, 6 follow 二四六分明 with 粘 and 对 (a hard mask)
+    --prefix TEXT            style priming: run through the model first, never printed
+
+Each poem in a batch has its own `Automaton`, which says which tokens may come next and follows the tokens
+chosen. Sampling options: temperature, top-k, top-p (nucleus), greedy, repetition penalty.
+Deliberately left out: beam search (sampling under masks already meets every constraint).
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import dataUtil
+import poetics
+from config import UserError
+
+END_MARKS = poetics.LINE_ENDS
+
+
+# ----------------------------------------------------------------------------------------------------------
+# what the user asked for, checked
+
+@dataclass
+class Spec:
+    chars: int = 0          # characters per line, 0 = free
+    lines: int = 0          # lines, 0 = free
+    heads: str = ""         # acrostic heads
+    rhyme: bool = False
+    tones: bool = False
+
+    @property
+    def constrained(self):
+        return bool(self.chars or self.lines or self.heads)
+
+
+def spec_from(gcfg):
+    """The Spec of a GenConfig; a bad combination is a UserError."""
+    s = Spec(gcfg.form, gcfg.lines, "".join(gcfg.acrostic.split()), gcfg.rhyme, gcfg.tones)
+    if s.chars not in (0, 5, 7):
+        raise UserError(f"--form {s.chars}: choose 5 or 7 characters per line")
+    if s.lines not in (0, 4, 8):
+        raise UserError(f"--lines {s.lines}: choose 4 (绝句) or 8 (律诗)")
+    if s.lines and not s.chars:
+        raise UserError("--lines needs --form 5 or --form 7")
+    if (s.rhyme or s.tones) and not s.chars:
+        raise UserError("--rhyme and --tones need --form 5 or --form 7")
+    if s.heads and s.lines and len(s.heads) != s.lines:
+        raise UserError(f"--acrostic has {len(s.heads)} heads but --lines is {s.lines}; give one head per line")
+    if s.chars and not s.lines:
+        s.lines = len(s.heads) or 4
+    return s
+
+
+# ----------------------------------------------------------------------------------------------------------
+# vocabulary-wide tables the masks are built from
+
+class Tables:
+    """Boolean masks over the vocabulary (numpy, V) and each token's rhyme group and tone."""
+
+    def __init__(self, itos):
+        self.itos = itos
+        self.stoi = {w: i for i, w in enumerate(itos)}
+        V = len(itos)
+        self.eos = self.stoi[dataUtil.EOS]
+        self.banned = [self.stoi[t] for t in (dataUtil.PAD, dataUtil.UNK, dataUtil.BOS)]
+        self.ideograph = np.array([len(w) == 1 and bool(dataUtil.CLEAN_POEM.fullmatch(w)) and w not in
+                                   dataUtil.PUNCT for w in itos])
+        self.end_mark = np.array([w in END_MARKS for w in itos])
+        self.any = np.ones(V, bool)
+        self.any[self.banned] = False
+        self._tones = None
+
+    def tone_tables(self):
+        """(group id per token, -1 unknown; level per token, -1 unknown), computed on first use."""
+        if self._tones is None:
+            groups = {g: k for k, g in enumerate(poetics.RHYME_GROUPS)}
+            info = poetics.table_for([w for w, ok in zip(self.itos, self.ideograph) if ok])
+            group = np.full(len(self.itos), -1)
+            level = np.full(len(self.itos), -1)
+            for w, (g, lv) in info.items():
+                group[self.stoi[w]] = groups.get(g, -1)
+                level[self.stoi[w]] = -1 if lv is None else lv
+            self._tones = group, level
+        return self._tones
+
+    def only(self, ch):
+        mask = np.zeros(len(self.itos), bool)
+        mask[self.stoi[ch]] = True
+        return mask
+
+
+# ----------------------------------------------------------------------------------------------------------
+# one poem's constraint state
+
+class Automaton:
+    """Follows one poem token by token; `allowed()` is the mask of tokens that keep it within the Spec."""
+
+    def __init__(self, spec, tables):
+        self.spec, self.t = spec, tables
+        self.n_lines = spec.lines or len(spec.heads)
+        self.line = self.pos = 0               # current line, characters so far in it
+        self.first_tone = None                 # tone chosen at line 1, position 2 (for --tones)
+        self.group = None                      # rhyme group chosen at the first rhyme (for --rhyme)
+        self.rhymed = set()                    # rhyme characters used, never repeated
+
+    def allowed(self):
+        """Boolean mask (V,) of the tokens allowed next, or None when anything goes."""
+        t, s = self.t, self.spec
+        if not s.constrained:
+            return None
+        if self.n_lines and self.line >= self.n_lines:
+            return t.only(dataUtil.EOS)
+        if s.chars:
+            return self.in_form()
+        mask = t.any.copy()
+        mask[t.eos] = False                    # a poem with a line count ends only after its last line
+        if self.pos == 0:
+            mask &= t.ideograph
+            if s.heads:
+                mask = t.only(s.heads[self.line])
+        elif self.line == self.n_lines - 1:
+            mask[[t.stoi[c] for c in "，；" if c in t.stoi]] = False    # the last line ends with 。？！
+        return mask
+
+    def in_form(self):
+        t, s = self.t, self.spec
+        if self.pos == s.chars:
+            return t.only("，" if self.line % 2 == 0 else "。")
+        if self.pos == 0 and s.heads:
+            return t.only(s.heads[self.line])
+        mask = t.ideograph.copy()
+        col = self.pos + 1                     # 1-based position of the next character
+        if s.tones and col in (2, 4, 6) and col < s.chars:
+            _, level = t.tone_tables()
+            want = (0, 1) if self.first_tone is None else (poetics.required_tone(self.line, col, self.first_tone),)
+            mask &= np.isin(level, want)
+        if s.rhyme and col == s.chars and self.line % 2 == 1:
+            mask &= self.rhyme_mask()
+        return mask
+
+    def rhyme_mask(self):
+        """Level-tone characters of the poem's rhyme group, not used yet. The first rhyme may open only a
+        group with enough such characters for every even line, so the mask is never empty."""
+        group, level = self.t.tone_tables()
+        ok = (level == 1) & (group >= 0)
+        if self.group is None:
+            counts = np.bincount(group[ok], minlength=len(poetics.RHYME_GROUPS))
+            return ok & (counts[np.maximum(group, 0)] >= self.n_lines // 2)
+        ok &= group == self.group
+        ok[list(self.rhymed)] = False
+        return ok
+
+    def advance(self, tok):
+        """Follow the chosen token."""
+        w = self.t.itos[tok]
+        if w in END_MARKS:
+            self.line, self.pos = self.line + 1, 0
+            return
+        if not self.t.ideograph[tok]:
+            return
+        self.pos += 1
+        if self.spec.tones and self.line == 0 and self.pos == 2:
+            self.first_tone = int(self.t.tone_tables()[1][tok])
+        if self.spec.rhyme and self.pos == self.spec.chars and self.line % 2 == 1:
+            self.group = int(self.t.tone_tables()[0][tok])
+            self.rhymed.add(tok)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# sampling
+
+@torch.no_grad()
+def sample(model, itos, prefix_ids, gcfg, device, generator=None, spec=None, prime_ids=(), tables=None):
+    """Generate len(prefix_ids) poems as one batch and return their texts (no special tokens).
+
+    Each poem is `<bos> prime start…`: prime_ids (--prefix) set the state and are not returned; the start
+    ids open the poem (all of one length) and pass through the constraints like generated ones."""
+    spec = spec or Spec()
+    tables = tables or Tables(itos)
+    B = len(prefix_ids)
+    autos = [Automaton(spec, tables) for _ in range(B)]
+    for a, p in zip(autos, prefix_ids):
+        for tok in p:
+            if a.allowed() is not None and not a.allowed()[tok]:
+                raise UserError(f"the start {''.join(itos[i] for i in p)!r} does not fit the form asked for")
+            a.advance(tok)
+    tokens = torch.tensor([[tables.stoi[dataUtil.BOS], *prime_ids, *p] for p in prefix_ids], device=device).t()
+    logits, state = model(tokens)                                           # (P, B, V)
+    out = [list(p) for p in prefix_ids]
+    done = np.zeros(B, bool)
+    for _ in range(gcfg.max_gen_len):
+        masks = [a.allowed() for a in autos]
+        nxt = pick_next(logits[-1], tables, gcfg, generator, masks, out).cpu().numpy()   # (B,)
+        for b in np.flatnonzero(~done):
+            if nxt[b] == tables.eos:
+                done[b] = True
+            else:
+                out[b].append(int(nxt[b]))
+                autos[b].advance(int(nxt[b]))
+        if done.all():
+            break
+        logits, state = model(torch.from_numpy(nxt).to(device).view(1, B), state)
+    return [dataUtil.decode(o, itos) for o in out]
+
+
+def pick_next(logits, tables, gcfg, generator, masks=None, history=None):
+    """Next ids (B,) from logits (B, V): masked and banned tokens never; repetition penalty on the tokens
+    already in each poem; then greedy, or temperature with optional top-k and top-p."""
+    logits = logits.float().clone()
+    logits[:, tables.banned] = -math.inf
+    if masks is not None:
+        for b, m in enumerate(masks):
+            if m is not None:
+                logits[b, torch.from_numpy(~m).to(logits.device)] = -math.inf
+    if gcfg.repetition_penalty != 1.0 and history:
+        for b, seen in enumerate(history):
+            if seen:
+                idx = torch.tensor(sorted(set(seen)), device=logits.device)
+                vals = logits[b, idx]
+                logits[b, idx] = torch.where(vals > 0, vals / gcfg.repetition_penalty, vals * gcfg.repetition_penalty)
+    if gcfg.greedy:
+        return logits.argmax(-1)
+    logits = logits / max(gcfg.temperature, 1e-6)
+    if gcfg.top_k > 0:
+        kth = torch.topk(logits, min(gcfg.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits[logits < kth] = -math.inf
+    if gcfg.top_p < 1.0:
+        logits = nucleus(logits, gcfg.top_p)
+    return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(1)
+
+
+def nucleus(logits, p):
+    """Keep the smallest set of most likely tokens whose probability reaches p (at least one)."""
+    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+    cum = torch.softmax(sorted_logits, -1).cumsum(-1)
+    drop = cum - torch.softmax(sorted_logits, -1) >= p          # tokens after the mass already reached p
+    sorted_logits[drop] = -math.inf
+    return torch.full_like(logits, -math.inf).scatter(-1, order, sorted_logits)
+
+
+def poems_for(model, itos, gcfg, device):
+    """The CLI's generation: gcfg.num poems as one batch, with every option of GenConfig applied."""
+    spec = spec_from(gcfg)
+    tables = Tables(itos)
+    for ch in spec.heads:
+        if ch not in tables.stoi:
+            raise UserError(f"acrostic head {ch!r} is not in the vocabulary; choose another character")
+    start = dataUtil.encode_start(gcfg.start, itos) if gcfg.start.strip() else []
+    if spec.heads and start and itos[start[0]] != spec.heads[0]:
+        raise UserError("--start must begin with the first acrostic head")
+    if not start and not spec.constrained:
+        raise UserError("--start is empty; give the character(s) the poem begins with, e.g. --start 日")
+    prime = dataUtil.encode_start(gcfg.prefix, itos) if gcfg.prefix.strip() else []
+    gen = torch.Generator(device=device).manual_seed(gcfg.seed)
+    return sample(model, itos, [start] * gcfg.num, gcfg, device, gen, spec, prime, tables)

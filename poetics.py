@@ -1,0 +1,140 @@
+"""What makes a 绝句 / 律诗: line forms, rhyme groups, level and oblique tones, and the metrics that check them.
+
+Rhyme follows 中华新韵 (the modern 14-group standard), computed from each character's Mandarin final with
+pypinyin; tones are Mandarin tones, 1-2 level (平) and 3-4 oblique (仄). Limits, by design of that standard:
+Middle Chinese entering-tone characters (入声, e.g. 国 白 石 竹) that are level in Mandarin count as level
+here although classical prosody (平水韵) counts them oblique, and a polyphonic character gets its most common
+reading. No maintained package ships the 平水韵 table, so it is not offered.
+
+The tone pattern used is the classical 二四六分明 rule: within a line positions 2, 4, 6 alternate; the two
+lines of a couplet are opposite (对) and the first line of a couplet repeats the one before it (粘).
+Deliberately left out: 孤平 and 三平尾 checks, and positions 1, 3, 5 (which tradition leaves free).
+"""
+from dataclasses import dataclass
+
+LINE_ENDS = "，。？！；"
+RHYME_GROUPS = {          # 中华新韵: group -> pypinyin finals (strict, ü written v)
+    "麻": ("a", "ia", "ua"), "波": ("o", "e", "uo"), "皆": ("ie", "ve"), "开": ("ai", "uai"),
+    "微": ("ei", "uei"), "豪": ("ao", "iao"), "尤": ("ou", "iou"), "寒": ("an", "ian", "uan", "van"),
+    "文": ("en", "in", "uen", "vn"), "唐": ("ang", "iang", "uang"), "庚": ("eng", "ing", "ueng", "ong", "iong"),
+    "齐": ("i", "er", "v"), "支": ("-i",), "姑": ("u",),
+}
+FINAL_TO_GROUP = {f: g for g, finals in RHYME_GROUPS.items() for f in finals}
+BUZZING_I = {"zhi", "chi", "shi", "ri", "zi", "ci", "si"}          # their "i" is the 支 group's -i
+
+
+# ----------------------------------------------------------------------------------------------------------
+# one character
+
+def char_info(ch):
+    """(rhyme group or None, 1 level / 0 oblique / None unknown) of one character."""
+    from pypinyin import Style, lazy_pinyin
+    full = lazy_pinyin(ch, errors="ignore")
+    if not full:
+        return None, None
+    final = "-i" if full[0] in BUZZING_I else lazy_pinyin(ch, style=Style.FINALS)[0]
+    tone = lazy_pinyin(ch, style=Style.TONE3, neutral_tone_with_five=True)[0][-1:]
+    level = {"1": 1, "2": 1, "3": 0, "4": 0}.get(tone)
+    return FINAL_TO_GROUP.get(final), level
+
+
+def table_for(chars):
+    """{character: (group, level)} for every character given (pypinyin is called once per character)."""
+    return {ch: char_info(ch) for ch in chars}
+
+
+def required_tone(line, pos, first):
+    """Level (1) or oblique (0) required at 1-based position pos (2, 4 or 6) of 0-based line, given the tone
+    `first` chosen at position 2 of line 0. 粘 and 对 give line k's position-2 tone as first when k % 4 is 0 or 3."""
+    t2 = first if line % 4 in (0, 3) else 1 - first
+    return t2 if pos in (2, 6) else 1 - t2
+
+
+# ----------------------------------------------------------------------------------------------------------
+# a whole poem
+
+def split_lines(text):
+    """Lines with their end mark: '白日依山尽，黄河入海流。' -> ['白日依山尽，', '黄河入海流。']."""
+    lines, cur = [], ""
+    for ch in text:
+        cur += ch
+        if ch in LINE_ENDS:
+            lines.append(cur)
+            cur = ""
+    return lines + ([cur] if cur else [])
+
+
+def form_of(text):
+    """(characters per line, lines) when every line has the same length and the ends alternate ，。; else None."""
+    lines = split_lines(text)
+    if not lines or any(l[-1] not in LINE_ENDS for l in lines):
+        return None
+    n = len(lines[0]) - 1
+    ok = all(len(l) - 1 == n and l[-1] == ("，" if k % 2 == 0 else "。") for k, l in enumerate(lines))
+    ok = ok and all(ch not in LINE_ENDS for l in lines for ch in l[:-1])
+    return (n, len(lines)) if ok else None
+
+
+def rhymes(text, table):
+    """True when the even lines (2nd, 4th, ...), at least two of them, end in level-tone characters of one
+    rhyme group."""
+    ends = [l[-2] for l in split_lines(text)[1::2] if len(l) >= 2]
+    info = [table.get(ch) or char_info(ch) for ch in ends]
+    return len(ends) >= 2 and all(lv == 1 for _, lv in info) and len({g for g, _ in info}) == 1 and info[0][0] is not None
+
+
+def tone_agreement(text, table):
+    """Share of positions 2, 4, 6 (where the line has them, before its last character) whose tone follows
+    二四六分明 with 粘 and 对, taking line 1's position 2 as given; None when nothing can be judged."""
+    lines = [l.rstrip(LINE_ENDS) for l in split_lines(text)]
+    if not lines or len(lines[0]) < 2:
+        return None
+    first = (table.get(lines[0][1]) or char_info(lines[0][1]))[1]
+    if first is None:
+        return None
+    hits = total = 0
+    for k, line in enumerate(lines):
+        for pos in (2, 4, 6):
+            if pos < len(line):
+                total += 1
+                hits += (table.get(line[pos - 1]) or char_info(line[pos - 1]))[1] == required_tone(k, pos, first)
+    return hits / total if total else None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# metrics over many poems
+
+@dataclass
+class Metrics:
+    poems: int
+    form_valid: float
+    rhyme_rate: float
+    tone_agreement: float
+    distinct_1: float
+    distinct_2: float
+    copy_rate: float
+
+
+def measure(poems, train_lines, table, form=None):
+    """Metrics of generated poems. form (chars, lines) is the form asked for; None means any regular form
+    (5 or 7 characters, 4 or 8 lines). train_lines is the set of lines (without end marks) of the train poems."""
+    regular = {(5, 4), (5, 8), (7, 4), (7, 8)} if form is None else {tuple(form)}
+    valid = [form_of(p) in regular for p in poems]
+    tones = [t for t in (tone_agreement(p, table) for p in poems) if t is not None]
+    chars = [[c for c in p if c not in LINE_ENDS + "：、"] for p in poems]
+    uni = [c for cs in chars for c in cs]
+    bi = [(a, b) for cs in chars for a, b in zip(cs, cs[1:])]
+    lines = [l.rstrip(LINE_ENDS) for p in poems for l in split_lines(p)]
+    return Metrics(
+        poems=len(poems), form_valid=mean(valid), rhyme_rate=mean([rhymes(p, table) for p in poems]),
+        tone_agreement=mean(tones), distinct_1=len(set(uni)) / max(len(uni), 1),
+        distinct_2=len(set(bi)) / max(len(bi), 1), copy_rate=mean([l in train_lines for l in lines if l]))
+
+
+def mean(xs):
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def train_line_set(texts):
+    return {l.rstrip(LINE_ENDS) for t in texts for l in split_lines(t)}

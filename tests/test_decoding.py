@@ -1,0 +1,148 @@
+"""decoding and poetics: constraints hold against a model that tries to break them; rhyme and tone tables."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import decoding
+import poetics
+from config import GenConfig, UserError
+from conftest import ROOT
+
+SPECIALS = ["</s>", "<unk>", "<bos>", "<eos>"]
+CHARS = list("，。？！；、春夏秋冬日月山水光霜乡堂长床前明疑是地上举头望低思故白云天风花人不一江")
+ITOS = SPECIALS + CHARS
+
+
+class FormBreaker(torch.nn.Module):
+    """Logits that favour, in order: <eos>, then ？ and ，, then 一 (a repeat-prone character), then the rest."""
+
+    def __init__(self, itos):
+        super().__init__()
+        self.bias = torch.zeros(len(itos))
+        for w, v in {"<eos>": 9.0, "？": 8.0, "，": 7.0, "；": 6.5, "一": 6.0, "不": 5.0, "月": 4.0}.items():
+            self.bias[itos.index(w)] = v
+
+    def forward(self, tokens, state=None):
+        return self.bias.expand(*tokens.shape, -1).clone(), state
+
+
+def gen(**kw):
+    g = GenConfig(max_gen_len=120)
+    for k, v in kw.items():
+        setattr(g, k, v)
+    return g
+
+
+def run(g, num=16, start=""):
+    spec = decoding.spec_from(g)
+    prefix = [ITOS.index(c) for c in start]
+    return decoding.sample(FormBreaker(ITOS), ITOS, [prefix] * num, g, torch.device("cpu"),
+                           torch.Generator().manual_seed(0), spec)
+
+
+@pytest.mark.parametrize("temperature", [0.3, 1.0, 5.0])
+@pytest.mark.parametrize("form,lines", [(5, 4), (7, 4), (5, 8), (7, 8)])
+def test_form_always_holds(form, lines, temperature):
+    for poem in run(gen(form=form, lines=lines, temperature=temperature)):
+        assert poetics.form_of(poem) == (form, lines), poem
+
+
+def test_unconstrained_breaker_does_break_the_form():
+    # the check above is meaningful: without masks this model writes no valid poem
+    poems = decoding.sample(FormBreaker(ITOS), ITOS, [[ITOS.index("日")]] * 8, gen(), torch.device("cpu"),
+                            torch.Generator().manual_seed(0))
+    assert not any(poetics.form_of(p) for p in poems)
+
+
+def test_acrostic_with_question_marks_as_line_ends():
+    # the breaker prefers ？ to end a line: it must still count as a line end, one line per head
+    for poem in run(gen(acrostic="春夏秋冬")):
+        lines = poetics.split_lines(poem)
+        assert [l[0] for l in lines] == list("春夏秋冬"), poem
+        assert all(l[-1] in "，。？！；" for l in lines) and lines[-1][-1] in "。？！"
+
+
+def test_acrostic_with_form():
+    for poem in run(gen(acrostic="山水花月", form=7)):
+        assert poetics.form_of(poem) == (7, 4) and "".join(l[0] for l in poetics.split_lines(poem)) == "山水花月"
+
+
+def test_start_opens_the_first_line():
+    for poem in run(gen(form=5, lines=4), start="床前明"):
+        assert poem.startswith("床前明") and poetics.form_of(poem) == (5, 4)
+
+
+def test_rhyme_and_tones_hold():
+    table = poetics.table_for(CHARS[6:])
+    for poem in run(gen(form=5, lines=8, rhyme=True, tones=True, temperature=2.0)):
+        assert poetics.form_of(poem) == (5, 8) and poetics.rhymes(poem, table), poem
+        assert poetics.tone_agreement(poem, table) == 1.0, poem
+        ends = [l[-2] for l in poetics.split_lines(poem)[1::2]]
+        assert len(set(ends)) == len(ends)               # no rhyme character repeated
+
+
+def test_rhyme_groups_of_hand_checked_characters():
+    info = {ch: poetics.char_info(ch) for ch in "光霜乡月知日诗时春云"}
+    assert info["光"] == info["霜"] == info["乡"] == ("唐", 1)
+    assert info["月"][0] != "唐" and info["月"][1] == 0
+    assert info["知"][0] == info["诗"][0] == info["时"][0] == "支"      # zhi shi: the buzzing -i
+    assert info["日"] == ("支", 0)
+    assert info["春"][0] == info["云"][0] == "文"
+
+
+def test_tone_agreement_by_hand():
+    # 登鹳雀楼 follows 二四六分明 with 粘 and 对 in Mandarin tones: 日(仄)山(平) 河(平)海(仄) 穷(平)里(仄) 上(仄)层(平)
+    assert poetics.tone_agreement("白日依山尽，黄河入海流。欲穷千里目，更上一层楼。", {}) == 1.0
+    # 静夜思 does not: 前 and 光 ... 3 of its 8 positions break it; it is a 古绝
+    assert poetics.tone_agreement("床前明月光，疑是地上霜。举头望明月，低头思故乡。", {}) == 0.75
+    assert poetics.required_tone(0, 2, 0) == 0 and poetics.required_tone(1, 2, 0) == 1
+    assert poetics.required_tone(2, 2, 0) == 1 and poetics.required_tone(3, 2, 0) == 0
+
+
+def test_metrics_by_hand():
+    poems = ["白日依山尽，黄河入海流。欲穷千里目，更上一层楼。", "白日依山尽，白日。"]   # one even line: no rhyme
+    m = poetics.measure(poems, {"白日依山尽"}, {}, form=(5, 4))
+    assert m.form_valid == 0.5 and m.rhyme_rate == 0.5
+    assert m.copy_rate == 2 / 6                          # two of six lines appear in train
+    assert m.distinct_1 == 20 / 27                       # 20 + 7 characters; the second poem adds no new one
+
+
+def test_top_p_and_repetition_penalty():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = decoding.nucleus(logits.clone(), 0.7)
+    assert torch.isfinite(kept).tolist() == [[True, True, False, False]]
+    tables = decoding.Tables(ITOS)
+    g = gen(greedy=True, repetition_penalty=100.0)
+    logits = FormBreaker(ITOS).bias.clone().view(1, -1)
+    first = decoding.pick_next(logits, tables, g, None, None, [[]])
+    second = decoding.pick_next(logits, tables, g, None, None, [[int(first)]])
+    assert ITOS[int(first)] == "<eos>" and ITOS[int(second)] == "？"
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(rhyme=True), "--rhyme"), (dict(tones=True), "--tones"), (dict(form=6), "--form"),
+    (dict(form=5, lines=3), "--lines"), (dict(lines=4), "--lines"),
+    (dict(form=5, lines=4, acrostic="春夏秋冬日"), "acrostic"),
+])
+def test_bad_combinations(kw, msg):
+    with pytest.raises(UserError, match=msg):
+        decoding.spec_from(gen(**kw))
+
+
+def test_start_that_breaks_the_form_is_an_error():
+    with pytest.raises(UserError, match="does not fit"):
+        run(gen(form=5, lines=4), start="床前明月光疑")
+
+
+def test_cli_bad_combinations_exit_2(tmp_path):
+    from tests_helpers import tiny_checkpoint
+    ckpt = tiny_checkpoint(tmp_path)
+    for args in (["--rhyme", "--start", "日"], ["--acrostic", "春龘"], ["--form", "5", "--lines", "4", "--acrostic", "春夏"],
+                 ["--form", "5", "--start", "日", "--acrostic", "月"]):
+        r = subprocess.run([sys.executable, "main.py", "generate", "--ckpt", ckpt, *args], cwd=ROOT,
+                           capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
