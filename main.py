@@ -2,7 +2,8 @@
 
     python main.py train [--max-minutes 60] [--resume checkpoints/last.pt] ...
     python main.py generate --start 日 [--num 4] [--temperature 0.6] [--top-k 20] [--greedy]
-    python main.py evaluate [--ckpt checkpoints/best.pt]
+    python main.py evaluate [--ckpt checkpoints/best.pt] [--samples 20]
+    python main.py experiment init|optim [--steps N] [--limit-poems N]
 
 Training: mean cross-entropy over real target tokens only (padding is masked; it only ever follows a poem, so a
 poem's predictions never see it), dev perplexity exp(total NLL / real target tokens) every pp_every steps,
@@ -219,7 +220,8 @@ class TrainLoop:
         print(f"stopped: {reason} at step {self.p['step']}; best dev perplexity {self.p['best_ppl']:.2f}")
         return dict(self.p, reason=reason)
 
-    def train_step(self, idx):
+    def train_step(self, idx, on_grads=None):
+        """One optimiser step on the poems idx; on_grads(model) sees the raw gradients before clipping."""
         t = time.time()
         inputs, targets = dataUtil.pad_batch([self.corpus.train[i] for i in idx], self.pad_id)
         logits, _ = self.model(torch.from_numpy(inputs).to(self.device))
@@ -229,6 +231,8 @@ class TrainLoop:
             raise Diverged(f"loss became {loss.item()} at step {self.p['step'] + 1}")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        if on_grads is not None:
+            on_grads(self.model)
         if self.cfg.train.clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip)
         self.opt.step()
@@ -416,8 +420,13 @@ def text_nll(model, itos, texts, device, batch_size=256):
     return evaluate(model, poems, itos.index(dataUtil.PAD), batch_size, device)["nll"]
 
 
+def cmd_experiment(rest):
+    import experiments
+    return experiments.cmd_experiment(rest)
+
+
 def main(argv):
-    commands = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate}
+    commands = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "experiment": cmd_experiment}
     if not argv or argv[0] not in commands:
         raise UserError(f"usage: python main.py {{{'|'.join(commands)}}} [flags]  (--help after the command)")
     return commands[argv[0]](argv[1:])

@@ -9,7 +9,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
+import torch  # noqa: E402
+
 from config import Config  # noqa: E402
+
+torch.set_num_threads(1)          # small tensors: one thread is faster, and never oversubscribes the cores
 
 FIXTURE_RAW = os.path.join(ROOT, "tests", "fixtures", "raw")
 

@@ -138,7 +138,6 @@ def tiny_cfg(tmp_path, **train):
 
 
 def test_tiny_model_memorises_poems_and_greedy_generation_reproduces_one(tmp_path):
-    torch.set_num_threads(1)
     cfg = tiny_cfg(tmp_path, max_steps=200)
     cfg.data.limit_poems = 4
     main.train(cfg)
@@ -159,7 +158,6 @@ def test_tiny_model_memorises_poems_and_greedy_generation_reproduces_one(tmp_pat
 
 
 def test_resume_ends_with_the_same_weights(tmp_path):
-    torch.set_num_threads(1)
     straight = tiny_cfg(tmp_path / "a", max_steps=24, pp_every=5, tolerance=100)
     main.train(straight)
     first = tiny_cfg(tmp_path / "b", max_steps=11, pp_every=5, tolerance=100)

@@ -1,0 +1,318 @@
+"""The initialisation and optimiser studies (`python main.py experiment init|optim`).
+
+init:  (1) the three zero-initialisation cases, trained 50 steps, measured: share of parameters still exactly
+       zero, distinct rows (to 1e-6) of the embedding and of each gate block of W, spread of row norms;
+       (2) normal (std 1/sqrt(n_in)), xavier_normal, xavier_uniform and PyTorch's default, trained with SGD on
+       the same budget: train loss and dev perplexity curves, and gradient norms per layer over the first steps.
+optim: SGD, momentum, Nesterov, Adagrad, Adadelta, Adam, AdamW, RMSprop, each at the learning rate that a
+       small sweep picks (every candidate trained `sweep_steps` steps, the lowest dev perplexity wins), then
+       trained on the full budget; curves against steps and wall time, and a table.
+
+Every run uses the same seed, the same data subset and the same batch order. Results go to figures/ and a
+Markdown table in docs/. Wall-clock figures depend on the machine; everything else reproduces exactly on one.
+Deliberately left out: learning-rate schedules (the studies compare optimisers at a constant rate).
+"""
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+
+import dataUtil
+from config import Config, UserError, make_parser, config_from_args, check_config
+from model import PoetryLM
+
+ZERO_CASES = [  # (label, embedding scheme, LSTM scheme)
+    ("embedding zero, LSTM zero", "zero", "zero"),
+    ("embedding zero, LSTM xavier_uniform", "zero", "xavier_uniform"),
+    ("embedding default, LSTM zero", "default", "zero"),
+]
+INIT_SCHEMES = ["normal", "xavier_normal", "xavier_uniform", "default"]
+LR_GRID = {
+    "sgd": [0.3, 1.0, 3.0], "momentum": [0.03, 0.1, 0.3], "nesterov": [0.03, 0.1, 0.3],
+    "adagrad": [0.01, 0.03, 0.1], "adadelta": [0.3, 1.0, 3.0], "adam": [1e-3, 3e-3, 1e-2],
+    "adamw": [1e-3, 3e-3, 1e-2], "rmsprop": [3e-4, 1e-3, 3e-3],
+}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# one short run
+
+def short_run(cfg, corpus, steps, eval_every, on_grads=None):
+    """Train a fresh model for `steps` steps; returns (model, curve) where curve has step, loss, time, dev_ppl.
+    A diverging run stops early with its last dev perplexity set to inf."""
+    from main import TrainLoop, Diverged, evaluate, make_optimizer, pick_device
+    device = pick_device(cfg.train)
+    torch.manual_seed(cfg.train.seed)
+    model = PoetryLM(cfg.model).to(device)
+    loop = TrainLoop(cfg, model, make_optimizer(cfg.train, model.parameters()), corpus, device,
+                     {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_ppl": math.inf, "bad_evals": 0})
+    curve = {"step": [], "loss": [], "time": [], "eval_step": [], "dev_ppl": []}
+    pad, t0, step, epoch = corpus.itos.index(dataUtil.PAD), time.perf_counter(), 0, 0
+    while step < steps:
+        for idx in loop.epoch_batches(epoch):
+            try:
+                loss, _, _ = loop.train_step(idx, on_grads)
+            except Diverged:
+                curve["eval_step"].append(step)
+                curve["dev_ppl"].append(math.inf)
+                return model, curve
+            step += 1
+            curve["step"].append(step)
+            curve["loss"].append(loss)
+            curve["time"].append(time.perf_counter() - t0)
+            if step % eval_every == 0 or step == steps:
+                ppl = evaluate(model, corpus.dev, pad, cfg.train.eval_batch_size, device)["ppl"]
+                curve["eval_step"].append(step)
+                curve["dev_ppl"].append(ppl)
+            if step >= steps:
+                break
+        epoch += 1
+    return model, curve
+
+
+def study_config(args_cfg, **model_overrides):
+    cfg = Config.from_dict(args_cfg.to_dict())
+    for k, v in model_overrides.items():
+        setattr(cfg.model, k, v)
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------------------------
+# measurements of a trained model (the zero-initialisation study)
+
+def distinct_rows(m, tol=1e-6):
+    """Number of distinct rows of m, rows within tol of each other counted once (greedy clustering)."""
+    reps = []
+    for row in m:
+        if not any(np.max(np.abs(row - r)) <= tol for r in reps):
+            reps.append(row)
+            if len(reps) > 50:
+                return f">{len(reps) - 1}"
+    return str(len(reps))
+
+
+def row_spread(m):
+    """Coefficient of variation of the row norms (std / mean); 0 when every row has the same norm."""
+    norms = np.linalg.norm(m, axis=1)
+    return float(norms.std() / norms.mean()) if norms.mean() > 0 else 0.0
+
+
+def symmetry_report(model, seen_ids):
+    """What the seed eyeballed, as numbers: zeros per tensor, distinct rows, row-norm spread."""
+    sd = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    E = sd["embed.weight"][seen_ids]                                   # rows of tokens the data uses
+    layer = model.lstm.layers[0]
+    W, H, D = sd["lstm.layers.0.W"], layer.hidden_size, layer.input_size
+    rep = {f"zero share {name}": float(np.mean(v == 0)) for name, v in sd.items()}
+    rep["distinct embedding rows"] = distinct_rows(E)
+    rep["embedding row-norm spread"] = row_spread(E)
+    for k, gate in enumerate("ifog"):
+        rep[f"distinct rows W_x[{gate}]"] = distinct_rows(W[k * H:(k + 1) * H, :D])
+    rep["W_x row-norm spread"] = row_spread(W[:, :D])
+    return rep
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the init study
+
+def run_init(cfg, corpus, steps, out):
+    seen = np.unique(np.concatenate(corpus.train))
+    zero_rows = []
+    for label, emb, lstm in ZERO_CASES:
+        c = study_config(cfg, init_embed=emb, init_lstm=lstm)
+        model, curve = short_run(c, corpus, 50, 50)
+        zero_rows.append((label, symmetry_report(model, seen), curve["loss"][-1]))
+        print(f"  {label}: loss after 50 steps {curve['loss'][-1]:.3f}")
+    curves, norms = {}, {}
+    for scheme in INIT_SCHEMES:
+        c = study_config(cfg, init_embed=scheme, init_lstm=scheme)
+        grad_log = []
+
+        def log_grads(m):                              # gradient norms per tensor, first 100 steps
+            if len(grad_log) < 100:
+                grad_log.append({n: p.grad.norm().item() for n, p in m.named_parameters()})
+
+        _, curves[scheme] = short_run(c, corpus, steps, max(steps // 10, 1), log_grads)
+        norms[scheme] = grad_log
+        print(f"  {scheme}: final loss {curves[scheme]['loss'][-1]:.3f}, dev perplexity {curves[scheme]['dev_ppl'][-1]:.1f}")
+    plot_init(curves, norms, out["figures"])
+    write_init_table(zero_rows, curves, norms, cfg, steps, out["doc"])
+    return zero_rows, curves
+
+
+def write_init_table(zero_rows, curves, norms, cfg, steps, path):
+    keys = list(zero_rows[0][1])
+    lines = [f"# Initialisation study", "",
+             f"Command: `python main.py experiment init --steps {steps} --limit-poems {cfg.data.limit_poems}` "
+             f"(SGD, lr {cfg.train.lr}, batch {cfg.train.batch_size}, model E={cfg.model.embed_dim} "
+             f"H={cfg.model.hidden_size} L={cfg.model.num_layers}, seed {cfg.train.seed}).", "",
+             "## Zero initialisation, after 50 steps", "",
+             "| measure | " + " | ".join(r[0] for r in zero_rows) + " |", "|---" * (len(zero_rows) + 1) + "|"]
+    for k in keys:
+        cells = [fmt(r[1][k]) for r in zero_rows]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    lines.append("| train loss at step 50 | " + " | ".join(f"{r[2]:.3f}" for r in zero_rows) + " |")
+    lines += ["", f"## Non-zero schemes, {steps} steps", "",
+              "| scheme | final train loss (mean of last 20 steps) | final dev perplexity | "
+              "grad norm embed / LSTM W / proj, step 1 | same, mean of steps 1-100 |", "|---|---|---|---|---|"]
+    for s, c in curves.items():
+        g = norms[s]
+        first = " / ".join(f"{g[0][n]:.3g}" for n in ("embed.weight", "lstm.layers.0.W", "proj.weight"))
+        avg = " / ".join(f"{np.mean([x[n] for x in g]):.3g}" for n in ("embed.weight", "lstm.layers.0.W", "proj.weight"))
+        lines.append(f"| {s} | {np.mean(c['loss'][-20:]):.3f} | {c['dev_ppl'][-1]:.1f} | {first} | {avg} |")
+    lines += ["", "Figures: `figures/init_curves.png`, `figures/init_gradnorms.png`."]
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def fmt(v):
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the optimiser study
+
+def run_optim(cfg, corpus, steps, sweep_steps, optimizers, out):
+    results = {}
+    for name in optimizers:
+        sweep = {}
+        for lr in LR_GRID[name]:
+            c = study_config(cfg)
+            c.train.optimizer, c.train.lr = name, lr
+            sweep[lr] = short_run(c, corpus, sweep_steps, sweep_steps)[1]["dev_ppl"][-1]
+        best_lr = min(sweep, key=lambda lr: sweep[lr])
+        c = study_config(cfg)
+        c.train.optimizer, c.train.lr = name, best_lr
+        _, curve = short_run(c, corpus, steps, max(steps // 5, 1))
+        results[name] = {"lr": best_lr, "sweep": sweep, "curve": curve}
+        print(f"  {name}: lr {best_lr:g} (sweep {', '.join(f'{k:g}: {v:.0f}' for k, v in sweep.items())}), "
+              f"best dev perplexity {min(curve['dev_ppl']):.1f}")
+    plot_optim(results, out["figures"])
+    write_optim_table(results, cfg, steps, sweep_steps, out["doc"])
+    return results
+
+
+def write_optim_table(results, cfg, steps, sweep_steps, path):
+    finite = [min(r["curve"]["dev_ppl"]) for r in results.values() if math.isfinite(min(r["curve"]["dev_ppl"]))]
+    target = max(finite) if finite else math.inf       # a level every optimiser that did not diverge reaches
+    lines = ["# Optimiser study", "",
+             f"Command: `python main.py experiment optim --steps {steps} --sweep-steps {sweep_steps} "
+             f"--limit-poems {cfg.data.limit_poems}` (batch {cfg.train.batch_size}, model E={cfg.model.embed_dim} "
+             f"H={cfg.model.hidden_size} L={cfg.model.num_layers}, clip {cfg.train.clip}, seed {cfg.train.seed}).", "",
+             f"Learning rate: each candidate of the grid trained {sweep_steps} steps; the lowest dev perplexity "
+             f"wins. Steps to target: first evaluation with dev perplexity ≤ {target:.1f} (the worst optimiser's best).", "",
+             "| optimiser | lr (grid) | best dev perplexity | final train loss (last 20 steps) | steps to target | "
+             "seconds / step |", "|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        c = r["curve"]
+        reach = next((s for s, p in zip(c["eval_step"], c["dev_ppl"]) if p <= target), None)
+        grid = ", ".join(f"{lr:g}" for lr in r["sweep"])
+        lines.append(f"| {name} | {r['lr']:g} ({grid}) | {min(c['dev_ppl']):.1f} | {np.mean(c['loss'][-20:]):.3f} | "
+                     f"{reach if reach else '—'} | {c['time'][-1] / len(c['time']):.3f} |")
+    lines += ["", "Figure: `figures/optim_curves.png` (train loss and dev perplexity against steps and wall time)."]
+    write_text(path, "\n".join(lines) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# plots and files
+
+def plot_init(curves, norms, figures_dir):
+    plt = pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for s, c in curves.items():
+        a.plot(c["step"], smooth(c["loss"]), label=s, lw=1)
+        b.plot(c["eval_step"], c["dev_ppl"], marker="o", ms=3, label=s)
+    a.set(xlabel="step", ylabel="train loss (smoothed)", title="train loss")
+    b.set(xlabel="step", ylabel="dev perplexity", yscale="log", title="dev perplexity")
+    finish(plt, fig, (a, b), os.path.join(figures_dir, "init_curves.png"))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for ax, n in zip(axes, ("embed.weight", "lstm.layers.0.W", "proj.weight")):
+        for s, g in norms.items():
+            ax.plot(range(1, len(g) + 1), [x[n] for x in g], label=s, lw=1)
+        ax.set(xlabel="step", ylabel="gradient norm", yscale="log", title=n)
+    finish(plt, fig, axes, os.path.join(figures_dir, "init_gradnorms.png"))
+
+
+def plot_optim(results, figures_dir):
+    plt = pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    for name, r in results.items():
+        c, label = r["curve"], f"{name} (lr {r['lr']:g})"
+        t_eval = [c["time"][s - 1] for s in c["eval_step"]]
+        axes[0, 0].plot(c["step"], smooth(c["loss"]), label=label, lw=1)
+        axes[0, 1].plot(c["time"], smooth(c["loss"]), label=label, lw=1)
+        axes[1, 0].plot(c["eval_step"], c["dev_ppl"], marker="o", ms=3, label=label)
+        axes[1, 1].plot(t_eval, c["dev_ppl"], marker="o", ms=3, label=label)
+    axes[0, 0].set(xlabel="step", ylabel="train loss (smoothed)")
+    axes[0, 1].set(xlabel="seconds", ylabel="train loss (smoothed)")
+    axes[1, 0].set(xlabel="step", ylabel="dev perplexity", yscale="log")
+    axes[1, 1].set(xlabel="seconds", ylabel="dev perplexity", yscale="log")
+    finish(plt, fig, axes.ravel(), os.path.join(figures_dir, "optim_curves.png"))
+
+
+def pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def finish(plt, fig, axes, path):
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def smooth(xs, k=10):
+    xs = np.asarray(xs, float)
+    return np.convolve(xs, np.ones(k) / k, mode="same").tolist() if len(xs) >= k else xs.tolist()
+
+
+def write_text(path, text):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# command line
+
+def cmd_experiment(rest):
+    """python main.py experiment init|optim [--steps N] [--limit-poems N] [model/train flags]."""
+    if not rest or rest[0] not in ("init", "optim"):
+        raise UserError("usage: python main.py experiment init|optim [--steps N] [--limit-poems N] ...")
+    which = rest[0]
+    parser = make_parser(f"main.py experiment {which}", __doc__.splitlines()[0], ["data", "model", "train"])
+    parser.add_argument("--steps", type=int, default=300 if which == "init" else 200)
+    parser.add_argument("--sweep-steps", type=int, default=50)
+    parser.add_argument("--optimizers", default=",".join(LR_GRID))
+    parser.add_argument("--docs-dir", default="docs")
+    base = Config()
+    base.data.limit_poems, base.train.batch_size, base.train.eval_batch_size = 3000, 32, 512
+    base.model.embed_dim, base.model.hidden_size, base.model.num_layers = 64, 128, 1
+    base.train.optimizer, base.train.lr = "sgd", 1.0
+    args = parser.parse_args(rest[1:])
+    cfg = check_config(config_from_args(args, base))
+    optimizers = [o for o in args.optimizers.split(",") if o]
+    if which == "optim" and any(o not in LR_GRID for o in optimizers):
+        raise UserError(f"--optimizers: choose from {', '.join(LR_GRID)}")
+    if args.steps < 1 or args.sweep_steps < 1:
+        raise UserError("--steps and --sweep-steps must be at least 1")
+    corpus = dataUtil.load_corpus(cfg)
+    corpus.dev = corpus.dev[:300]                     # a fixed dev subset keeps each evaluation short
+    cfg.model.vocab_size = len(corpus.itos)
+    print(f"experiment {which}: {len(corpus.train)} train poems, {len(corpus.dev)} dev poems, config "
+          + json.dumps({k: cfg.to_dict()[k] for k in ("model", "train")}))
+    out = {"figures": cfg.train.figures_dir, "doc": os.path.join(args.docs_dir, f"{which}_study.md")}
+    if which == "init":
+        run_init(cfg, corpus, args.steps, out)
+    else:
+        run_optim(cfg, corpus, args.steps, args.sweep_steps, optimizers, out)
+    print(f"wrote {out['doc']} and figures in {out['figures']}/")
+    return 0
