@@ -318,8 +318,8 @@ def cmd_test(rest):
 
 
 def cmd_bench(rest):
-    import gradcheck
-    gradcheck.bench()
+    import benchmark
+    benchmark.lstm_bench()
     return 0
 
 

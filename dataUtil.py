@@ -40,7 +40,7 @@ RAW_GLOB = "poet.tang.*.json"
 
 PAD, UNK, BOS, EOS = "</s>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)
-CACHE_VERSION = 1
+CACHE_VERSION = 2                     # bump whenever cleaning or encoding changes: old caches rebuild
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Checks of MyLSTM_np against references, and its benchmark (run by `python MyLSTM_np.py test|bench`).
+"""Checks of MyLSTM_np against references (run by `python MyLSTM_np.py test`).
 
 References: torch.nn.LSTMCell / torch.nn.LSTM autograd on the same weights (converted to torch's gate order and
 W_ih / W_hh split), and centred finite differences (delta 1e-5) of the NumPy forward pass itself, at 6 random
@@ -6,8 +6,6 @@ entries of every tensor (among those whose gradient is at least 1e-4, see pick_e
 Relative error is |a - n| / max(|a| + |n|, 1e-12), the max over the compared entries.
 A check fails when an autograd comparison exceeds 1e-6 or a finite difference exceeds 1e-5.
 """
-import time
-
 import numpy as np
 
 import MyLSTM_np as M
@@ -199,44 +197,3 @@ def run_all(verbose=True, seed=0):
               f"{worst_f:.2e} vs finite differences (limit {FD_TOL:g})")
         print(f"{len(rows) - len(bad)} passed, {len(bad)} failed")
     return not bad
-
-
-# ----------------------------------------------------------------------------------------------------------
-# benchmark
-
-def bench(T=64, B=64, D=128, H=256, L=2, repeats=5):
-    """Forward + backward of the LSTM stack in float32: NumPy vs PyTorch CPU autograd (ours, and nn.LSTM)."""
-    import torch
-    from model import FusedLSTM
-    rng = np.random.default_rng(0)
-    lstm = M.LSTM(D, H, L, rng, dtype=np.float32)
-    x = rng.standard_normal((T, B, D)).astype(np.float32)
-    dout = rng.standard_normal((T, B, H)).astype(np.float32)
-
-    def numpy_step():
-        out, _, _, cache = lstm.forward(x)
-        lstm.backward(cache, dout)
-
-    fused = FusedLSTM(D, H, L)
-    ref = torch.nn.LSTM(D, H, L)
-    tx, tdout = torch.from_numpy(x).requires_grad_(), torch.from_numpy(dout)
-
-    def torch_step(module):
-        out, _ = module(tx)
-        out.backward(tdout)
-
-    print(f"LSTM forward+backward, T={T} B={B} D={D} H={H} layers={L}, float32, "
-          f"{torch.get_num_threads()} torch threads")
-    timings = {"numpy (MyLSTM_np)": numpy_step, "torch autograd, fused (model.py)": lambda: torch_step(fused),
-               "torch.nn.LSTM (CPU)": lambda: torch_step(ref)}
-    results = {}
-    for name, fn in timings.items():
-        fn()                                          # warm-up
-        t = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        results[name] = (time.perf_counter() - t) / repeats
-        print(f"  {name:<36}{results[name] * 1000:8.1f} ms")
-    ratio = results["numpy (MyLSTM_np)"] / results["torch autograd, fused (model.py)"]
-    print(f"  numpy / torch fused: {ratio:.2f}x")
-    return results
