@@ -54,9 +54,7 @@ def make_optimizer(tcfg, params):
         "adamw": lambda: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
         "rmsprop": lambda: torch.optim.RMSprop(params, lr=lr, weight_decay=wd),
     }
-    if tcfg.optimizer not in makers:
-        raise UserError(f"unknown --optimizer {tcfg.optimizer!r}; choose from {', '.join(makers)}")
-    return makers[tcfg.optimizer]()
+    return makers[tcfg.optimizer]()          # the name was checked by config.check_config
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -88,14 +86,15 @@ def load_checkpoint(path):
     return ckpt
 
 
-def model_from_checkpoint(ckpt, device, lstm=None):
+def model_from_checkpoint(ckpt, device):
     """(model in eval mode, config, itos) rebuilt from the checkpoint alone."""
-    cfg = Config.from_dict(ckpt["config"])
-    if lstm:
-        cfg.model.lstm = lstm
-    model = PoetryLM(cfg.model)
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), cfg, ckpt["itos"]
+    try:
+        cfg = Config.from_dict(ckpt["config"])
+        model = PoetryLM(cfg.model)
+        model.load_state_dict(ckpt["model"])
+        return model.to(device).eval(), cfg, list(ckpt["itos"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise UserError(f"checkpoint does not hold a model of this project ({type(e).__name__}); retrain it")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -145,13 +144,14 @@ def train(cfg, ckpt=None):
     torch.manual_seed(tcfg.seed)
     corpus = dataUtil.load_corpus(cfg)
     cfg.model.vocab_size = len(corpus.itos)
-    pad_id = corpus.itos.index(dataUtil.PAD)
     model = PoetryLM(cfg.model).to(device)
     optimizer = make_optimizer(tcfg, model.parameters())
     progress = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_ppl": math.inf, "bad_evals": 0}
     if ckpt is not None:
         progress = resume_into(ckpt, tcfg.resume, model, optimizer, corpus.itos)
     os.makedirs(tcfg.ckpt_dir, exist_ok=True)
+    if ckpt is None:                                   # a new run starts a new metrics file
+        open(os.path.join(tcfg.ckpt_dir, "metrics.jsonl"), "w").close()
     print("config " + json.dumps(cfg.to_dict(), ensure_ascii=False))
     print(f"device {device}; {sum(p.numel() for p in model.parameters()):,} parameters; "
           f"{len(corpus.train)} train / {len(corpus.dev)} dev poems")
@@ -191,13 +191,13 @@ class TrainLoop:
     def run(self):
         from tqdm import tqdm
         tcfg, t0, stopper = self.cfg.train, time.time(), Stopper()
-        reason = "epochs done"
+        reason = ""
         bar = tqdm(total=tcfg.max_steps or None, initial=self.p["step"], unit="step", dynamic_ncols=True,
                    mininterval=0.5 if sys.stderr.isatty() else 60)
         try:
-            while self.p["epoch"] < tcfg.epoch and reason == "epochs done":
+            while not reason and self.p["epoch"] < tcfg.epoch:
                 batches = self.epoch_batches(self.p["epoch"])
-                while self.p["batch_in_epoch"] < len(batches):
+                while not reason and self.p["batch_in_epoch"] < len(batches):
                     loss, ntok, dt = self.train_step(batches[self.p["batch_in_epoch"]])
                     self.p["batch_in_epoch"] += 1
                     self.p["step"] += 1
@@ -207,16 +207,13 @@ class TrainLoop:
                     self.log({"step": self.p["step"], "epoch": self.p["epoch"], "loss": loss, "tok_s": ntok / dt,
                               "time": time.time() - t0})
                     reason = self.after_step(t0, stopper, bar)
-                    if reason:
-                        break
-                else:
+                if self.p["batch_in_epoch"] == len(batches):
                     self.end_epoch()
-                reason = reason or "epochs done"
-        finally:
+        finally:                                   # a Diverged error leaves through here: no last.pt
             stopper.restore()
             bar.close()
-        if reason != "diverged":
-            self.save("last.pt")
+        reason = reason or "epochs done"
+        self.save("last.pt")
         print(f"stopped: {reason} at step {self.p['step']}; best dev perplexity {self.p['best_ppl']:.2f}")
         return dict(self.p, reason=reason)
 
