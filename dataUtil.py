@@ -436,15 +436,20 @@ def encode_start(text, itos):
     return [stoi[ch] for ch in simplified]
 
 
-def format_poem(text):
-    """One line per sentence pair: a break after each of 。？！；."""
-    lines, cur = [], ""
+def split_after(text, marks):
+    """Pieces of text, each ending at one of marks (the last may not): 'a，b。c' -> ['a，', 'b。', 'c']."""
+    pieces, cur = [], ""
     for ch in text:
         cur += ch
-        if ch in SENTENCE_ENDS:
-            lines.append(cur)
+        if ch in marks:
+            pieces.append(cur)
             cur = ""
-    return "\n".join(lines + ([cur] if cur else []))
+    return pieces + ([cur] if cur else [])
+
+
+def format_poem(text):
+    """One line per sentence pair: a break after each of 。？！；."""
+    return "\n".join(split_after(text, SENTENCE_ENDS))
 
 
 # ----------------------------------------------------------------------------------------------------------

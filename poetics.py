@@ -12,6 +12,8 @@ Deliberately left out: 孤平 and 三平尾 checks, and positions 1, 3, 5 (which
 """
 from dataclasses import dataclass
 
+import dataUtil
+
 LINE_ENDS = "，。？！；"
 RHYME_GROUPS = {          # 中华新韵: group -> pypinyin finals (strict, ü written v)
     "麻": ("a", "ia", "ua"), "波": ("o", "e", "uo"), "皆": ("ie", "ve"), "开": ("ai", "uai"),
@@ -55,13 +57,7 @@ def required_tone(line, pos, first):
 
 def split_lines(text):
     """Lines with their end mark: '白日依山尽，黄河入海流。' -> ['白日依山尽，', '黄河入海流。']."""
-    lines, cur = [], ""
-    for ch in text:
-        cur += ch
-        if ch in LINE_ENDS:
-            lines.append(cur)
-            cur = ""
-    return lines + ([cur] if cur else [])
+    return dataUtil.split_after(text, LINE_ENDS)
 
 
 def form_of(text):

@@ -209,3 +209,7 @@ def test_cli_prepare_prints_stats_and_bad_flag_exits_2(data_cfg):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--min-freqq" in bad.stderr
     missing = run_cli("dataUtil.py", "prepare", "--raw-dir", "/nonexistent/raw")
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "Traceback" not in missing.stderr
+
+
+def test_format_poem_breaks_after_each_sentence_pair():
+    assert dataUtil.format_poem("白日依山尽，黄河入海流。欲穷千里目？更上一层楼") == "白日依山尽，黄河入海流。\n欲穷千里目？\n更上一层楼"
