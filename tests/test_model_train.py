@@ -224,7 +224,7 @@ def test_generate_cli(tiny_ckpt):
     poems = r.stdout.strip().split("\n\n")
     assert len(poems) == 3 and all(p.startswith("秦川") for p in poems)
     assert not any(t in r.stdout for t in dataUtil.SPECIALS)
-    trad = run("generate", "--ckpt", tiny_ckpt, "--start", "萬", "--greedy", "--max-gen-len", "5")
+    trad = run("generate", "--ckpt", tiny_ckpt, "--start", "萬", "--greedy", "--max-len", "5")
     simp = run("generate", "--ckpt", tiny_ckpt, "--start", "万", "--greedy", "--max-gen-len", "5")
     assert trad.returncode == 0 and trad.stdout == simp.stdout and trad.stdout.startswith("万")
 
