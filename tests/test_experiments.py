@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import pytest
 
 import dataUtil
 import experiments
@@ -51,7 +52,14 @@ def test_studies_write_tables_and_figures(tmp_path):
     assert (tmp_path / "fig" / "init_curves.png").exists() and (tmp_path / "fig" / "init_gradnorms.png").exists()
     out["doc"] = str(tmp_path / "optim.md")
     res = experiments.run_optim(cfg, corpus, 4, 2, ["sgd", "adam"], out)
-    assert res["adam"]["lr"] in experiments.LR_GRID["adam"] and len(res["sgd"]["sweep"]) == 3
+    assert res["adam"]["lr"] in experiments.LR_GRID["adam"] and len(res["sgd"]["sweep"]) == len(experiments.LR_GRID["sgd"])
     assert res["adam"]["lr"] == min(res["adam"]["sweep"], key=res["adam"]["sweep"].get)
     assert "| adam |" in open(out["doc"], encoding="utf-8").read()
     assert (tmp_path / "fig" / "optim_curves.png").exists()
+    assert experiments.optim_config(cfg, "adamw", 1e-3).train.weight_decay == experiments.ADAMW_DECAY
+    assert experiments.optim_config(cfg, "adam", 1e-3).train.weight_decay == 0.0
+
+
+def test_smooth_is_a_running_mean_without_edges():
+    x, y = experiments.smooth(list(range(12)), [0.0] * 9 + [10.0, 10.0, 10.0], k=10)
+    assert x == [9, 10, 11] and y == pytest.approx([1.0, 2.0, 3.0])
