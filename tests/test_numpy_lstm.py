@@ -9,9 +9,9 @@ import torch
 
 import MyLSTM_np as M
 import gradcheck
-from config import Config, ModelConfig
+import main
 from conftest import ROOT
-from model import PoetryLM
+from tests_helpers import TINY_ITOS, tiny_checkpoint
 
 
 def failing(rows):
@@ -68,22 +68,11 @@ def test_cli_test_exits_zero_and_prints_the_table():
     assert "vs finite diff" in r.stdout and " 0 failed" in r.stdout
 
 
-def make_checkpoint(path, V=40, E=8, H=12, L=2, seed=0):
-    """A checkpoint of a randomly initialised model in main.py's format, and the model itself."""
-    from main import save_checkpoint
-    torch.manual_seed(seed)
-    cfg = Config()
-    cfg.model = ModelConfig(vocab_size=V, embed_dim=E, hidden_size=H, num_layers=L)
-    model = PoetryLM(cfg.model)
-    itos = ["</s>", "<unk>", "<bos>", "<eos>", "，", "。"] + [chr(0x4e00 + i) for i in range(V - 6)]
-    save_checkpoint(str(path), model, None, cfg, itos, {"step": 0, "epoch": 0})
-    return model, itos
-
-
 def test_numpy_logits_equal_torch_logits_from_a_checkpoint(tmp_path):
-    model, itos = make_checkpoint(tmp_path / "tiny.pt")
-    np_model, np_itos, cfg = M.NumpyLM.from_checkpoint(str(tmp_path / "tiny.pt"))
-    assert np_itos == itos and cfg["model"]["hidden_size"] == 12
+    path = tiny_checkpoint(tmp_path)
+    model, _, itos = main.model_from_checkpoint(main.load_checkpoint(path), torch.device("cpu"))
+    np_model, np_itos, cfg = M.NumpyLM.from_checkpoint(path)
+    assert np_itos == itos == TINY_ITOS and cfg["model"]["hidden_size"] == 12
     tokens = np.random.default_rng(0).integers(0, 40, (9, 3))
     with torch.no_grad():
         ref, (h, c) = model(torch.from_numpy(tokens))
@@ -109,7 +98,7 @@ def test_checkpoint_reader_refuses_code(tmp_path):
 
 
 def test_generate_without_torch(tmp_path):
-    make_checkpoint(tmp_path / "tiny.pt")
+    tiny_checkpoint(tmp_path)
     code = ("import sys; sys.modules['torch'] = None; import runpy; "
             f"sys.argv = ['MyLSTM_np.py', 'generate', '--ckpt', {str(tmp_path / 'tiny.pt')!r}, '--start', '一', "
             "'--num', '2', '--max-gen-len', '10']; runpy.run_path('MyLSTM_np.py', run_name='__main__')")
@@ -122,7 +111,7 @@ def test_generate_without_torch(tmp_path):
 
 
 def test_generate_bad_checkpoint_and_start_exit_2(tmp_path):
-    make_checkpoint(tmp_path / "tiny.pt")
+    tiny_checkpoint(tmp_path)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     run = lambda *a: subprocess.run([sys.executable, "MyLSTM_np.py", "generate", *a], cwd=ROOT, capture_output=True,
                                     text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
