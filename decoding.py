@@ -14,6 +14,7 @@ chosen. Sampling options: temperature, top-k, top-p (nucleus), greedy, repetitio
 Deliberately left out: beam search (sampling under masks already meets every constraint).
 """
 import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -260,5 +261,7 @@ def poems_for(model, itos, gcfg, device):
     if not start and not spec.constrained:
         raise UserError("--start is empty; give the character(s) the poem begins with, e.g. --start 日")
     prime = dataUtil.encode_start(gcfg.prefix, itos) if gcfg.prefix.strip() else []
-    gen = torch.Generator(device=device).manual_seed(gcfg.seed)
+    # the random stream depends on the seed and the asked-for text, so 日 and 月 do not share their draws
+    gen = torch.Generator(device=device).manual_seed(gcfg.seed * 1_000_003 + zlib.crc32(
+        str((start, spec.heads)).encode()))
     return sample(model, itos, [start] * gcfg.num, gcfg, device, gen, spec, prime, tables)
