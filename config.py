@@ -123,16 +123,16 @@ POSITIVE = [("data", "max_len"), ("data", "min_freq"), ("model", "embed_dim"), (
 
 def check_config(cfg):
     """Reject impossible settings before any work starts (UserError naming the flag)."""
-    def flag(section, name):
+    def flag(name):
         return "--" + name.replace("_", "-")
 
     for (section, name), allowed in CHOICES.items():
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:
-            raise UserError(f"{flag(section, name)} {value!r} is not one of: {', '.join(allowed)}")
+            raise UserError(f"{flag(name)} {value!r} is not one of: {', '.join(allowed)}")
     for section, name in POSITIVE:
         if getattr(getattr(cfg, section), name) <= 0:
-            raise UserError(f"{flag(section, name)} must be positive")
+            raise UserError(f"{flag(name)} must be positive")
     if cfg.gen.top_p > 1:
         raise UserError("--top-p must be in (0, 1]")
     d = cfg.data

@@ -191,7 +191,8 @@ def sample(model, itos, prefix_ids, gcfg, device, generator=None, spec=None, pri
     autos = [Automaton(spec, tables) for _ in range(B)]
     for a, p in zip(autos, prefix_ids):
         for tok in p:
-            if a.allowed() is not None and not a.allowed()[tok]:
+            mask = a.allowed()
+            if mask is not None and not mask[tok]:
                 raise UserError(f"the start {''.join(itos[i] for i in p)!r} does not fit the form asked for")
             a.advance(tok)
     tokens = torch.tensor([[tables.stoi[dataUtil.BOS], *prime_ids, *p] for p in prefix_ids], device=device).t()
