@@ -311,6 +311,12 @@ def decode(ids, itos):
     return "".join(itos[i] for i in ids if itos[i] not in SPECIALS)
 
 
+def corpus_of(itos, encoded, **extra):
+    """A Corpus from {split: (flat ids, offsets)}, each poem a view into its split's flat array."""
+    splits = {s: np.split(flat, offsets[1:-1]) for s, (flat, offsets) in encoded.items()}
+    return Corpus(itos=itos, **splits, **extra)
+
+
 def processed_dir(cfg):
     return os.path.join(cfg.data.data_dir, "processed")
 
@@ -338,8 +344,8 @@ def read_cache(path, key):
         with np.load(path) as z:
             if str(z["key"]) != key:
                 return None
-            splits = {s: np.split(z[f"{s}_ids"], z[f"{s}_offsets"][1:-1]) for s in ("train", "dev", "test")}
-            return Corpus(itos=z["itos"].tolist(), **splits)
+            encoded = {s: (z[f"{s}_ids"], z[f"{s}_offsets"]) for s in ("train", "dev", "test")}
+            return corpus_of(z["itos"].tolist(), encoded)
     except (OSError, KeyError, ValueError):
         return None
 
@@ -361,8 +367,7 @@ def prepare(cfg, verbose=True):
     save_cache(os.path.join(processed_dir(cfg), "corpus.npz"), cache_key(cfg, files), itos, encoded)
     stats = corpus_stats(cfg, len(raw), counts, splits, encoded, stoi, time.time() - t0)
     write_json(os.path.join(processed_dir(cfg), "stats.json"), stats)
-    splits_ids = {s: np.split(flat, off[1:-1]) for s, (flat, off) in encoded.items()}
-    return Corpus(itos=itos, stats=stats, _vocab=vocab, **splits_ids)
+    return corpus_of(itos, encoded, stats=stats, _vocab=vocab)
 
 
 def corpus_stats(cfg, n_raw, counts, splits, encoded, stoi, seconds):

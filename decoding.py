@@ -75,7 +75,6 @@ class Tables:
         self.banned = [self.stoi[t] for t in (dataUtil.PAD, dataUtil.UNK, dataUtil.BOS)]
         self.ideograph = np.array([len(w) == 1 and bool(dataUtil.CLEAN_POEM.fullmatch(w)) and w not in
                                    dataUtil.PUNCT for w in itos])
-        self.end_mark = np.array([w in END_MARKS for w in itos])
         self.any = np.ones(V, bool)
         self.any[self.banned] = False
         self._tones = None
