@@ -38,7 +38,7 @@ class ModelConfig:
     embed_dim: int = 128
     hidden_size: int = 256
     num_layers: int = 2
-    lstm: str = "fused"               # fused (hand-written, autograd) | cudnn (torch.nn.LSTM, same weights)
+    lstm: str = "fused"               # fused (hand-derived backward) | autograd (same loop, autograd) | cudnn (nn.LSTM kernel)
     init_embed: str = "default"       # default | zero | normal | xavier_normal | xavier_uniform
     init_lstm: str = "default"        # same choices, for the LSTM weights
 
@@ -110,7 +110,7 @@ class Config:
 
 
 CHOICES = {
-    ("model", "lstm"): ("fused", "cudnn"),
+    ("model", "lstm"): ("fused", "autograd", "cudnn"),
     ("model", "init_embed"): ("default", "zero", "normal", "xavier_normal", "xavier_uniform"),
     ("model", "init_lstm"): ("default", "zero", "normal", "xavier_normal", "xavier_uniform"),
     ("train", "optimizer"): ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "adam", "adamw", "rmsprop"),

@@ -21,13 +21,116 @@ import torch.nn.functional as F
 from config import CHOICES
 
 INIT_SCHEMES = CHOICES[("model", "init_lstm")]
+BACKENDS = CHOICES[("model", "lstm")]
 
 
 # ----------------------------------------------------------------------------------------------------------
-# the fused LSTM
+# one layer, forward without an autograd graph (shared by training and by no_grad inference)
+
+def layer_forward(x, h0, c0, W, b, keep):
+    """x (T, B, D), h0 and c0 (B, H) -> hs (T+1, B, H) with hs[0] = h0 (hs[1:] is the layer's output), c_T,
+    and, when keep, what backward needs: gates (T, B, 4H) holding the activations i, f, o, g of every step,
+    cs (T+1, B, H) with cs[0] = c0, tanh_c (T, B, H). Without keep only two cell states are ever held."""
+    T, B, D = x.shape
+    H = h0.shape[1]
+    gates = torch.addmm(b, x.reshape(T * B, D), W[:, :D].t()).view(T, B, 4 * H)   # (T, B, 4H)   eq. (12)
+    W_hT = W[:, D:].t()                                                            # (H, 4H)
+    hs = x.new_empty(T + 1, B, H)
+    hs[0] = h0
+    cs = x.new_empty(T + 1 if keep else 2, B, H)
+    cs[0] = c0
+    tanh_c = x.new_empty(T if keep else 1, B, H)
+    for t in range(T):
+        z = gates[t].addmm_(hs[t], W_hT)                      # (B, 4H) pre-activations        eq. (1)
+        z[:, :3 * H].sigmoid_()                                # i, f, o                        eq. (1)
+        z[:, 3 * H:].tanh_()                                   # g                              eq. (1)
+        i, f, o, g = z.split(H, dim=1)
+        c_prev, c = (cs[t], cs[t + 1]) if keep else (cs[t % 2], cs[(t + 1) % 2])
+        torch.mul(f, c_prev, out=c).addcmul_(i, g)             # c_t = f c_{t-1} + i g          eq. (2)
+        tc = torch.tanh(c, out=tanh_c[t if keep else 0])
+        torch.mul(o, tc, out=hs[t + 1])                        # h_t = o tanh(c_t)              eq. (3)
+    c_T = cs[T if keep else T % 2]
+    return hs, c_T, (gates, cs, tanh_c)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# one layer, backward through time by hand (docs/derivation.md; MyLSTM_np.layer_backward is the same in NumPy)
+
+def layer_backward(x, W, hs, gates, cs, tanh_c, dout, dh, dc):
+    """Gradients at the outputs (T, B, H) and at h_T, c_T (B, H) -> dx (T, B, D), dh0, dc0, dW, db.
+    Any of dout, dh, dc may be None (zero). The saved buffers are only read, so a retained graph can run
+    backward again; dz (T, B, 4H), the gradients at the pre-activations, gets a buffer of its own."""
+    T, B, D = x.shape
+    H = hs.shape[2]
+    W_h = W[:, D:]                                             # (4H, H)
+    dh = torch.zeros_like(hs[0]) if dh is None else dh
+    dc = torch.zeros_like(hs[0]) if dc is None else dc.clone()  # updated in place below
+    dht, dh_prev, tmp, s = x.new_empty(B, H), x.new_empty(B, H), x.new_empty(B, H), x.new_empty(B, 4 * H)
+    dzs = torch.empty_like(gates)                              # (T, B, 4H)
+    sig_bwd, tanh_bwd = torch.ops.aten.sigmoid_backward.grad_input, torch.ops.aten.tanh_backward.grad_input
+    for t in reversed(range(T)):
+        i, f, o, g = gates[t].split(H, dim=1)                  # the activations of step t
+        z = dzs[t]
+        tc = tanh_c[t]
+        if dout is not None:                                   # from above plus from step t+1   eq. (13)
+            dh = torch.add(dout[t], dh, out=dht)
+        torch.mul(dh, tc, out=s[:, 2 * H:3 * H])               # backprop into o                 eq. (4)
+        torch.mul(dh, o, out=tmp)
+        dc.add_(tanh_bwd(tmp, tc, grad_input=tmp))             # backprop into c (total)         eq. (5)
+        torch.mul(dc, g, out=s[:, :H])                         # backprop into i, f, g           eq. (6)
+        torch.mul(dc, cs[t], out=s[:, H:2 * H])
+        torch.mul(dc, i, out=s[:, 3 * H:])
+        dc.mul_(f)                                             # backprop into c_{t-1}           eq. (7)
+        sig_bwd(s[:, :3 * H], gates[t, :, :3 * H], grad_input=z[:, :3 * H])   # through the sigmoids  eq. (8)
+        tanh_bwd(s[:, 3 * H:], g, grad_input=z[:, 3 * H:])     # through the tanh                 eq. (9)
+        dh = torch.mm(z, W_h, out=dh_prev)                     # into h_{t-1}                    eq. (11)
+    dz = dzs.view(T * B, 4 * H)                                # (T*B, 4H)
+    dW = torch.cat([dz.t() @ x.reshape(T * B, D),              # sums over t in one matmul       eq. (14)
+                    dz.t() @ hs[:-1].reshape(T * B, H)], dim=1)
+    dx = (dz @ W[:, :D]).view(T, B, D)                         # into the layer's input          eq. (11)
+    return dx, dh, dc, dW, dz.sum(0)
+
+
+class LSTMLayerFunction(torch.autograd.Function):
+    """One LSTM layer as a single autograd node: forward keeps its buffers, backward is layer_backward."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, W, b):
+        hs, c_T, (gates, cs, tanh_c) = layer_forward(x, h0, c0, W, b, keep=True)
+        ctx.save_for_backward(x, W, hs, gates, cs, tanh_c)
+        return hs[1:], hs[-1].clone(), c_T.clone()             # out (T, B, H), h_T, c_T
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dout, dh, dc):
+        x, W, hs, gates, cs, tanh_c = ctx.saved_tensors
+        return layer_backward(x, W, hs, gates, cs, tanh_c, dout, dh, dc)
+
+
+def autograd_layer(x, h, c, W, b):
+    """The same layer in plain tensor operations, differentiated by autograd: the readable reference the
+    tests compare the hand-written backward against (`--lstm autograd`)."""
+    T, D = x.shape[0], x.shape[2]
+    H = h.shape[1]
+    xz = torch.addmm(b, x.reshape(-1, D), W[:, :D].t()).view(T, x.shape[1], 4 * H)   # (T, B, 4H)
+    W_h = W[:, D:].t()                                         # (H, 4H), hoisted out of the loop
+    outs = []
+    for t in range(T):
+        z = torch.addmm(xz[t], h, W_h)                         # (B, 4H)
+        ifo = torch.sigmoid(z[:, :3 * H])
+        i, f, o = ifo[:, :H], ifo[:, H:2 * H], ifo[:, 2 * H:]
+        g = torch.tanh(z[:, 3 * H:])
+        c = f * c + i * g
+        h = o * torch.tanh(c)
+        outs.append(h)
+    return torch.stack(outs), h, c                             # (T, B, H)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the stack
 
 class LSTMLayer(nn.Module):
-    """One layer: W (4H, D+H), b (4H,), gates i, f, o, g."""
+    """One layer's parameters: W (4H, D+H), b (4H,), gates i, f, o, g."""
 
     def __init__(self, input_size, hidden_size):
         super().__init__()
@@ -35,29 +138,22 @@ class LSTMLayer(nn.Module):
         self.W = nn.Parameter(torch.empty(4 * hidden_size, input_size + hidden_size))
         self.b = nn.Parameter(torch.empty(4 * hidden_size))
 
-    def forward(self, x, h, c):
+    def forward(self, x, h, c, backend="fused"):
         """x (T, B, D), h and c (B, H) -> out (T, B, H), h_T, c_T."""
-        H, D = self.hidden_size, self.input_size
-        xz = torch.addmm(self.b, x.reshape(-1, D), self.W[:, :D].t()).view(x.shape[0], x.shape[1], 4 * H)  # (T, B, 4H)
-        W_h = self.W[:, D:].t()                                   # (H, 4H), hoisted out of the loop
-        outs = []
-        for t in range(x.shape[0]):
-            z = torch.addmm(xz[t], h, W_h)                        # (B, 4H)
-            ifo = torch.sigmoid(z[:, :3 * H])
-            i, f, o = ifo[:, :H], ifo[:, H:2 * H], ifo[:, 2 * H:]
-            g = torch.tanh(z[:, 3 * H:])
-            c = f * c + i * g
-            h = o * torch.tanh(c)
-            outs.append(h)
-        return torch.stack(outs), h, c                            # (T, B, H)
+        if backend == "autograd":
+            return autograd_layer(x, h, c, self.W, self.b)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, c, self.W, self.b)):
+            return LSTMLayerFunction.apply(x, h, c, self.W, self.b)
+        hs, c_T, _ = layer_forward(x, h, c, self.W, self.b, keep=False)   # inference: no backward buffers
+        return hs[1:], hs[-1], c_T
 
 
 class FusedLSTM(nn.Module):
-    """A stack of LSTMLayer; state is (h, c), each (num_layers, B, H)."""
+    """A stack of LSTMLayer; state is (h, c), each (num_layers, B, H). backend: fused | autograd."""
 
-    def __init__(self, input_size, hidden_size, num_layers):
+    def __init__(self, input_size, hidden_size, num_layers, backend="fused"):
         super().__init__()
-        self.hidden_size, self.num_layers = hidden_size, num_layers
+        self.hidden_size, self.num_layers, self.backend = hidden_size, num_layers, backend
         self.layers = nn.ModuleList(
             LSTMLayer(input_size if l == 0 else hidden_size, hidden_size) for l in range(num_layers))
 
@@ -66,7 +162,7 @@ class FusedLSTM(nn.Module):
         h0, c0 = state if state is not None else zero_state(self, x.shape[1], x)
         hs, cs = [], []
         for l, layer in enumerate(self.layers):
-            x, h, c = layer(x, h0[l], c0[l])
+            x, h, c = layer(x, h0[l], c0[l], self.backend)
             hs.append(h)
             cs.append(c)
         return x, (torch.stack(hs), torch.stack(cs))
@@ -99,23 +195,30 @@ def from_torch_lstm_params(w_ih, w_hh, b_ih, b_hh):
 
 
 class CudnnLSTM(nn.Module):
-    """torch.nn.LSTM run on a FusedLSTM's parameters (converted each call, differentiably)."""
+    """torch.nn.LSTM's kernel (cuDNN on a GPU, PyTorch's native LSTM on a CPU) run on a FusedLSTM's parameters.
+
+    Each call converts the parameters differentiably into torch's layout, written into ONE contiguous buffer
+    in cuDNN's order (per layer: weight_ih, weight_hh, bias_ih, bias_hh), so the kernel finds its weights
+    already flat: one conversion per forward, and no "weights are not part of a single contiguous chunk" copy."""
 
     def __init__(self, fused):
         super().__init__()
         self.fused = [fused]                      # a plain list: the parameters stay owned by the fused module
-        self.ref = nn.LSTM(fused.layers[0].input_size, fused.hidden_size, fused.num_layers)
-        for p in self.ref.parameters():
-            p.requires_grad_(False)
+
+    def flat_weights(self):
+        """The converted weights as views into one contiguous buffer (differentiable)."""
+        parts = []
+        for layer in self.fused[0].layers:
+            parts += to_torch_lstm_params(layer.W, layer.b, layer.input_size)
+        flat = torch.cat([p.reshape(-1) for p in parts])
+        return [v.view_as(p) for v, p in zip(flat.split([p.numel() for p in parts]), parts)]
 
     def forward(self, x, state=None):
         fused = self.fused[0]
-        params = {}
-        for l, layer in enumerate(fused.layers):
-            names = [f"weight_ih_l{l}", f"weight_hh_l{l}", f"bias_ih_l{l}", f"bias_hh_l{l}"]
-            params.update(zip(names, to_torch_lstm_params(layer.W, layer.b, layer.input_size)))
-        state = state if state is not None else zero_state(fused, x.shape[1], x)
-        return torch.func.functional_call(self.ref, params, (x, state))
+        h0, c0 = state if state is not None else zero_state(fused, x.shape[1], x)
+        out, h, c = torch._VF.lstm(x, (h0, c0), self.flat_weights(), True, fused.num_layers, 0.0,
+                                   self.training, False, False)
+        return out, (h, c)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -128,17 +231,17 @@ class PoetryLM(nn.Module):
         super().__init__()
         self.cfg = mcfg
         self.embed = nn.Embedding(mcfg.vocab_size, mcfg.embed_dim)
-        self.lstm = FusedLSTM(mcfg.embed_dim, mcfg.hidden_size, mcfg.num_layers)
-        self.proj = nn.Linear(mcfg.hidden_size, mcfg.vocab_size)
-        if mcfg.lstm not in ("fused", "cudnn"):
+        if mcfg.lstm not in BACKENDS:
             raise ValueError(f"unknown lstm backend {mcfg.lstm!r}")
+        self.lstm = FusedLSTM(mcfg.embed_dim, mcfg.hidden_size, mcfg.num_layers,
+                              "autograd" if mcfg.lstm == "autograd" else "fused")
+        self.proj = nn.Linear(mcfg.hidden_size, mcfg.vocab_size)
         self.cudnn = [CudnnLSTM(self.lstm)] if mcfg.lstm == "cudnn" else None
         init_weights(self, mcfg.init_embed, mcfg.init_lstm)
 
     def forward(self, tokens, state=None):
         x = self.embed(tokens)                                    # (T, B, E)
         if self.cudnn:
-            self.cudnn[0].ref.to(x.device)
             out, state = self.cudnn[0](x, state)
         else:
             out, state = self.lstm(x, state)                      # (T, B, H)
