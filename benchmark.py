@@ -2,7 +2,9 @@
 
     python benchmark.py              # both benchmarks below
     python benchmark.py lstm         # LSTM forward+backward: NumPy (MyLSTM_np) vs PyTorch CPU autograd
-    python benchmark.py train        # training tokens/s of PoetryLM: fused (hand-written) vs cudnn (nn.LSTM)
+    python benchmark.py train [--device cuda] [--backends fused,autograd,cudnn]
+                                     # training tokens/s of PoetryLM on real batches, backends alternated on the
+                                     # same batches; median ratio to the last backend; peak memory of each
 
 Numbers depend on the machine and on what else runs: quote them with the hardware and the command.
 """
@@ -42,47 +44,146 @@ def lstm_bench(T=64, B=64, D=128, H=256, L=2, repeats=5):
         out, _ = module(tx)
         out.backward(tdout)
 
-    fused, ref = FusedLSTM(D, H, L), torch.nn.LSTM(D, H, L)
+    fused, auto, ref = FusedLSTM(D, H, L), FusedLSTM(D, H, L, "autograd"), torch.nn.LSTM(D, H, L)
     print(f"LSTM forward+backward, T={T} B={B} D={D} H={H} layers={L}, float32, {torch.get_num_threads()} threads")
     res = {"numpy (MyLSTM_np)": timed(numpy_step, repeats),
-           "torch autograd, fused (model.py)": timed(lambda: torch_step(fused), repeats),
+           "torch, hand-derived backward (fused)": timed(lambda: torch_step(fused), repeats),
+           "torch, autograd backward (autograd)": timed(lambda: torch_step(auto), repeats),
            "torch.nn.LSTM": timed(lambda: torch_step(ref), repeats)}
     for name, sec in res.items():
-        print(f"  {name:<36}{sec * 1000:8.1f} ms")
-    print(f"  numpy / torch fused: {res['numpy (MyLSTM_np)'] / res['torch autograd, fused (model.py)']:.2f}x")
+        print(f"  {name:<38}{sec * 1000:8.1f} ms")
     return res
 
 
-def train_bench(steps=8):
-    """Training tokens/s of the default PoetryLM on real batches of the corpus, fused vs cudnn backend."""
+def train_setup(cfg, device, count):
+    """The first `count` real length-bucketed batches of the corpus (the training run's own order, seed 0)."""
     import dataUtil
-    from config import Config
-    from main import TrainLoop, make_optimizer, pick_device
-    from model import PoetryLM
-    cfg = Config()
-    corpus = dataUtil.load_corpus(cfg)
+    corpus = dataUtil.load_corpus(cfg, verbose=False)
     cfg.model.vocab_size = len(corpus.itos)
-    device = pick_device(cfg.train)
+    lengths = [len(p) for p in corpus.train]
+    batches = dataUtil.length_batches(lengths, cfg.train.batch_size, np.random.default_rng([cfg.train.seed, 0]))
+    pad = corpus.itos.index(dataUtil.PAD)
+    tensors = []
+    for idx in batches[:count]:
+        inputs, targets = dataUtil.pad_batch([corpus.train[i] for i in idx], pad)
+        tensors.append((torch.from_numpy(inputs).to(device), torch.from_numpy(targets).to(device)))
+    return tensors, pad
+
+
+def make_trainer(cfg, backend, device, pad):
+    """A fresh default model with the given backend, and one Adam training step on a batch (clipped like train)."""
+    from config import ModelConfig
+    from model import PoetryLM, masked_nll
+    torch.manual_seed(0)
+    model = PoetryLM(ModelConfig(**{**cfg.model.__dict__, "lstm": backend})).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+
+    def step(inputs, targets):
+        logits, _ = model(inputs)
+        nll, n = masked_nll(logits, targets, pad)
+        opt.zero_grad(set_to_none=True)
+        (nll / n).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip)
+        opt.step()
+        return n
+    return step
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_bench(device, steps=24, backends=("fused", "cudnn")):
+    """Training tokens/s on real batches: the backends alternate on the same batch (A B A B ...), and the
+    median of the per-batch ratios to the last backend (cudnn) is printed, with each backend's peak memory."""
+    from config import Config
+    cfg = Config()
+    batches, pad = train_setup(cfg, device, steps + 1)
     print(f"training step, default model (E={cfg.model.embed_dim} H={cfg.model.hidden_size} "
-          f"L={cfg.model.num_layers} V={cfg.model.vocab_size}), batch {cfg.train.batch_size}, {device}, "
+          f"L={cfg.model.num_layers} V={cfg.model.vocab_size}), Adam, batch {cfg.train.batch_size}, "
+          f"{steps} real batches ({sum(int((t != pad).sum()) for _, t in batches[1:])} target tokens), {device}, "
           f"{torch.get_num_threads()} threads")
-    for backend in ("fused", "cudnn"):
-        cfg.model.lstm = backend
-        torch.manual_seed(0)
-        model = PoetryLM(cfg.model).to(device)
-        loop = TrainLoop(cfg, model, make_optimizer(cfg.train, model.parameters()), corpus, device, {"step": 0})
-        batches = loop.epoch_batches(0)[:steps + 1]
-        loop.train_step(batches[0])                                   # warm-up
-        tokens = seconds = 0
-        for idx in batches[1:]:
-            _, n, dt = loop.train_step(idx)
-            tokens, seconds = tokens + n, seconds + dt
-        print(f"  {backend:<8}{tokens / seconds:10.0f} tokens/s  ({seconds / steps:.2f} s/step over {steps} steps)")
+    steppers = {b: make_trainer(cfg, b, device, pad) for b in backends}
+    for b in backends:
+        steppers[b](*batches[0])                                  # warm-up
+    rates = {b: [] for b in backends}
+    for inputs, targets in batches[1:]:
+        for b in backends:                                        # alternate on the same batch
+            sync(device)
+            t = time.perf_counter()
+            n = steppers[b](inputs, targets)
+            sync(device)
+            rates[b].append(n / (time.perf_counter() - t))
+    ref = backends[-1]
+    for b in backends:
+        ratio = np.median(np.array(rates[b]) / np.array(rates[ref]))
+        print(f"  {b:<9}{np.median(rates[b]):9.0f} tokens/s (median)   {b}/{ref} {ratio:.3f}x (median of per-batch ratios)"
+              f"   peak memory {peak_memory(b, device, steps) / 2**20:7.1f} MiB")
+    return rates
+
+
+def peak_memory(backend, device, steps):
+    """Peak memory of training steps with one backend: CUDA's max_memory_allocated, or on a CPU the growth of
+    the peak resident set of a fresh process (python benchmark.py peak BACKEND) over its steps."""
+    if device.type == "cuda":
+        from config import Config
+        cfg = Config()
+        batches, pad = train_setup(cfg, device, steps + 1)
+        step = make_trainer(cfg, backend, device, pad)
+        step(*batches[0])
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        for inputs, targets in batches[1:steps + 1]:
+            step(inputs, targets)
+        return torch.cuda.max_memory_allocated(device) - base
+    import subprocess
+    out = subprocess.run([sys.executable, __file__, "peak", backend, str(steps)], capture_output=True, text=True)
+    return float(out.stdout.strip().split()[-1])
+
+
+def peak_rss_growth(backend, steps):
+    """Bytes the peak resident set grows by while training `steps` real batches (CPU, this process)."""
+    from config import Config
+    cfg = Config()
+    device = torch.device("cpu")
+    batches, pad = train_setup(cfg, device, steps + 1)
+    step = make_trainer(cfg, backend, device, pad)
+    before = peak_rss()
+    for inputs, targets in batches[:steps + 1]:
+        step(inputs, targets)
+    return peak_rss() - before
+
+
+def peak_rss():
+    """This process's peak resident set in bytes (Linux VmHWM; unlike ru_maxrss it does not carry over the
+    parent's peak across exec)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+
+def main(argv):
+    import argparse
+    parser = argparse.ArgumentParser(description="benchmarks that print figures")
+    parser.add_argument("which", nargs="?", default="all", choices=("all", "lstm", "train", "peak"))
+    parser.add_argument("args", nargs="*", help="for peak (internal): BACKEND STEPS")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (train only)")
+    parser.add_argument("--steps", type=int, default=24, help="real batches per backend (train)")
+    parser.add_argument("--backends", default="fused,cudnn",
+                        help="comma-separated, the last one is the reference of the ratios (train)")
+    a = parser.parse_args(argv)
+    if a.which == "peak":
+        print(peak_rss_growth(a.args[0], int(a.args[1])))
+        return 0
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        print("error: --device cuda asked for, but CUDA is not available here", file=sys.stderr)
+        return 2
+    if a.which in ("lstm", "all"):
+        lstm_bench()
+    if a.which in ("train", "all"):
+        train_bench(torch.device(a.device), a.steps, tuple(a.backends.split(",")))
+    return 0
 
 
 if __name__ == "__main__":
-    which = sys.argv[1] if len(sys.argv) > 1 else "all"
-    if which in ("lstm", "all"):
-        lstm_bench()
-    if which in ("train", "all"):
-        train_bench()
+    sys.exit(main(sys.argv[1:]))

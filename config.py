@@ -61,8 +61,9 @@ class TrainConfig:
     max_minutes: float = 0.0          # stop (saving last.pt) after this many minutes; 0 = no limit
     max_steps: int = 0                # stop after this many optimizer steps; 0 = no limit
     ckpt_dir: str = "checkpoints"
-    figures_dir: str = "figures"
+    figures_dir: str = ""             # where the run's loss.png and perplexity.png go; empty means ckpt_dir
     resume: str = ""                  # a checkpoint to continue from
+    overwrite: bool = False           # start anew in a ckpt_dir that holds an earlier run, deleting its files
     eval_batch_size: int = 256
 
 

@@ -23,6 +23,7 @@ import torch
 import dataUtil
 from config import Config, UserError, make_parser, config_from_args, check_config
 from model import PoetryLM
+from training import Diverged, TrainLoop, evaluate, make_optimizer, pick_device
 
 ZERO_CASES = [  # (label, embedding scheme, LSTM scheme)
     ("embedding zero, LSTM zero", "zero", "zero"),
@@ -44,33 +45,25 @@ ADAMW_DECAY = 0.01            # torch's default for AdamW; with 0 it would be Ad
 def short_run(cfg, corpus, steps, eval_every, on_grads=None):
     """Train a fresh model for `steps` steps; returns (model, curve) where curve has step, loss, time, dev_ppl.
     A diverging run stops early with its last dev perplexity set to inf."""
-    from main import TrainLoop, Diverged, evaluate, make_optimizer, pick_device
     device = pick_device(cfg.train)
     torch.manual_seed(cfg.train.seed)
     model = PoetryLM(cfg.model).to(device)
-    loop = TrainLoop(cfg, model, make_optimizer(cfg.train, model.parameters()), corpus, device,
-                     {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_ppl": math.inf, "bad_evals": 0})
+    loop = TrainLoop(cfg, model, make_optimizer(cfg.train, model.parameters()), corpus, device, {})
     curve = {"step": [], "loss": [], "time": [], "eval_step": [], "dev_ppl": []}
-    pad, t0, step, epoch = corpus.itos.index(dataUtil.PAD), time.perf_counter(), 0, 0
-    while step < steps:
-        for idx in loop.epoch_batches(epoch):
-            try:
-                loss, _, _ = loop.train_step(idx, on_grads)
-            except Diverged:
-                curve["eval_step"].append(step)
-                curve["dev_ppl"].append(math.inf)
-                return model, curve
-            step += 1
-            curve["step"].append(step)
-            curve["loss"].append(loss)
-            curve["time"].append(time.perf_counter() - t0)
-            if step % eval_every == 0 or step == steps:
-                ppl = evaluate(model, corpus.dev, pad, cfg.train.eval_batch_size, device)["ppl"]
-                curve["eval_step"].append(step)
-                curve["dev_ppl"].append(ppl)
-            if step >= steps:
-                break
-        epoch += 1
+    pad, t0 = corpus.itos.index(dataUtil.PAD), time.perf_counter()
+    for step in range(1, steps + 1):
+        try:
+            loss, _, _ = loop.advance(on_grads)
+        except Diverged:
+            curve["eval_step"].append(step - 1)
+            curve["dev_ppl"].append(math.inf)
+            return model, curve
+        curve["step"].append(step)
+        curve["loss"].append(loss)
+        curve["time"].append(time.perf_counter() - t0)
+        if step % eval_every == 0 or step == steps:
+            curve["eval_step"].append(step)
+            curve["dev_ppl"].append(evaluate(model, corpus.dev, pad, cfg.train.eval_batch_size, device)["ppl"])
     return model, curve
 
 
@@ -317,7 +310,7 @@ def cmd_experiment(rest):
     cfg.model.vocab_size = len(corpus.itos)
     print(f"experiment {which}: {len(corpus.train)} train poems, {len(corpus.dev)} dev poems, config "
           + json.dumps({k: cfg.to_dict()[k] for k in ("model", "train")}))
-    out = {"figures": cfg.train.figures_dir, "doc": os.path.join(args.docs_dir, f"{which}_study.md")}
+    out = {"figures": cfg.train.figures_dir or "figures", "doc": os.path.join(args.docs_dir, f"{which}_study.md")}
     if which == "init":
         run_init(cfg, corpus, args.steps, out)
     else:

@@ -13,7 +13,7 @@ import torch
 
 import dataUtil
 import decoding
-import main
+import training
 from config import Config, ModelConfig, UserError
 from conftest import FIXTURE_RAW, ROOT
 from model import PoetryLM, FusedLSTM, to_torch_lstm_params, masked_nll
@@ -100,7 +100,7 @@ def test_perplexity_is_over_real_tokens_whatever_the_batching():
         logp = torch.log_softmax(logits[:, 0], -1)
         total -= sum(logp[t, p[t + 1]].item() for t in range(len(p) - 1))
         count += len(p) - 1
-    res = main.evaluate(m, poems, 0, 2, torch.device("cpu"))
+    res = training.evaluate(m, poems, 0, 2, torch.device("cpu"))
     assert res["tokens"] == count == 38
     assert res["ppl"] == pytest.approx(np.exp(total / count), rel=1e-9)
 
@@ -140,11 +140,11 @@ def tiny_cfg(tmp_path, **train):
 def test_tiny_model_memorises_poems_and_greedy_generation_reproduces_one(tmp_path):
     cfg = tiny_cfg(tmp_path, max_steps=200)
     cfg.data.limit_poems = 4
-    main.train(cfg)
+    training.train(cfg)
     corpus = dataUtil.load_corpus(cfg, verbose=False)
-    ckpt = main.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "last.pt"))
-    model, _, itos = main.model_from_checkpoint(ckpt, torch.device("cpu"))
-    res = main.evaluate(model, corpus.train, 0, 8, torch.device("cpu"))
+    ckpt = training.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "last.pt"))
+    model, _, itos = training.model_from_checkpoint(ckpt, torch.device("cpu"))
+    res = training.evaluate(model, corpus.train, 0, 8, torch.device("cpu"))
     assert res["nll"] < 0.05
     poem = corpus.decode(corpus.train[0])
     firsts = [corpus.decode(p)[0] for p in corpus.train]
@@ -159,46 +159,51 @@ def test_tiny_model_memorises_poems_and_greedy_generation_reproduces_one(tmp_pat
 
 def test_resume_ends_with_the_same_weights(tmp_path):
     straight = tiny_cfg(tmp_path / "a", max_steps=24, pp_every=5, tolerance=100)
-    main.train(straight)
+    training.train(straight)
     first = tiny_cfg(tmp_path / "b", max_steps=11, pp_every=5, tolerance=100)
-    main.train(first)
+    training.train(first)
     last = os.path.join(first.train.ckpt_dir, "last.pt")
-    ckpt = main.load_checkpoint(last)
+    ckpt = training.load_checkpoint(last)
     assert ckpt["step"] == 11 and ckpt["batch_in_epoch"] > 0      # stopped mid-epoch
     second = tiny_cfg(tmp_path / "b", max_steps=24, pp_every=5, tolerance=100, resume=last)
-    main.train(second, ckpt)
-    a = main.load_checkpoint(os.path.join(straight.train.ckpt_dir, "last.pt"))
-    b = main.load_checkpoint(os.path.join(first.train.ckpt_dir, "last.pt"))
-    assert a["step"] == b["step"] == 24 and a["best_ppl"] == b["best_ppl"] and a["bad_evals"] == b["bad_evals"]
+    training.train(second, ckpt)
+    a = training.load_checkpoint(os.path.join(straight.train.ckpt_dir, "last.pt"))
+    b = training.load_checkpoint(os.path.join(first.train.ckpt_dir, "last.pt"))
+    assert a["step"] == b["step"] == 24
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+    # the interrupted run also evaluated at its stop (step 11); every other evaluation is identical
+    devs = [{r["step"]: r["dev_ppl"] for r in map(json.loads, open(os.path.join(c.train.ckpt_dir, "metrics.jsonl")))
+             if "dev_ppl" in r} for c in (straight, first)]
+    assert sorted(devs[1]) == [5, 10, 11, 15, 20, 24] and sorted(devs[0]) == [5, 10, 15, 20, 24]
+    assert all(devs[0][s] == devs[1][s] for s in devs[0])
 
 
 def test_early_stopping_keeps_the_best(tmp_path):
     cfg = tiny_cfg(tmp_path, max_steps=400, pp_every=2, tolerance=3, lr=0.05)
     cfg.data.limit_poems = 4                  # overfits: dev perplexity soon rises
-    out = main.train(cfg)
+    out = training.train(cfg)
     assert out["reason"] == "early stop" and out["bad_evals"] == 3
     rows = [json.loads(l) for l in open(os.path.join(cfg.train.ckpt_dir, "metrics.jsonl"))]
     devs = [r["dev_ppl"] for r in rows if "dev_ppl" in r]
     assert min(devs) == out["best_ppl"] and devs[-4] == out["best_ppl"]
-    best = main.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "best.pt"))
+    best = training.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "best.pt"))
     assert best["best_ppl"] == out["best_ppl"]
 
 
 def test_nan_loss_stops_and_keeps_best(tmp_path, monkeypatch):
     cfg = tiny_cfg(tmp_path, max_steps=50, pp_every=2)
     calls = {"n": 0}
-    real = main.masked_nll
+    real = training.masked_nll
 
     def poisoned(logits, targets, pad_id):
         calls["n"] += 1
         nll, n = real(logits, targets, pad_id)
         return (nll * float("nan"), n) if calls["n"] > 30 else (nll, n)
 
-    monkeypatch.setattr(main, "masked_nll", poisoned)
-    with pytest.raises(main.Diverged):
-        main.train(cfg)
+    monkeypatch.setattr(training, "masked_nll", poisoned)
+    with pytest.raises(training.Diverged):
+        training.train(cfg)
     assert os.path.exists(os.path.join(cfg.train.ckpt_dir, "best.pt"))
     assert not os.path.exists(os.path.join(cfg.train.ckpt_dir, "last.pt"))
 
@@ -214,7 +219,7 @@ def run(*args, **kw):
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ck")
-    main.train(tiny_cfg(tmp, max_steps=3))
+    training.train(tiny_cfg(tmp, max_steps=3))
     return os.path.join(tmp, "ckpt", "last.pt")
 
 
@@ -278,5 +283,5 @@ def test_sigterm_saves_last(tmp_path):
     p.send_signal(signal.SIGTERM)
     out, _ = p.communicate(timeout=60)
     assert p.returncode == 0 and b"stopped: interrupted" in out
-    ckpt = main.load_checkpoint(str(tmp_path / "c" / "last.pt"))
+    ckpt = training.load_checkpoint(str(tmp_path / "c" / "last.pt"))
     assert ckpt["step"] >= 3

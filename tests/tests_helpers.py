@@ -8,7 +8,7 @@ TINY_ITOS = ["</s>", "<unk>", "<bos>", "<eos>", "，", "。"] + [chr(0x4e00 + i)
 
 def tiny_checkpoint(tmp_path, V=40, E=8, H=12, L=2, seed=0, name="tiny.pt"):
     """Path of a checkpoint (main.py's format) of a randomly initialised model, with TINY_ITOS."""
-    from main import save_checkpoint
+    from training import save_checkpoint
     from model import PoetryLM
     torch.manual_seed(seed)
     cfg = Config()

@@ -1,0 +1,451 @@
+"""Training the poetry LSTM: device, optimiser, checkpoints, evaluation, the loop, and its plots.
+
+    train(cfg)                     a whole run with early stopping (what `python main.py train` calls)
+    TrainLoop(...).advance()       one optimiser step on the next batch (the studies run N of these)
+    evaluate(model, poems, ...)    perplexity over real tokens of a split
+
+Loss: mean cross-entropy over real target tokens only (padding is masked; it only ever follows a poem, so a
+poem's predictions never see it). Dev perplexity exp(total NLL / real target tokens) every pp_every steps and
+at every stop; early stopping after `tolerance` evaluations without a new best. A run lives in its own
+directory (ckpt_dir): best.pt, last.pt, epoch_N.pt, metrics.jsonl, loss.png, perplexity.png. Checkpoints are
+written atomically; a run never starts over another run's files unless told to (--resume or --overwrite), and
+a lock keeps two live runs out of one directory. The checkpoint format is in docs/checkpoints.md.
+
+Deliberately left out: mixed precision and gradient accumulation (the model is small).
+"""
+import fcntl
+import glob
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+import torch
+
+import dataUtil
+import decoding
+from config import Config, UserError
+from model import PoetryLM, masked_nll
+
+SAMPLE_STARTS = "日红山夜湖海月"
+CKPT_FORMAT = 1
+PROGRESS_KEYS = ("step", "epoch", "batch_in_epoch", "best_ppl", "bad_evals")
+RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl")
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite."""
+
+
+class SaveFailed(Exception):
+    """A checkpoint or log could not be written (full disk, read-only folder); earlier files are intact."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# small helpers
+
+def pick_device(tcfg):
+    if tcfg.device:
+        if tcfg.device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"--device {tcfg.device} asked for, but CUDA is not available here; use --device cpu")
+        try:
+            return torch.device(tcfg.device)
+        except RuntimeError:
+            raise UserError(f"--device {tcfg.device!r} is not a device; use cpu, cuda or cuda:N")
+    return torch.device("cuda" if tcfg.use_gpu and torch.cuda.is_available() else "cpu")
+
+
+def make_optimizer(tcfg, params):
+    """The optimiser named by tcfg.optimizer, at tcfg.lr."""
+    lr, wd = tcfg.lr, tcfg.weight_decay
+    makers = {
+        "sgd": lambda: torch.optim.SGD(params, lr=lr, weight_decay=wd),
+        "momentum": lambda: torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd),
+        "nesterov": lambda: torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd),
+        "adagrad": lambda: torch.optim.Adagrad(params, lr=lr, weight_decay=wd),
+        "adadelta": lambda: torch.optim.Adadelta(params, lr=lr, weight_decay=wd),
+        "adam": lambda: torch.optim.Adam(params, lr=lr, weight_decay=wd),
+        "adamw": lambda: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
+        "rmsprop": lambda: torch.optim.RMSprop(params, lr=lr, weight_decay=wd),
+    }
+    return makers[tcfg.optimizer]()          # the name was checked by config.check_config
+
+
+# ----------------------------------------------------------------------------------------------------------
+# checkpoints
+
+def save_checkpoint(path, model, optimizer, cfg, itos, progress):
+    """Atomic torch.save of a dict of state_dicts, plain config, vocabulary, progress and RNG state. A failed
+    write (full disk) removes its temporary file, leaves the previous file at path intact, raises SaveFailed."""
+    ckpt = {
+        "format": CKPT_FORMAT, "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "config": cfg.to_dict(), "itos": list(itos), **progress,
+        "rng": {"torch": torch.get_rng_state()},
+    }
+    tmp = path + ".tmp"
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        cause = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[0][:120]
+        raise SaveFailed(f"could not write {path} ({cause}); the checkpoints written before are kept")
+
+
+def load_checkpoint(path):
+    """The checkpoint dict; a missing, truncated or foreign file is a UserError (never code execution)."""
+    if not os.path.isfile(path):
+        raise UserError(f"checkpoint {path} not found; train first (python main.py train) or pass --ckpt PATH")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:       # truncated zip, pickle with code, not a torch file at all ...
+        raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}); pass a file written by train")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT or "model" not in ckpt \
+            or not isinstance(ckpt.get("config"), dict) or not isinstance(ckpt.get("itos"), list):
+        raise UserError(f"{path} is not a checkpoint of this project; pass a file written by main.py train")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt, device, backend=None):
+    """(model in eval mode, config, itos) rebuilt from the checkpoint alone; backend overrides its --lstm."""
+    try:
+        cfg = Config.from_dict(ckpt["config"])
+        if backend:
+            cfg.model.lstm = backend
+        if cfg.model.vocab_size != len(ckpt["itos"]):
+            raise ValueError("vocabulary size")
+        model = PoetryLM(cfg.model)
+        model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})   # float16 storage loads too
+        return model.to(device).eval(), cfg, list(ckpt["itos"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        raise UserError(f"checkpoint does not hold a model of this project ({type(e).__name__}); retrain it")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# evaluation
+
+@torch.no_grad()
+def evaluate(model, poems, pad_id, batch_size, device, max_cells=2_000_000):
+    """Perplexity over a whole split, exp(total NLL / real target tokens), plus the batch-mean figure
+    mean_b exp(NLL_b / n_b) that some peers report (it weighs short batches as much as long ones).
+    Each batch runs in time chunks of at most max_cells logits (chunk × batch × V), carrying the LSTM state,
+    so memory stays bounded whatever the batch size: 2M float32 logits are 8 MB."""
+    was_training = model.training
+    model.eval()
+    total, count, batch_ppls = 0.0, 0, []
+    V = model.proj.out_features
+    for idx in dataUtil.length_batches([len(p) for p in poems], batch_size):
+        inputs, targets = dataUtil.pad_batch([poems[i] for i in idx], pad_id)
+        inputs, targets = torch.from_numpy(inputs).to(device), torch.from_numpy(targets).to(device)
+        chunk = max(1, max_cells // (inputs.shape[1] * V))
+        nll_b, n_b, state = 0.0, 0, None
+        for t in range(0, inputs.shape[0], chunk):
+            logits, state = model(inputs[t:t + chunk], state)
+            nll, n = masked_nll(logits, targets[t:t + chunk], pad_id)
+            nll_b, n_b = nll_b + nll.item(), n_b + n
+        total, count = total + nll_b, count + n_b
+        batch_ppls.append(math.exp(nll_b / n_b))
+    model.train(was_training)
+    return {"ppl": math.exp(total / count), "nll": total / count, "tokens": count,
+            "batch_mean_ppl": float(np.mean(batch_ppls))}
+
+
+@torch.no_grad()
+def text_nll(model, itos, texts, device, batch_size=256):
+    """The model's own mean NLL per token of `<bos> text <eos>` (targets: the text's characters and <eos>)."""
+    ids, _ = dataUtil.encode(texts, {w: i for i, w in enumerate(itos)})
+    poems = np.split(ids, np.cumsum([len(t) + 2 for t in texts])[:-1])
+    return evaluate(model, poems, itos.index(dataUtil.PAD), batch_size, device)["nll"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the run directory: refuse to clobber, lock, clean leftovers
+
+class RunDir:
+    """A run's directory, locked for the life of the run (a second live run into it is refused)."""
+
+    def __init__(self, tcfg):
+        self.path = tcfg.ckpt_dir
+        self.figures = tcfg.figures_dir or tcfg.ckpt_dir
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            self.lock = open(os.path.join(self.path, ".lock"), "a+")
+        except OSError as e:
+            raise UserError(f"cannot use --ckpt-dir {self.path}: {e.strerror}")
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.lock.close()
+            raise UserError(f"another run is training into {self.path}; wait for it or pass --ckpt-dir NEW")
+        self.lock.seek(0)
+        self.lock.truncate()
+        self.lock.write(f"{os.getpid()}\n")
+        self.lock.flush()
+
+    def release(self):
+        self.lock.close()
+
+    def metrics(self):
+        return os.path.join(self.path, "metrics.jsonl")
+
+    def prepare(self, tcfg, resumed_step):
+        """Refuse an earlier run's files unless resuming or overwriting; drop leftovers of killed saves, and
+        metrics past the step resumed from (they belong to the abandoned continuation)."""
+        for tmp in glob.glob(os.path.join(self.path, "*.tmp")):
+            os.remove(tmp)
+        earlier = [n for n in RUN_FILES if os.path.exists(os.path.join(self.path, n))]
+        if resumed_step is None and earlier and not tcfg.overwrite:
+            self.release()
+            hint = next((os.path.join(self.path, n) for n in ("last.pt", "best.pt") if n in earlier), None)
+            raise UserError(f"{self.path} holds an earlier run ({', '.join(earlier)}): "
+                            + (f"--resume {hint} to continue it, " if hint else "")
+                            + "--overwrite to replace it, or --ckpt-dir NEW")
+        if resumed_step is None:
+            for f in [*earlier, *glob.glob(os.path.join(self.path, "epoch_*.pt"))]:
+                os.remove(os.path.join(self.path, os.path.basename(f)))
+            open(self.metrics(), "w").close()
+        elif os.path.exists(self.metrics()):
+            rows = [line for line in open(self.metrics()) if line.strip()]
+            keep = [line for line in rows if json.loads(line).get("step", 0) <= resumed_step]
+            if len(keep) < len(rows):
+                with open(self.metrics() + ".tmp", "w") as f:
+                    f.writelines(keep)
+                os.replace(self.metrics() + ".tmp", self.metrics())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# training
+
+class Stopper:
+    """Turns Ctrl-C / SIGTERM into a flag the training loop checks after each step (last.pt is then saved)."""
+
+    def __init__(self):
+        self.stop = False
+        self.old = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(self, signum, frame):
+        self.stop = True
+
+    def restore(self):
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+
+def train(cfg, ckpt=None):
+    """Train with early stopping on dev perplexity, continuing from ckpt when given (exactly: weights,
+    optimiser, step, position in the epoch, best perplexity, early-stop counter, RNG). Returns the progress."""
+    tcfg = cfg.train
+    device = pick_device(tcfg)
+    torch.manual_seed(tcfg.seed)
+    corpus = dataUtil.load_corpus(cfg)
+    cfg.model.vocab_size = len(corpus.itos)
+    model = PoetryLM(cfg.model).to(device)
+    optimizer = make_optimizer(tcfg, model.parameters())
+    progress = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_ppl": math.inf, "bad_evals": 0}
+    if ckpt is not None:
+        progress = resume_into(ckpt, tcfg.resume, model, optimizer, corpus.itos)
+    run_dir = RunDir(tcfg)
+    try:
+        run_dir.prepare(tcfg, progress["step"] if ckpt is not None else None)
+        print_start(cfg, device, model, corpus, progress if ckpt is not None else None)
+        return TrainLoop(cfg, model, optimizer, corpus, device, progress, run_dir).run()
+    finally:
+        run_dir.release()
+
+
+def print_start(cfg, device, model, corpus, resumed):
+    """The resolved config, one section a line, and what is trained on what."""
+    for section, values in cfg.to_dict().items():
+        if section != "gen":
+            print(f"{section:<6}" + "  ".join(f"{k}={v}" for k, v in values.items()))
+    print(f"device {device}; {sum(p.numel() for p in model.parameters()):,} parameters; "
+          f"{len(corpus.train)} train / {len(corpus.dev)} dev poems")
+    if resumed:
+        print(f"resumed from step {resumed['step']} (epoch {resumed['epoch']}, best dev perplexity "
+              f"{resumed['best_ppl']:.2f})")
+
+
+def resume_into(ckpt, path, model, optimizer, itos):
+    """Load a checkpoint's weights, optimiser state and RNG; returns its progress dict."""
+    if ckpt["itos"] != list(itos):
+        raise UserError(f"{path} was trained on another vocabulary; prepare with its data settings or start anew")
+    if ckpt.get("optimizer") is None:
+        raise UserError(f"{path} holds weights only (no optimiser state): it generates and evaluates, but cannot resume")
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        return {k: ckpt[k] for k in PROGRESS_KEYS}
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"cannot resume from {path} ({type(e).__name__}): keep the model and optimiser it had")
+
+
+class TrainLoop:
+    """The training loop's state and its pieces: step, evaluate, sample, checkpoint, plot."""
+
+    def __init__(self, cfg, model, optimizer, corpus, device, progress, run_dir=None):
+        self.cfg, self.model, self.opt, self.corpus, self.device = cfg, model, optimizer, corpus, device
+        self.p = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_ppl": math.inf, "bad_evals": 0, **progress}
+        self.run_dir = run_dir
+        self.pad_id = corpus.itos.index(dataUtil.PAD)
+        self.lengths = [len(x) for x in corpus.train]
+        self.sample_gen = torch.Generator().manual_seed(cfg.train.seed)   # sampling never moves training RNG
+        self.batches, self.batches_epoch = None, None
+        self.evaluated_step = -1
+
+    def epoch_batches(self, epoch):
+        """The epoch's batch order, fixed by (seed, epoch) so that a resumed run sees the same data."""
+        if self.batches_epoch != epoch:
+            self.batches = dataUtil.length_batches(self.lengths, self.cfg.train.batch_size,
+                                                   np.random.default_rng([self.cfg.train.seed, epoch]))
+            self.batches_epoch = epoch
+        return self.batches
+
+    def advance(self, on_grads=None):
+        """One optimiser step on the next batch of the epoch order; returns (loss, target tokens, seconds)."""
+        batches = self.epoch_batches(self.p["epoch"])
+        loss, ntok, dt = self.train_step(batches[self.p["batch_in_epoch"]], on_grads)
+        self.p["batch_in_epoch"] += 1
+        self.p["step"] += 1
+        if self.p["batch_in_epoch"] == len(batches):
+            self.end_epoch()
+        return loss, ntok, dt
+
+    def total_steps(self):
+        tcfg = self.cfg.train
+        by_epochs = tcfg.epoch * len(self.epoch_batches(0))
+        return min(by_epochs, tcfg.max_steps) if tcfg.max_steps else by_epochs
+
+    def run(self):
+        from tqdm import tqdm
+        tcfg, t0, stopper = self.cfg.train, time.time(), Stopper()
+        reason = ""
+        bar = tqdm(total=self.total_steps(), initial=self.p["step"], unit="step", dynamic_ncols=True,
+                   mininterval=0.5 if sys.stderr.isatty() else 60)
+        try:
+            while not reason and self.p["epoch"] < tcfg.epoch:
+                loss, ntok, dt = self.advance()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", best=f"{self.p['best_ppl']:.1f}", tok_s=f"{ntok / dt:.0f}",
+                                epoch=self.p["epoch"], refresh=False)
+                self.log({"step": self.p["step"], "epoch": self.p["epoch"], "loss": loss, "tok_s": ntok / dt,
+                          "time": time.time() - t0})
+                reason = self.after_step(t0, stopper, bar)
+            reason = reason or "epochs done"
+            if self.evaluated_step != self.p["step"]:          # every stop leaves best.pt right
+                self.evaluate_dev(bar)
+        finally:                                   # a Diverged error leaves through here: no last.pt
+            stopper.restore()
+            bar.close()
+        self.save("last.pt")
+        print(f"stopped: {reason} at step {self.p['step']}; best dev perplexity {self.p['best_ppl']:.2f}")
+        return dict(self.p, reason=reason)
+
+    def train_step(self, idx, on_grads=None):
+        """One optimiser step on the poems idx; on_grads(model) sees the raw gradients before clipping."""
+        t = time.time()
+        inputs, targets = dataUtil.pad_batch([self.corpus.train[i] for i in idx], self.pad_id)
+        logits, _ = self.model(torch.from_numpy(inputs).to(self.device))
+        nll, n = masked_nll(logits, torch.from_numpy(targets).to(self.device), self.pad_id)
+        loss = nll / n
+        if not torch.isfinite(loss):
+            raise Diverged(f"loss became {loss.item()} at step {self.p['step'] + 1}")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if on_grads is not None:
+            on_grads(self.model)
+        if self.cfg.train.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip)
+        self.opt.step()
+        return loss.item(), n, time.time() - t
+
+    def after_step(self, t0, stopper, bar):
+        """Evaluate, sample and check the stop conditions; returns a stop reason or ''."""
+        tcfg, step = self.cfg.train, self.p["step"]
+        if step % tcfg.pp_every == 0 and self.evaluate_dev(bar):
+            return "early stop"
+        if tcfg.gen_every and step % tcfg.gen_every == 0:
+            self.print_samples(bar)
+        if stopper.stop:
+            return "interrupted"
+        if tcfg.max_steps and step >= tcfg.max_steps:
+            return "max steps"
+        if tcfg.max_minutes and time.time() - t0 >= tcfg.max_minutes * 60:
+            return "max minutes"
+        return ""
+
+    def evaluate_dev(self, bar):
+        """Dev perplexity; saves best.pt on a new best; True when early stopping is due."""
+        res = evaluate(self.model, self.corpus.dev, self.pad_id, self.cfg.train.eval_batch_size, self.device)
+        self.evaluated_step = self.p["step"]
+        if res["ppl"] < self.p["best_ppl"]:
+            self.p["best_ppl"], self.p["bad_evals"] = res["ppl"], 0
+            self.save("best.pt")
+        else:
+            self.p["bad_evals"] += 1
+        self.log({"step": self.p["step"], "dev_ppl": res["ppl"], "dev_batch_mean_ppl": res["batch_mean_ppl"]})
+        bar.write(f"step {self.p['step']}: dev perplexity {res['ppl']:.2f} (best {self.p['best_ppl']:.2f}, "
+                  f"{self.p['bad_evals']}/{self.cfg.train.tolerance} without improvement)")
+        self.plot()
+        return self.p["bad_evals"] >= self.cfg.train.tolerance
+
+    def print_samples(self, bar):
+        stoi = {w: i for i, w in enumerate(self.corpus.itos)}
+        prefixes = [[stoi[c]] for c in SAMPLE_STARTS if c in stoi]
+        self.model.eval()
+        poems = decoding.sample(self.model, self.corpus.itos, prefixes, self.cfg.gen, self.device, self.sample_gen)
+        self.model.train()
+        bar.write(f"step {self.p['step']} samples: " + " | ".join(poems))
+
+    def end_epoch(self):
+        self.p["epoch"] += 1
+        self.p["batch_in_epoch"] = 0
+        if self.run_dir and self.cfg.train.save_every and self.p["epoch"] % self.cfg.train.save_every == 0:
+            self.save(f"epoch_{self.p['epoch']}.pt")
+
+    def save(self, name):
+        if self.run_dir:
+            save_checkpoint(os.path.join(self.run_dir.path, name), self.model, self.opt, self.cfg,
+                            self.corpus.itos, self.p)
+
+    def log(self, record):
+        if self.run_dir:
+            try:
+                with open(self.run_dir.metrics(), "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as e:
+                raise SaveFailed(f"could not write {self.run_dir.metrics()} ({e.strerror})")
+
+    def plot(self):
+        if self.run_dir:
+            try:
+                plot_metrics(self.run_dir.metrics(), self.run_dir.figures)
+            except OSError as e:                    # a figure is not worth stopping a run for
+                print(f"warning: could not draw the figures ({e.strerror})", file=sys.stderr)
+
+
+def plot_metrics(metrics_path, figures_dir):
+    """loss.png (train loss) and perplexity.png (dev perplexity) against step, in figures_dir."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [json.loads(line) for line in open(metrics_path)]
+    os.makedirs(figures_dir, exist_ok=True)
+    for key, name, label in (("loss", "loss.png", "train loss (nats/token)"),
+                             ("dev_ppl", "perplexity.png", "dev perplexity")):
+        pts = [(r["step"], r[key]) for r in rows if key in r]
+        if not pts:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot(*zip(*pts), lw=0.8)
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(os.path.join(figures_dir, name), dpi=120)
+        plt.close(fig)
