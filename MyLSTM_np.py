@@ -172,6 +172,8 @@ class NumpyLM:
         """(model, itos, config dict) from a checkpoint written by main.py train, without torch."""
         ckpt = read_torch_checkpoint(path)
         params = {k: v.astype(np.float32) for k, v in ckpt["model"].items()}
+        if "proj.down.weight" in params:                           # a tied model: its projection is E W_d
+            params["proj.weight"] = params["embed.weight"] @ params.pop("proj.down.weight")   # (V, H)
         return cls(params, ckpt["config"]["model"]["num_layers"]), ckpt["itos"], ckpt["config"]
 
     def forward(self, tokens, state=None):

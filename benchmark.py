@@ -28,7 +28,7 @@ def timed(fn, repeats):
 
 def lstm_bench(T=64, B=64, D=128, H=256, L=2, repeats=5):
     """Forward + backward of the LSTM stack in float32: NumPy vs PyTorch CPU autograd (ours, and nn.LSTM)."""
-    from model import FusedLSTM
+    from model import FusedLSTM, from_torch_lstm_params
     rng = np.random.default_rng(0)
     lstm = M.LSTM(D, H, L, rng, dtype=np.float32)
     x = rng.standard_normal((T, B, D)).astype(np.float32)
@@ -45,6 +45,13 @@ def lstm_bench(T=64, B=64, D=128, H=256, L=2, repeats=5):
         out.backward(tdout)
 
     fused, auto, ref = FusedLSTM(D, H, L), FusedLSTM(D, H, L, "autograd"), torch.nn.LSTM(D, H, L)
+    with torch.no_grad():                                         # nn.LSTM's initial weights in all three
+        for l in range(L):
+            W, b = from_torch_lstm_params(*(getattr(ref, f"{n}_l{l}") for n in
+                                            ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
+            for m in (fused, auto):
+                m.layers[l].W.copy_(W)
+                m.layers[l].b.copy_(b)
     print(f"LSTM forward+backward, T={T} B={B} D={D} H={H} layers={L}, float32, {torch.get_num_threads()} threads")
     res = {"numpy (MyLSTM_np)": timed(numpy_step, repeats),
            "torch, hand-derived backward (fused)": timed(lambda: torch_step(fused), repeats),

@@ -41,6 +41,9 @@ class ModelConfig:
     lstm: str = "fused"               # fused (hand-derived backward) | autograd (same loop, autograd) | cudnn (nn.LSTM kernel)
     init_embed: str = "default"       # default | zero | normal | xavier_normal | xavier_uniform
     init_lstm: str = "default"        # same choices, for the LSTM weights
+    dropout: float = 0.0              # dropout rate at the places named by dropout_at (0 = the seed's model)
+    dropout_at: str = "embed,layers,output"   # comma-separated: embed | layers (between them) | output
+    tie_weights: bool = False         # the output layer shares the embedding (through an H -> E projection)
 
 
 @dataclass
@@ -49,6 +52,11 @@ class TrainConfig:
     lr: float = 1e-3
     optimizer: str = "adam"           # sgd | momentum | nesterov | adagrad | adadelta | adam | adamw | rmsprop
     weight_decay: float = 0.0
+    lr_schedule: str = "constant"     # constant | plateau (x plateau_factor after plateau_patience evaluations
+                                      # without a new best) | cosine (to 0 over the run's total steps)
+    warmup_steps: int = 0             # linear warm-up from 0 to lr over this many steps (any schedule)
+    plateau_patience: int = 3
+    plateau_factor: float = 0.5
     epoch: int = 50
     clip: float = 5.0                 # max global gradient norm; 0 disables clipping
     pp_every: int = 100               # steps between dev-perplexity evaluations
@@ -114,6 +122,7 @@ CHOICES = {
     ("model", "lstm"): ("fused", "autograd", "cudnn"),
     ("model", "init_embed"): ("default", "zero", "normal", "xavier_normal", "xavier_uniform"),
     ("model", "init_lstm"): ("default", "zero", "normal", "xavier_normal", "xavier_uniform"),
+    ("train", "lr_schedule"): ("constant", "plateau", "cosine"),
     ("train", "optimizer"): ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "adam", "adamw", "rmsprop"),
 }
 POSITIVE = [("data", "max_len"), ("data", "min_freq"), ("model", "embed_dim"), ("model", "hidden_size"),
@@ -134,6 +143,13 @@ def check_config(cfg):
     for section, name in POSITIVE:
         if getattr(getattr(cfg, section), name) <= 0:
             raise UserError(f"{flag(name)} must be positive")
+    if not 0 <= cfg.model.dropout < 1:
+        raise UserError("--dropout must be in [0, 1)")
+    bad = set(filter(None, cfg.model.dropout_at.split(","))) - {"embed", "layers", "output"}
+    if bad:
+        raise UserError(f"--dropout-at {','.join(sorted(bad))}: choose from embed, layers, output (comma-separated)")
+    if not 0 < cfg.train.plateau_factor < 1 or cfg.train.plateau_patience < 1 or cfg.train.warmup_steps < 0:
+        raise UserError("--plateau-factor must be in (0, 1), --plateau-patience >= 1, --warmup-steps >= 0")
     if cfg.gen.top_p > 1:
         raise UserError("--top-p must be in (0, 1]")
     d = cfg.data

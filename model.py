@@ -10,7 +10,8 @@ gate order i, f, o, g, columns acting on [x_t ; h_{t-1}]:
 `lstm="cudnn"` runs torch.nn.LSTM on the same parameters, converted on the fly (gate order i, f, g, o, W split
 into W_ih / W_hh), so both backends share one state_dict and can be compared for speed and results.
 
-Deliberately left out: dropout and weight tying (the seed has neither; the studies compare inits and optimisers).
+Options beyond the seed's model, each a flag measured by `python main.py experiment recipe`: dropout (embedding,
+between layers, before the output layer) and weight tying. Deliberately left out: peepholes, layer norm.
 """
 import math
 
@@ -149,11 +150,13 @@ class LSTMLayer(nn.Module):
 
 
 class FusedLSTM(nn.Module):
-    """A stack of LSTMLayer; state is (h, c), each (num_layers, B, H). backend: fused | autograd."""
+    """A stack of LSTMLayer; state is (h, c), each (num_layers, B, H). backend: fused | autograd. dropout acts
+    on each layer's output before the next layer (in training mode only)."""
 
-    def __init__(self, input_size, hidden_size, num_layers, backend="fused"):
+    def __init__(self, input_size, hidden_size, num_layers, backend="fused", dropout=0.0):
         super().__init__()
         self.hidden_size, self.num_layers, self.backend = hidden_size, num_layers, backend
+        self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             LSTMLayer(input_size if l == 0 else hidden_size, hidden_size) for l in range(num_layers))
 
@@ -162,7 +165,7 @@ class FusedLSTM(nn.Module):
         h0, c0 = state if state is not None else zero_state(self, x.shape[1], x)
         hs, cs = [], []
         for l, layer in enumerate(self.layers):
-            x, h, c = layer(x, h0[l], c0[l], self.backend)
+            x, h, c = layer(self.dropout(x) if l > 0 else x, h0[l], c0[l], self.backend)
             hs.append(h)
             cs.append(c)
         return x, (torch.stack(hs), torch.stack(cs))
@@ -216,16 +219,34 @@ class CudnnLSTM(nn.Module):
     def forward(self, x, state=None):
         fused = self.fused[0]
         h0, c0 = state if state is not None else zero_state(fused, x.shape[1], x)
-        out, h, c = torch._VF.lstm(x, (h0, c0), self.flat_weights(), True, fused.num_layers, 0.0,
-                                   self.training, False, False)
+        out, h, c = torch._VF.lstm(x, (h0, c0), self.flat_weights(), True, fused.num_layers,
+                                   fused.dropout.p, self.training, False, False)
         return out, (h, c)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # the language model
 
+class TiedOutput(nn.Module):
+    """The output layer with weight tying: logits = (out W_d^T) E^T + b, sharing the embedding E (V, E); W_d
+    (E, H) maps the LSTM's output down to the embedding width. Its effective projection is E W_d (V, H)."""
+
+    def __init__(self, embed, hidden_size):
+        super().__init__()
+        self.embed = [embed]                      # a plain list: the embedding stays owned by the model
+        self.down = nn.Linear(hidden_size, embed.embedding_dim, bias=False)
+        self.bias = nn.Parameter(torch.zeros(embed.num_embeddings))
+        self.out_features = embed.num_embeddings
+
+    def forward(self, out):
+        return F.linear(self.down(out), self.embed[0].weight, self.bias)      # (T, B, V)
+
+
 class PoetryLM(nn.Module):
-    """forward(tokens (T, B), state=None) -> logits (T, B, V), state. One interface for train, eval, generate."""
+    """forward(tokens (T, B), state=None) -> logits (T, B, V), state. One interface for train, eval, generate.
+
+    Options (ModelConfig): dropout at the embedding output, between LSTM layers and before the output layer
+    (`dropout`, `dropout_at`), and weight tying (`tie_weights`). With neither, this is the seed's model."""
 
     def __init__(self, mcfg):
         super().__init__()
@@ -233,19 +254,23 @@ class PoetryLM(nn.Module):
         self.embed = nn.Embedding(mcfg.vocab_size, mcfg.embed_dim)
         if mcfg.lstm not in BACKENDS:
             raise ValueError(f"unknown lstm backend {mcfg.lstm!r}")
+        at = set(filter(None, mcfg.dropout_at.split(",")))
+        rate = {k: mcfg.dropout if k in at else 0.0 for k in ("embed", "layers", "output")}
         self.lstm = FusedLSTM(mcfg.embed_dim, mcfg.hidden_size, mcfg.num_layers,
-                              "autograd" if mcfg.lstm == "autograd" else "fused")
-        self.proj = nn.Linear(mcfg.hidden_size, mcfg.vocab_size)
+                              "autograd" if mcfg.lstm == "autograd" else "fused", rate["layers"])
+        self.drop_embed, self.drop_out = nn.Dropout(rate["embed"]), nn.Dropout(rate["output"])
+        self.proj = TiedOutput(self.embed, mcfg.hidden_size) if mcfg.tie_weights \
+            else nn.Linear(mcfg.hidden_size, mcfg.vocab_size)
         self.cudnn = [CudnnLSTM(self.lstm)] if mcfg.lstm == "cudnn" else None
         init_weights(self, mcfg.init_embed, mcfg.init_lstm)
 
     def forward(self, tokens, state=None):
-        x = self.embed(tokens)                                    # (T, B, E)
+        x = self.drop_embed(self.embed(tokens))                   # (T, B, E)
         if self.cudnn:
             out, state = self.cudnn[0](x, state)
         else:
             out, state = self.lstm(x, state)                      # (T, B, H)
-        return self.proj(out), state                              # (T, B, V)
+        return self.proj(self.drop_out(out)), state               # (T, B, V)
 
 
 def init_tensor(t, scheme):
@@ -266,9 +291,10 @@ def init_tensor(t, scheme):
 def init_weights(model, embed_scheme, lstm_scheme):
     """Embedding and LSTM schemes chosen separately; "default" is PyTorch's own (N(0, 1) for nn.Embedding,
     U(-1/sqrt(H), 1/sqrt(H)) for every nn.LSTM weight and bias). Non-default LSTM schemes zero the biases.
-    The projection keeps nn.Linear's default."""
+    The projection keeps nn.Linear's default. A tied embedding is also the output layer, so its "default" is
+    N(0, 1/E): initial logits near zero instead of a standard deviation near 5."""
     if embed_scheme == "default":
-        nn.init.normal_(model.embed.weight)
+        nn.init.normal_(model.embed.weight, std=model.embed.embedding_dim ** -0.5 if model.cfg.tie_weights else 1)
     else:
         init_tensor(model.embed.weight, embed_scheme)
     for layer in model.lstm.layers:

@@ -32,7 +32,7 @@ from model import PoetryLM, masked_nll
 
 SAMPLE_STARTS = "日红山夜湖海月"
 CKPT_FORMAT = 1
-PROGRESS_KEYS = ("step", "epoch", "batch_in_epoch", "best_ppl", "bad_evals")
+PROGRESS = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_ppl": math.inf, "bad_evals": 0, "lr_scale": 1.0}
 RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl")
 
 
@@ -246,7 +246,7 @@ def train(cfg, ckpt=None):
     cfg.model.vocab_size = len(corpus.itos)
     model = PoetryLM(cfg.model).to(device)
     optimizer = make_optimizer(tcfg, model.parameters())
-    progress = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_ppl": math.inf, "bad_evals": 0}
+    progress = dict(PROGRESS)
     if ckpt is not None:
         progress = resume_into(ckpt, tcfg.resume, model, optimizer, corpus.itos)
     run_dir = RunDir(tcfg)
@@ -280,7 +280,7 @@ def resume_into(ckpt, path, model, optimizer, itos):
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"]["torch"])
-        return {k: ckpt[k] for k in PROGRESS_KEYS}
+        return {k: ckpt.get(k, default) for k, default in PROGRESS.items()}     # lr_scale: older files lack it
     except (RuntimeError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"cannot resume from {path} ({type(e).__name__}): keep the model and optimiser it had")
 
@@ -290,7 +290,7 @@ class TrainLoop:
 
     def __init__(self, cfg, model, optimizer, corpus, device, progress, run_dir=None):
         self.cfg, self.model, self.opt, self.corpus, self.device = cfg, model, optimizer, corpus, device
-        self.p = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_ppl": math.inf, "bad_evals": 0, **progress}
+        self.p = {**PROGRESS, **progress}
         self.run_dir = run_dir
         self.pad_id = corpus.itos.index(dataUtil.PAD)
         self.lengths = [len(x) for x in corpus.train]
@@ -309,12 +309,25 @@ class TrainLoop:
     def advance(self, on_grads=None):
         """One optimiser step on the next batch of the epoch order; returns (loss, target tokens, seconds)."""
         batches = self.epoch_batches(self.p["epoch"])
+        for group in self.opt.param_groups:
+            group["lr"] = self.current_lr()
         loss, ntok, dt = self.train_step(batches[self.p["batch_in_epoch"]], on_grads)
         self.p["batch_in_epoch"] += 1
         self.p["step"] += 1
         if self.p["batch_in_epoch"] == len(batches):
             self.end_epoch()
         return loss, ntok, dt
+
+    def current_lr(self):
+        """The learning rate of the next step: lr x plateau scale x warm-up ramp x cosine factor."""
+        tcfg, step = self.cfg.train, self.p["step"]
+        lr = tcfg.lr * self.p["lr_scale"]
+        if step < tcfg.warmup_steps:
+            lr *= (step + 1) / tcfg.warmup_steps
+        if tcfg.lr_schedule == "cosine":
+            total = self.total_steps()
+            lr *= 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+        return lr
 
     def total_steps(self):
         tcfg = self.cfg.train
@@ -388,7 +401,11 @@ class TrainLoop:
             self.save("best.pt")
         else:
             self.p["bad_evals"] += 1
-        self.log({"step": self.p["step"], "dev_ppl": res["ppl"], "dev_batch_mean_ppl": res["batch_mean_ppl"]})
+            tcfg = self.cfg.train
+            if tcfg.lr_schedule == "plateau" and self.p["bad_evals"] % tcfg.plateau_patience == 0:
+                self.p["lr_scale"] *= tcfg.plateau_factor
+        self.log({"step": self.p["step"], "dev_ppl": res["ppl"], "dev_batch_mean_ppl": res["batch_mean_ppl"],
+                  "lr": self.current_lr()})
         bar.write(f"step {self.p['step']}: dev perplexity {res['ppl']:.2f} (best {self.p['best_ppl']:.2f}, "
                   f"{self.p['bad_evals']}/{self.cfg.train.tolerance} without improvement)")
         self.plot()
