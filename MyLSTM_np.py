@@ -243,9 +243,23 @@ class _CheckpointUnpickler(pickle.Unpickler):
 
     def rebuild_tensor(self, storage, offset, size, stride, *_):
         data = np.frombuffer(self.zf.read(f"{self.prefix}/data/{storage.key}"), dtype=storage.dtype)
+        check_view(len(data), offset, size, stride)
         item = data.itemsize
         return np.lib.stride_tricks.as_strided(data[offset:], shape=tuple(size),
                                                strides=tuple(s * item for s in stride)).copy()
+
+
+def check_view(n, offset, size, stride):
+    """Refuse a tensor view that reaches outside its storage of n elements (a crafted file could otherwise
+    make as_strided read foreign memory or crash the process)."""
+    ints = [offset, *size, *stride]
+    if len(size) != len(stride) or not all(isinstance(v, int) and v >= 0 for v in ints):
+        raise pickle.UnpicklingError("a tensor with negative or malformed offset, size or stride")
+    if 0 in size:
+        return
+    last = offset + sum((d - 1) * s for d, s in zip(size, stride))
+    if last >= n:
+        raise pickle.UnpicklingError(f"a tensor reaches element {last} of a storage of {n}")
 
 
 def read_torch_checkpoint(path):
@@ -262,15 +276,16 @@ def read_torch_checkpoint(path):
 # ----------------------------------------------------------------------------------------------------------
 # generation without torch
 
-def sample_np(model, itos, prefix_ids, gcfg, rng):
-    """NumPy twin of main.sample: len(prefix_ids) poems as one batch, ends at <eos> or max_gen_len."""
+def sample_np(model, itos, starts, gcfg, rng):
+    """NumPy twin of decoding.sample without constraints: len(starts) poems as one batch, each ends at <eos> or
+    max_gen_len."""
     import dataUtil
     stoi = {w: i for i, w in enumerate(itos)}
     eos = stoi[dataUtil.EOS]
     banned = [stoi[dataUtil.PAD], stoi[dataUtil.UNK], stoi[dataUtil.BOS]]
-    tokens = np.array([[stoi[dataUtil.BOS], *p] for p in prefix_ids]).T        # (P, B)
+    tokens = np.array([[stoi[dataUtil.BOS], *p] for p in starts]).T            # (P, B)
     logits, state, _ = model.forward(tokens)
-    out, done = [list(p) for p in prefix_ids], np.zeros(len(prefix_ids), bool)
+    out, done = [list(p) for p in starts], np.zeros(len(starts), bool)
     for _ in range(gcfg.max_gen_len):
         nxt = pick_next_np(logits[-1], banned, gcfg, rng)
         for b in np.flatnonzero(~done & (nxt != eos)):
@@ -296,18 +311,29 @@ def pick_next_np(logits, banned, gcfg, rng):
     return np.array([rng.choice(len(row), p=row) for row in p])
 
 
+NP_GEN_FLAGS = {"ckpt", "start", "num", "temperature", "top_k", "greedy", "seed", "max_gen_len"}
+
+
 def cmd_generate(rest):
-    from config import UserError, make_parser, config_from_args
+    """Unconstrained poems from --start; the constrained modes (--form, --rhyme, ...) live in main.py generate."""
+    from config import UserError, check_config, make_parser, config_from_args, pick_checkpoint
     import dataUtil
-    gcfg = config_from_args(make_parser("MyLSTM_np.py generate", "poems with the NumPy model", ["gen"])
-                            .parse_args(rest)).gen
+    parser = make_parser("MyLSTM_np.py generate", "poems with the NumPy model, without torch (for --form, "
+                         "--acrostic, --rhyme, --tones, --top-p, --prefix use python main.py generate)",
+                         ["gen"], only=NP_GEN_FLAGS)
+    gcfg = check_config(config_from_args(parser.parse_args(rest))).gen
+    path = pick_checkpoint(gcfg.ckpt)
     try:
-        model, itos, _ = NumpyLM.from_checkpoint(gcfg.ckpt)
+        model, itos, _ = NumpyLM.from_checkpoint(path)
     except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{gcfg.ckpt} is not a readable checkpoint of this project ({e}); pass one from train")
-    prefix = dataUtil.encode_start(gcfg.start, itos)
-    poems = sample_np(model, itos, [prefix] * gcfg.num, gcfg, np.random.default_rng(gcfg.seed))
-    print("\n\n".join(dataUtil.format_poem(p) for p in poems))
+        raise UserError(f"{path} is not a readable checkpoint of this project ({e}); pass one from train")
+    if not gcfg.start.strip():
+        raise UserError("--start is empty; give the character(s) the poem begins with, e.g. --start 日")
+    start = dataUtil.encode_start(gcfg.start, itos)
+    rng = np.random.default_rng(gcfg.seed)
+    for first in range(0, gcfg.num, 64):                 # bounded batches, printed as they are done
+        for k, poem in enumerate(sample_np(model, itos, [start] * min(64, gcfg.num - first), gcfg, rng)):
+            print(("" if first + k == 0 else "\n") + dataUtil.format_poem(poem), flush=True)
     return 0
 
 
@@ -327,9 +353,14 @@ def cmd_bench(rest):
 
 def main(argv):
     from config import UserError
+    from config import suggest
     commands = {"test": cmd_test, "bench": cmd_bench, "generate": cmd_generate}
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
     if not argv or argv[0] not in commands:
-        raise UserError(f"usage: python MyLSTM_np.py {{{'|'.join(commands)}}} [flags]")
+        hint = suggest(argv[0], list(commands)) if argv else ""
+        raise UserError(f"usage: python MyLSTM_np.py {{{'|'.join(commands)}}} [flags]{hint}")
     return commands[argv[0]](argv[1:])
 
 

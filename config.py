@@ -9,6 +9,10 @@ stderr and exit code 2 (see ../shared/DESIGN.md, "Errors").
 """
 import argparse
 import dataclasses
+import difflib
+import math
+import os
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -27,20 +31,20 @@ class DataConfig:
     max_len: int = 125                # poems longer than this (characters, punctuation included) are dropped
     min_len: int = 4                  # shorter ones are fragments or placeholders such as 空。
     min_freq: int = 5                 # characters seen fewer times in train become <unk> (coverage > 99.8%)
-    dev_frac: float = 0.05
-    test_frac: float = 0.05
+    dev_frac: float = 0.05            # share of poems in the dev split
+    test_frac: float = 0.05           # share of poems in the test split
     limit_poems: int = 0              # keep only the first N train poems (0 = all); for short runs
 
 
 @dataclass
 class ModelConfig:
-    vocab_size: int = 0               # filled from the data, never typed
-    embed_dim: int = 128
-    hidden_size: int = 256
-    num_layers: int = 2
+    vocab_size: int = 0               # filled from the data, never typed (no flag)
+    embed_dim: int = 128              # embedding width E
+    hidden_size: int = 256            # LSTM width H
+    num_layers: int = 2               # stacked LSTM layers
     lstm: str = "fused"               # fused (hand-derived backward) | autograd (same loop, autograd) | cudnn (nn.LSTM kernel)
-    init_embed: str = "default"       # default | zero | normal | xavier_normal | xavier_uniform
-    init_lstm: str = "default"        # same choices, for the LSTM weights
+    init_embed: str = "default"       # embedding init: default | zero | normal | xavier_normal | xavier_uniform
+    init_lstm: str = "default"        # LSTM weight init, same choices
     dropout: float = 0.0              # dropout rate at the places named by dropout_at (0 = the seed's model)
     dropout_at: str = "embed,layers,output"   # comma-separated: embed | layers (between them) | output
     tie_weights: bool = False         # the output layer shares the embedding (through an H -> E projection)
@@ -48,47 +52,46 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    batch_size: int = 128
-    lr: float = 1e-3
+    batch_size: int = 128             # poems per optimiser step
+    lr: float = 1e-3                  # learning rate (peak rate with a schedule)
     optimizer: str = "adam"           # sgd | momentum | nesterov | adagrad | adadelta | adam | adamw | rmsprop
-    weight_decay: float = 0.0
-    lr_schedule: str = "constant"     # constant | plateau (x plateau_factor after plateau_patience evaluations
-                                      # without a new best) | cosine (to 0 over the run's total steps)
+    weight_decay: float = 0.0         # L2 penalty (decoupled for adamw)
+    lr_schedule: str = "constant"     # constant | plateau (x plateau-factor after plateau-patience evaluations without a new best) | cosine (to 0 over the run)
     warmup_steps: int = 0             # linear warm-up from 0 to lr over this many steps (any schedule)
-    plateau_patience: int = 3
-    plateau_factor: float = 0.5
-    epoch: int = 50
+    plateau_patience: int = 3         # evaluations without a new best before the plateau schedule lowers lr
+    plateau_factor: float = 0.5       # what the plateau schedule multiplies lr by
+    epoch: int = 50                   # passes over the training poems at most
     clip: float = 5.0                 # max global gradient norm; 0 disables clipping
     pp_every: int = 100               # steps between dev-perplexity evaluations
     tolerance: int = 10               # evaluations without a new best before early stopping
-    gen_every: int = 50               # steps between sample poems
-    save_every: int = 5               # epochs between numbered checkpoints
-    use_gpu: bool = True
+    gen_every: int = 50               # steps between sample poems (0 = none)
+    save_every: int = 5               # epochs between numbered checkpoints (0 = none)
+    use_gpu: bool = True              # use CUDA when available (without --device)
     device: str = ""                  # cpu | cuda | cuda:1; empty means cuda when available and use_gpu
-    seed: int = 0
+    seed: int = 0                     # fixes initialisation, batch order and samples
     max_minutes: float = 0.0          # stop (saving last.pt) after this many minutes; 0 = no limit
     max_steps: int = 0                # stop after this many optimizer steps; 0 = no limit
-    ckpt_dir: str = "checkpoints"
+    ckpt_dir: str = "checkpoints"     # the run's directory: checkpoints, metrics.jsonl, figures
     figures_dir: str = ""             # where the run's loss.png and perplexity.png go; empty means ckpt_dir
-    resume: str = ""                  # a checkpoint to continue from
+    resume: str = ""                  # a checkpoint to continue from (its settings; flags given win)
     overwrite: bool = False           # start anew in a ckpt_dir that holds an earlier run, deleting its files
-    eval_batch_size: int = 256
+    eval_batch_size: int = 256        # poems per batch when measuring perplexity
 
 
 @dataclass
 class GenConfig:
-    ckpt: str = "checkpoints/best.pt"
+    ckpt: str = ""                    # the model; empty: checkpoints/best.pt if it exists, else pretrained/tang.pt
     start: str = ""                   # the poem begins with these characters
-    num: int = 1                      # poems generated together, as one batch
-    temperature: float = 0.6
-    top_k: int = 0                    # 0 = no top-k filter
-    top_p: float = 1.0                # nucleus sampling; 1 = off
+    num: int = 1                      # how many poems
+    temperature: float = 0.6          # below 1 safer, above 1 wilder
+    top_k: int = 0                    # sample among the k likeliest characters (0 = all)
+    top_p: float = 1.0                # nucleus sampling: the likeliest characters up to this mass (1 = off)
     repetition_penalty: float = 1.0   # > 1 makes characters already in the poem less likely
-    greedy: bool = False
-    seed: int = 0
+    greedy: bool = False              # always the likeliest character (one poem per start)
+    seed: int = 0                     # the same seed writes the same poem; change it for another
     max_gen_len: int = 200            # generated tokens at most, <eos> included
-    form: int = 0                     # 5 or 7 characters per line (0 = free)
-    lines: int = 0                    # 4 (绝句) or 8 (律诗) lines, with --form
+    form: int = 0                     # characters per line: 5 | 7 (0 = free)
+    lines: int = 0                    # lines with --form: 4 (绝句) | 8 (律诗)
     acrostic: str = ""                # 藏头诗: line k starts with the k-th character
     prefix: str = ""                  # style priming text, run through the model first and not printed
     rhyme: bool = False               # even lines rhyme (中华新韵, level tone), with --form
@@ -124,7 +127,10 @@ CHOICES = {
     ("model", "init_lstm"): ("default", "zero", "normal", "xavier_normal", "xavier_uniform"),
     ("train", "lr_schedule"): ("constant", "plateau", "cosine"),
     ("train", "optimizer"): ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "adam", "adamw", "rmsprop"),
+    ("gen", "form"): (0, 5, 7),
+    ("gen", "lines"): (0, 4, 8),
 }
+NO_FLAG = {("model", "vocab_size")}   # computed from the data
 POSITIVE = [("data", "max_len"), ("data", "min_freq"), ("model", "embed_dim"), ("model", "hidden_size"),
             ("model", "num_layers"), ("train", "batch_size"), ("train", "lr"), ("train", "epoch"),
             ("train", "pp_every"), ("train", "tolerance"), ("train", "eval_batch_size"), ("gen", "num"),
@@ -136,10 +142,20 @@ def check_config(cfg):
     def flag(name):
         return "--" + name.replace("_", "-")
 
+    for section in dataclasses.fields(cfg):
+        part = getattr(cfg, section.name)
+        for f in dataclasses.fields(part):
+            value = getattr(part, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"{flag(f.name)} must be a finite number, not {value}")
+    if not (0 <= cfg.train.seed < 2 ** 63 and 0 <= cfg.gen.seed < 2 ** 63):
+        raise UserError("--seed must be in [0, 2^63)")
+    if cfg.gen.top_k < 0:
+        raise UserError("--top-k must be 0 (off) or positive")
     for (section, name), allowed in CHOICES.items():
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:
-            raise UserError(f"{flag(name)} {value!r} is not one of: {', '.join(allowed)}")
+            raise UserError(f"{flag(name)} {value!r} is not one of: {', '.join(map(str, allowed))}")
     for section, name in POSITIVE:
         if getattr(getattr(cfg, section), name) <= 0:
             raise UserError(f"{flag(name)} must be positive")
@@ -162,30 +178,48 @@ def check_config(cfg):
 # command-line form
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one line on stderr with exit code 2 (no usage block)."""
+    """argparse whose errors are one line on stderr with exit code 2 (no usage block), with "did you mean"
+    for a misspelt flag."""
 
     def error(self, message):
+        m = re.match(r"unrecognized arguments: (\S+)", message)
+        if m:
+            message += suggest(m.group(1).split("=")[0], [o for a in self._actions for o in a.option_strings])
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def make_parser(prog, description, sections):
-    """A parser with one flag per field of the named Config sections (e.g. ("data", "train"))."""
+def field_help():
+    """{field name: its comment in this file}: the one-line help of each flag, kept next to its default."""
+    import inspect
+    src = inspect.getsource(sys.modules[__name__])
+    return dict(re.findall(r"^    (\w+): \w+ = .*?  # (.*)$", src, flags=re.M))
+
+
+def make_parser(prog, description, sections, only=None):
+    """A parser with one flag per field of the named Config sections (e.g. ("data", "train")), or of the
+    fields named in `only`."""
     parser = OneLineParser(prog=prog, description=description, allow_abbrev=False)
-    defaults = Config()
+    defaults, helps = Config(), field_help()
     for name in sections:
         group = parser.add_argument_group(name)
         for f in dataclasses.fields(getattr(defaults, name)):
-            add_field_flag(group, name, f, getattr(getattr(defaults, name), f.name))
+            if (name, f.name) not in NO_FLAG and (only is None or f.name in only):
+                add_field_flag(group, name, f, getattr(getattr(defaults, name), f.name), helps.get(f.name, ""))
     return parser
 
 
-def add_field_flag(group, section, f, default):
+def add_field_flag(group, section, f, default, text):
     """--field-name for one dataclass field. Flags not given stay out of the parsed namespace (SUPPRESS), so
     config_from_args can lay them over any base config: the defaults, or a checkpoint's config on resume."""
     flag = "--" + f.name.replace("_", "-")
-    kw = dict(dest=f"{section}.{f.name}", default=argparse.SUPPRESS, help=f"default: {default!r}")
+    kw = dict(dest=f"{section}.{f.name}", default=argparse.SUPPRESS,
+              help=f"{text} (default: {default!r})".replace("%", "%%"))
+    choices = CHOICES.get((section, f.name))
     if isinstance(default, bool):
         group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+    elif choices:
+        group.add_argument(flag, type=type(default), choices=choices,
+                           metavar="|".join(map(str, choices)), **kw)
     else:
         group.add_argument(flag, type=type(default), metavar=type(default).__name__.upper(), **kw)
 
@@ -200,10 +234,41 @@ def config_from_args(args, cfg=None):
     return cfg
 
 
+PRETRAINED = "pretrained/tang.pt"
+TRAINED = "checkpoints/best.pt"
+
+
+def pick_checkpoint(ckpt):
+    """The model to use: --ckpt when given, else checkpoints/best.pt when it exists, else the shipped
+    pretrained/tang.pt (relative to the project). Says on stderr which one."""
+    if ckpt:
+        return ckpt
+    root = os.path.dirname(os.path.abspath(__file__))
+    for path, what in ((TRAINED, "your trained model"), (os.path.join(root, PRETRAINED), "the shipped model")):
+        if os.path.isfile(path):
+            print(f"using {what}: {os.path.relpath(path)} (--ckpt PATH for another)", file=sys.stderr)
+            return path
+    raise UserError(f"no model: {TRAINED} does not exist and neither does {PRETRAINED}; train first "
+                    "(python main.py train) or pass --ckpt PATH")
+
+
+def suggest(word, choices):
+    """ "; did you mean X?" for the closest of choices, or ""."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def run_cli(main_fn, argv=None):
-    """Call main_fn(argv); a UserError becomes one line on stderr and exit code 2."""
+    """Call main_fn(argv); a UserError becomes one line on stderr and exit code 2, Ctrl-C one line and 130,
+    a closed pipe (`generate | head`) a quiet exit."""
     try:
         return main_fn(sys.argv[1:] if argv is None else argv)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
+        return 0

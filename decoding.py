@@ -56,6 +56,12 @@ def spec_from(gcfg):
         raise UserError("--rhyme and --tones need --form 5 or --form 7")
     if s.heads and s.lines and len(s.heads) != s.lines:
         raise UserError(f"--acrostic has {len(s.heads)} heads but --lines is {s.lines}; give one head per line")
+    bad = [h for h in s.heads if not ("\u3400" <= h <= "\u9fff" or "\U00020000" <= h <= "\U0002ffff")]
+    if bad:
+        raise UserError(f"--acrostic head {bad[0]!r} is not a Chinese character; each head opens a line")
+    if s.heads and s.chars and len(s.heads) % 2:
+        raise UserError(f"--acrostic has {len(s.heads)} heads; with --form, lines come in couplets: give an even "
+                        "number of heads (4 for a 绝句, 8 for a 律诗)")
     if s.chars and not s.lines:
         s.lines = len(s.heads) or 4
     return s
@@ -179,24 +185,24 @@ class Automaton:
 # sampling
 
 @torch.no_grad()
-def sample(model, itos, prefix_ids, gcfg, device, generator=None, spec=None, prime_ids=(), tables=None):
-    """Generate len(prefix_ids) poems as one batch and return their texts (no special tokens).
+def sample(model, itos, starts, gcfg, device, generator=None, spec=None, prime=(), tables=None):
+    """Generate len(starts) poems as one batch and return their texts (no special tokens).
 
-    Each poem is `<bos> prime start…`: prime_ids (--prefix) set the state and are not returned; the start
-    ids open the poem (all of one length) and pass through the constraints like generated ones."""
+    Each poem is `<bos> prime start…`: the prime ids (--prefix) set the state and are not returned; the start
+    ids (--start) open the poem (all of one length) and pass through the constraints like generated ones."""
     spec = spec or Spec()
     tables = tables or Tables(itos)
-    B = len(prefix_ids)
+    B = len(starts)
     autos = [Automaton(spec, tables) for _ in range(B)]
-    for a, p in zip(autos, prefix_ids):
+    for a, p in zip(autos, starts):
         for tok in p:
             mask = a.allowed()
             if mask is not None and not mask[tok]:
                 raise UserError(f"the start {''.join(itos[i] for i in p)!r} does not fit the form asked for")
             a.advance(tok)
-    tokens = torch.tensor([[tables.stoi[dataUtil.BOS], *prime_ids, *p] for p in prefix_ids], device=device).t()
+    tokens = torch.tensor([[tables.stoi[dataUtil.BOS], *prime, *p] for p in starts], device=device).t()
     logits, state = model(tokens)                                           # (P, B, V)
-    out = [list(p) for p in prefix_ids]
+    out = [list(p) for p in starts]
     done = np.zeros(B, bool)
     for _ in range(gcfg.max_gen_len):
         masks = [a.allowed() for a in autos]
@@ -249,7 +255,13 @@ def nucleus(logits, p):
 
 
 def poems_for(model, itos, gcfg, device):
-    """The CLI's generation: gcfg.num poems as one batch, with every option of GenConfig applied."""
+    """gcfg.num poems, with every option of GenConfig applied (a list; see iter_poems)."""
+    return list(iter_poems(model, itos, gcfg, device))
+
+
+def iter_poems(model, itos, gcfg, device, batch=64):
+    """The CLI's generation: gcfg.num poems in batches of at most `batch`, yielded as each batch is done, so
+    memory stays bounded and output starts at once however many are asked for."""
     spec = spec_from(gcfg)
     tables = Tables(itos)
     for ch in spec.heads:
@@ -264,4 +276,5 @@ def poems_for(model, itos, gcfg, device):
     # the random stream depends on the seed and the asked-for text, so 日 and 月 do not share their draws
     gen = torch.Generator(device=device).manual_seed(gcfg.seed * 1_000_003 + zlib.crc32(
         str((start, spec.heads)).encode()))
-    return sample(model, itos, [start] * gcfg.num, gcfg, device, gen, spec, prime, tables)
+    for first in range(0, gcfg.num, batch):
+        yield from sample(model, itos, [start] * min(batch, gcfg.num - first), gcfg, device, gen, spec, prime, tables)

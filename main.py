@@ -10,17 +10,17 @@ poem's predictions never see it), dev perplexity exp(total NLL / real target tok
 early stopping after `tolerance` evaluations without a new best, atomic checkpoints (best.pt, epoch_N.pt,
 last.pt — also on Ctrl-C / SIGTERM) that hold everything needed to resume exactly or to generate.
 """
-import argparse
 import math
 import sys
 
 import torch
 
-from config import Config, UserError, check_config, make_parser, config_from_args, run_cli
+from config import (Config, TrainConfig, UserError, check_config, make_parser, config_from_args, pick_checkpoint,
+                    run_cli, suggest)
 import dataUtil
 import decoding
 from training import (SAMPLE_STARTS, Diverged, SaveFailed, evaluate, load_checkpoint, model_from_checkpoint,
-                      text_nll, train)
+                      pick_device, text_nll, train)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -43,41 +43,49 @@ def cmd_train(rest):
     return 0
 
 
+def device_flag(parser):
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
+
+
 def cmd_generate(rest):
     parser = make_parser("main.py generate", "write poems from a checkpoint", ["gen"])
-    parser.add_argument("--max-len", dest="gen.max_gen_len", type=int, default=argparse.SUPPRESS,
-                        help="same as --max-gen-len")
-    parser.add_argument("--device", default="cpu")
+    device_flag(parser)
     args = parser.parse_args(rest)
     gcfg = check_config(config_from_args(args)).gen
-    device = torch.device(args.device)
-    model, _, itos = model_from_checkpoint(load_checkpoint(gcfg.ckpt), device)
-    for k, poem in enumerate(decoding.poems_for(model, itos, gcfg, device)):
-        print(("" if k == 0 else "\n") + dataUtil.format_poem(poem))
+    device = pick_device(TrainConfig(device=args.device))
+    model, _, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(gcfg.ckpt)), device)
+    for k, poem in enumerate(decoding.iter_poems(model, itos, gcfg, device)):
+        print(("" if k == 0 else "\n") + dataUtil.format_poem(poem), flush=True)
     return 0
 
 
 def cmd_evaluate(rest):
     parser = make_parser("main.py evaluate", "perplexity of a checkpoint on dev and test", [])
-    parser.add_argument("--ckpt", default="checkpoints/best.pt")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--data-dir", default="data")
-    parser.add_argument("--raw-dir", default="")
+    parser.add_argument("--ckpt", default="", help="the model (default: checkpoints/best.pt if it exists, "
+                        "else pretrained/tang.pt)")
+    device_flag(parser)
+    parser.add_argument("--data-dir", default="data", help="where the prepared corpus lives (default: data)")
+    parser.add_argument("--raw-dir", default="", help="a local copy of the raw corpus (default: data/raw)")
     parser.add_argument("--samples", type=int, default=0, help="also measure N generated poems per start and mode")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated poems (default: 0)")
     args = parser.parse_args(rest)
-    device = torch.device(args.device)
-    model, cfg, itos = model_from_checkpoint(load_checkpoint(args.ckpt), device)
+    if args.samples < 0 or not 0 <= args.seed < 2 ** 63:
+        raise UserError("--samples must be >= 0 and --seed in [0, 2^63)")
+    device = pick_device(TrainConfig(device=args.device))
+    path = pick_checkpoint(args.ckpt)
+    model, cfg, itos = model_from_checkpoint(load_checkpoint(path), device)
     cfg.data.data_dir, cfg.data.raw_dir, cfg.data.limit_poems = args.data_dir, args.raw_dir, 0
     corpus = dataUtil.load_corpus(cfg)        # with the checkpoint's data settings
     if corpus.itos != itos:
-        raise UserError(f"{args.ckpt} was trained on another vocabulary than the prepared corpus")
+        raise UserError(f"{path} was trained on another vocabulary than the prepared corpus")
     pad_id = itos.index(dataUtil.PAD)
     for split in ("dev", "test"):
-        r = evaluate(model, getattr(corpus, split), pad_id, 256, device)
-        padded = math.exp(r["nll"] * r["tokens"] / (len(getattr(corpus, split)) * 125))
+        poems = getattr(corpus, split)
+        r = evaluate(model, poems, pad_id, cfg.train.eval_batch_size, device)
+        width = cfg.data.max_len
+        padded = math.exp(r["nll"] * r["tokens"] / (len(poems) * width))
         print(f"{split:<5} perplexity {r['ppl']:.3f}  (NLL {r['nll']:.4f} nats over {r['tokens']} real tokens; "
-              f"batch-mean of exp(batch loss) {r['batch_mean_ppl']:.3f}; with every poem padded to 125 and the "
+              f"batch-mean of exp(batch loss) {r['batch_mean_ppl']:.3f}; with every poem padded to {width} and the "
               f"pads predicted perfectly, as a pads-included figure would count them, {padded:.3f})")
     if args.samples > 0:
         print_generation_metrics(model, corpus, args.samples, args.seed, device)
@@ -130,8 +138,12 @@ def cmd_experiment(rest):
 
 def main(argv):
     commands = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "experiment": cmd_experiment}
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
     if not argv or argv[0] not in commands:
-        raise UserError(f"usage: python main.py {{{'|'.join(commands)}}} [flags]  (--help after the command)")
+        hint = suggest(argv[0], list(commands)) if argv else ""
+        raise UserError(f"usage: python main.py {{{'|'.join(commands)}}} [flags]  (--help after the command){hint}")
     return commands[argv[0]](argv[1:])
 
 

@@ -18,6 +18,7 @@ import glob
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -93,8 +94,20 @@ def save_checkpoint(path, model, optimizer, cfg, itos, progress):
     except (OSError, RuntimeError) as e:
         if os.path.exists(tmp):
             os.remove(tmp)
-        cause = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[0][:120]
-        raise SaveFailed(f"could not write {path} ({cause}); the checkpoints written before are kept")
+        raise SaveFailed(f"could not write {path} ({save_error_cause(e, path, ckpt)}); "
+                         "the checkpoints written before are kept")
+
+
+def save_error_cause(e, path, ckpt):
+    """A short reason for a failed save; torch's own message for a full disk is cryptic, so check the space."""
+    tensors = [*ckpt["model"].values()]
+    if ckpt["optimizer"] is not None:
+        tensors += [v for s in ckpt["optimizer"]["state"].values() for v in s.values() if torch.is_tensor(v)]
+    need = sum(t.numel() * t.element_size() for t in tensors)
+    free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    if free < need:
+        return f"no space left on the device; the checkpoint needs {need / 2**20:.1f} MiB"
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[0][:120]
 
 
 def load_checkpoint(path):

@@ -229,7 +229,7 @@ def test_generate_cli(tiny_ckpt):
     poems = r.stdout.strip().split("\n\n")
     assert len(poems) == 3 and all(p.startswith("秦川") for p in poems)
     assert not any(t in r.stdout for t in dataUtil.SPECIALS)
-    trad = run("generate", "--ckpt", tiny_ckpt, "--start", "萬", "--greedy", "--max-len", "5")
+    trad = run("generate", "--ckpt", tiny_ckpt, "--start", "萬", "--greedy", "--max-gen-len", "5")
     simp = run("generate", "--ckpt", tiny_ckpt, "--start", "万", "--greedy", "--max-gen-len", "5")
     assert trad.returncode == 0 and trad.stdout == simp.stdout and trad.stdout.startswith("万")
 
@@ -250,6 +250,14 @@ def bad_files(tmp_path, good):
     ["generate", "--start", "abc"], ["generate", "--start", "龘"], ["generate", "--start", " "],
     ["generate", "--start", "日", "--temprature", "1"], ["generate", "--start", "日", "--num", "0"],
     ["train", "--optimizer", "sgdd", "--max-steps", "1"], ["train", "--hidden-size", "big"], ["nonsense"],
+    ["generate", "--start", "日", "--temperature", "nan"], ["generate", "--start", "日", "--temperature", "inf"],
+    ["generate", "--start", "日", "--seed", "1180591620717411303424"], ["generate", "--start", "日", "--top-k", "-3"],
+    ["generate", "--start", "日", "--top-p", "nan"], ["generate", "--start", "日", "--device", "cuda:7"],
+    ["generate", "--start", "日", "--device", "tpu"], ["generate", "--start", "日", "--max-len", "5"],
+    ["generate", "--acrostic", "春夏秋", "--form", "5"], ["generate", "--acrostic", "，春", "--form", "5"],
+    ["generate", "--start", "日", "--form", "6"], ["train", "--vocab-size", "10", "--max-steps", "1"],
+    ["train", "--lr", "nan", "--max-steps", "1"], ["train", "--dropout", "1.5", "--max-steps", "1"],
+    ["train", "--dropout-at", "everywhere", "--max-steps", "1"],
 ])
 def test_user_errors_are_one_line_exit_2(args, tiny_ckpt, tmp_path):
     if args[0] == "generate":
@@ -261,7 +269,11 @@ def test_user_errors_are_one_line_exit_2(args, tiny_ckpt, tmp_path):
 
 
 def test_bad_checkpoints_are_one_line_exit_2(tmp_path, tiny_ckpt):
-    for path in bad_files(tmp_path, tiny_ckpt):
+    good = training.load_checkpoint(tiny_ckpt)
+    odd_config, short_vocab = tmp_path / "config_x.pt", tmp_path / "short_vocab.pt"
+    torch.save({**good, "config": "x"}, odd_config)
+    torch.save({**good, "itos": good["itos"][:-3]}, short_vocab)
+    for path in bad_files(tmp_path, tiny_ckpt) + [str(odd_config), str(short_vocab)]:
         r = run("generate", "--ckpt", path, "--start", "日")
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (path, r.stderr)
         r = run("evaluate", "--ckpt", path)
