@@ -4,7 +4,7 @@
     python MyLSTM_np.py bench                                # NumPy fwd+bwd time next to PyTorch CPU autograd
     python MyLSTM_np.py generate --ckpt checkpoints/best.pt --start 日   # inference without importing torch
 
-Layout shared with model.py (../shared/DESIGN.md): a layer has W (4H, D+H) and b (4H,), row blocks in gate
+Layout shared with model.py (docs/design.md): a layer has W (4H, D+H) and b (4H,), row blocks in gate
 order i, f, o, g, columns acting on [x_t ; h_{t-1}]. Equation numbers (1)-(16) refer to docs/derivation.md.
 Arrays are time-major: x (T, B, D). Only the `test` and `bench` commands import torch.
 

@@ -5,7 +5,7 @@ and passed as an argument to everything that needs a setting. Nothing reads a gl
 (`--batch-size 64`, `--no-use-gpu`); an unknown or misspelt flag is an error, never a silent default.
 
 Also here: `UserError`, the exception for a user's mistake, which the command lines turn into one line on
-stderr and exit code 2 (see ../shared/DESIGN.md, "Errors").
+stderr and exit code 2 (see docs/design.md, "Errors").
 """
 import argparse
 import dataclasses

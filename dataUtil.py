@@ -3,7 +3,7 @@
     python dataUtil.py prepare [--raw-dir DIR] [--min-freq N] ...   # prints and writes data/processed/stats.json
     python dataUtil.py export-npz FILE [--split train|all]          # the widely used tang.npz layout
 
-Data flow (../shared/DESIGN.md): poet.tang.*.json (traditional) -> clean -> OpenCC t2s -> length filter ->
+Data flow (docs/design.md): poet.tang.*.json (traditional) -> clean -> OpenCC t2s -> length filter ->
 dedupe -> split by a stable hash of the text -> fastNLP Vocabulary from train only -> encode -> cache.
 The rest of the project calls `load_corpus(cfg)` and `length_batches` / `pad_batch`.
 
@@ -23,6 +23,8 @@ import tarfile
 import tempfile
 import time
 import urllib.request
+import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -56,23 +58,38 @@ def raw_files(raw_dir):
     return sorted(files, key=lambda p: int(os.path.basename(p).split(".")[2]))
 
 
+EXPECTED_RAW = {f"poet.tang.{k * 1000}.json" for k in range(NUM_RAW_FILES)}
+
+
 def ensure_raw(cfg):
-    """Return the raw files, fetching them into data/raw/ first when that folder has none."""
+    """Return the raw files, fetching them into data/raw/ first when that folder lacks any of the package's
+    58 files (a deleted or never fetched file would silently shrink the corpus and change its vocabulary).
+    A --raw-dir of the user's is taken as it is."""
     raw_dir = raw_dir_of(cfg)
     files = raw_files(raw_dir)
-    if files:
-        return files
     if cfg.data.raw_dir:
-        raise UserError(f"no {RAW_GLOB} files in --raw-dir {raw_dir}; point it at the chinese-poetry 全唐诗 folder")
-    fetch_raw(raw_dir)
+        if not files:
+            raise UserError(f"no {RAW_GLOB} files in --raw-dir {raw_dir}; point it at the chinese-poetry 全唐诗 folder")
+        return files
+    missing = EXPECTED_RAW - {os.path.basename(p) for p in files}
+    if missing:
+        if files:
+            print(f"{raw_dir} lacks {len(missing)} of the {NUM_RAW_FILES} raw files; fetching them again",
+                  file=sys.stderr)
+        fetch_raw(raw_dir)
     return raw_files(raw_dir)
 
 
 def fetch_raw(raw_dir):
     """Download into a temp folder beside raw_dir, check it, then rename it into place (all or nothing)."""
     parent = os.path.dirname(os.path.abspath(raw_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".raw-partial-", dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        for stale in glob.glob(os.path.join(parent, ".raw-partial-*")):     # left by a killed fetch
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = tempfile.mkdtemp(prefix=".raw-partial-", dir=parent)
+    except OSError as e:
+        raise UserError(f"cannot write the corpus into {parent} ({e.strerror}); use --data-dir DIR")
     try:
         if shutil.which("npm"):
             fetch_npm(tmp)
@@ -80,8 +97,8 @@ def fetch_raw(raw_dir):
             fetch_github(tmp)
         if len(raw_files(tmp)) != NUM_RAW_FILES:
             raise UserError(f"download gave {len(raw_files(tmp))} files, expected {NUM_RAW_FILES}; run again")
-        if os.path.isdir(raw_dir):
-            os.rmdir(raw_dir)          # only an empty folder can be here (raw_files found none)
+        if os.path.isdir(raw_dir):     # an incomplete earlier copy: the complete one replaces it
+            shutil.rmtree(raw_dir)
         os.replace(tmp, raw_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -137,7 +154,8 @@ def read_raw(files):
                 poems = json.load(f)
             texts.extend("".join(p["paragraphs"]) for p in poems)
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise UserError(f"cannot read {path} ({type(e).__name__}: {e}); delete it and run prepare again")
+            raise UserError(f"cannot read {path} ({type(e).__name__}); delete it and run again: the missing file "
+                            "is fetched anew (or, with --raw-dir, replace it from your copy)")
     return texts
 
 
@@ -330,12 +348,23 @@ def cache_key(cfg, files):
 
 
 def save_cache(path, key, itos, encoded):
+    """Write the cache atomically; False (with one line on stderr) when the folder cannot be written, in
+    which case the corpus is used from memory and prepared again next time."""
     tmp = path + ".tmp.npz"
     arrays = {"key": np.array(key), "itos": np.array(itos)}
     for name, (flat, offsets) in encoded.items():
         arrays[f"{name}_ids"], arrays[f"{name}_offsets"] = flat, offsets
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+        return True
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        print(f"warning: could not write the corpus cache {path} ({e.strerror}); using it from memory",
+              file=sys.stderr)
+        return False
 
 
 def read_cache(path, key):
@@ -346,7 +375,10 @@ def read_cache(path, key):
                 return None
             encoded = {s: (z[f"{s}_ids"], z[f"{s}_offsets"]) for s in ("train", "dev", "test")}
             return corpus_of(z["itos"].tolist(), encoded)
-    except (OSError, KeyError, ValueError):
+    except FileNotFoundError:
+        return None
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        print(f"the corpus cache {path} is unreadable ({type(e).__name__}); rebuilding it", file=sys.stderr)
         return None
 
 
@@ -363,10 +395,9 @@ def prepare(cfg, verbose=True):
     itos = [vocab.to_word(i) for i in range(len(vocab))]
     stoi = {w: i for i, w in enumerate(itos)}
     encoded = {s: encode(texts, stoi) for s, texts in splits.items()}
-    os.makedirs(processed_dir(cfg), exist_ok=True)
-    save_cache(os.path.join(processed_dir(cfg), "corpus.npz"), cache_key(cfg, files), itos, encoded)
     stats = corpus_stats(cfg, len(raw), counts, splits, encoded, stoi, time.time() - t0)
-    write_json(os.path.join(processed_dir(cfg), "stats.json"), stats)
+    if save_cache(os.path.join(processed_dir(cfg), "corpus.npz"), cache_key(cfg, files), itos, encoded):
+        write_json(os.path.join(processed_dir(cfg), "stats.json"), stats)
     return corpus_of(itos, encoded, stats=stats, _vocab=vocab)
 
 

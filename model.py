@@ -1,14 +1,15 @@
-"""The PyTorch poetry language model: embedding -> hand-written fused-gate LSTM layers -> projection.
+"""The PyTorch poetry language model: embedding -> hand-written LSTM layers -> projection.
 
-The LSTM is written with tensor operations and autograd only (no torch.nn.LSTM in the default path), in the
-layout shared with MyLSTM_np.py (../shared/DESIGN.md): layer l has W (4H, D_l + H) and b (4H,), row blocks in
-gate order i, f, o, g, columns acting on [x_t ; h_{t-1}]:
+The LSTM uses the layout shared with MyLSTM_np.py (docs/design.md): layer l has W (4H, D_l + H) and b (4H,),
+row blocks in gate order i, f, o, g, columns acting on [x_t ; h_{t-1}]:
 
     z_t = W [x_t ; h_{t-1}] + b,   i, f, o = sigmoid(z_i, z_f, z_o),   g = tanh(z_g)
     c_t = f * c_{t-1} + i * g,     h_t = o * tanh(c_t)
 
-`lstm="cudnn"` runs torch.nn.LSTM on the same parameters, converted on the fly (gate order i, f, g, o, W split
-into W_ih / W_hh), so both backends share one state_dict and can be compared for speed and results.
+Three backends share one state_dict (`--lstm`): `fused` (the default) runs each layer as one autograd.Function
+whose backward is the hand-derived BPTT of docs/derivation.md, eq. numbers in the comments; `autograd` is the
+same time loop differentiated by autograd, the readable reference the tests compare against; `cudnn` runs
+torch.nn.LSTM's kernel (cuDNN on a GPU) on the same parameters, converted on the fly (gates i, f, g, o).
 
 Options beyond the seed's model, each a flag measured by `python main.py experiment recipe`: dropout (embedding,
 between layers, before the output layer) and weight tying. Deliberately left out: peepholes, layer norm.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import dataUtil
-from config import UserError
+from config import Config, UserError
 from conftest import FIXTURE_RAW, ROOT
 
 # fixture poem id -> its cleaned, simplified text, written by hand from the raw text
@@ -213,3 +213,51 @@ def test_cli_prepare_prints_stats_and_bad_flag_exits_2(data_cfg):
 
 def test_format_poem_breaks_after_each_sentence_pair():
     assert dataUtil.format_poem("白日依山尽，黄河入海流。欲穷千里目？更上一层楼") == "白日依山尽，黄河入海流。\n欲穷千里目？\n更上一层楼"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# faults: a damaged cache, a read-only folder, an incomplete raw folder, a killed fetch
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_cache_is_rebuilt(data_cfg, damage, capsys):
+    first = dataUtil.load_corpus(data_cfg, verbose=False)
+    path = os.path.join(dataUtil.processed_dir(data_cfg), "corpus.npz")
+    blob = bytearray(open(path, "rb").read())
+    if damage == "truncate":
+        blob = blob[:len(blob) // 2]
+    else:
+        blob[len(blob) // 2] ^= 0xFF                      # a flipped byte: zip's CRC check fails
+    open(path, "wb").write(bytes(blob))
+    again = dataUtil.load_corpus(data_cfg, verbose=False)
+    assert again.itos == first.itos and all(np.array_equal(a, b) for a, b in zip(again.train, first.train))
+    assert dataUtil.read_cache(path, dataUtil.cache_key(data_cfg, dataUtil.ensure_raw(data_cfg))) is not None
+
+
+def test_a_read_only_data_folder_still_gives_the_corpus(data_cfg, monkeypatch, capsys):
+    def refuse(*args, **kw):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(np, "savez", refuse)
+    corpus = dataUtil.load_corpus(data_cfg, verbose=False)
+    assert len(corpus.train) > 0 and "could not write the corpus cache" in capsys.readouterr().err
+
+
+def fake_fetch(dest):
+    for name in dataUtil.EXPECTED_RAW:
+        with open(os.path.join(dest, name), "w", encoding="utf-8") as f:
+            json.dump([{"paragraphs": ["白日依山尽，黄河入海流。"]}], f, ensure_ascii=False)
+
+
+def test_an_incomplete_raw_folder_is_fetched_again_and_stale_partials_go(tmp_path, monkeypatch):
+    cfg = Config()
+    cfg.data.data_dir = str(tmp_path)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in sorted(dataUtil.EXPECTED_RAW)[:-1]:            # one file missing, as after "delete it"
+        (raw / name).write_text("[]", encoding="utf-8")
+    (tmp_path / ".raw-partial-old").mkdir()                   # a killed fetch's leftover
+    monkeypatch.setattr(dataUtil.shutil, "which", lambda name: None)
+    monkeypatch.setattr(dataUtil, "fetch_github", fake_fetch)
+    files = dataUtil.ensure_raw(cfg)
+    assert {os.path.basename(f) for f in files} == dataUtil.EXPECTED_RAW
+    assert "白日" in open(files[0], encoding="utf-8").read()   # the fresh, complete copy replaced the old one
+    assert not list(tmp_path.glob(".raw-partial-*"))
