@@ -339,19 +339,22 @@ def processed_dir(cfg):
     return os.path.join(cfg.data.data_dir, "processed")
 
 
+def settings_key(cfg):
+    d = cfg.data
+    return json.dumps([CACHE_VERSION, d.max_len, d.min_len, d.min_freq, d.dev_frac, d.test_frac])
+
+
 def cache_key(cfg, files):
     """Changes when a raw file or a data setting that shapes the corpus changes."""
-    d = cfg.data
-    settings = [CACHE_VERSION, d.max_len, d.min_len, d.min_freq, d.dev_frac, d.test_frac]
     stamp = [(os.path.basename(p), os.path.getsize(p), os.stat(p).st_mtime_ns) for p in files]
-    return hashlib.sha256(json.dumps([settings, stamp]).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([json.loads(settings_key(cfg)), stamp]).encode()).hexdigest()
 
 
-def save_cache(path, key, itos, encoded):
+def save_cache(path, key, itos, encoded, settings):
     """Write the cache atomically; False (with one line on stderr) when the folder cannot be written, in
     which case the corpus is used from memory and prepared again next time."""
     tmp = path + ".tmp.npz"
-    arrays = {"key": np.array(key), "itos": np.array(itos)}
+    arrays = {"key": np.array(key), "settings": np.array(settings), "itos": np.array(itos)}
     for name, (flat, offsets) in encoded.items():
         arrays[f"{name}_ids"], arrays[f"{name}_offsets"] = flat, offsets
     try:
@@ -367,11 +370,12 @@ def save_cache(path, key, itos, encoded):
         return False
 
 
-def read_cache(path, key):
-    """The cached corpus, or None when there is none or it was made from other raw files or settings."""
+def read_cache(path, key, settings=None):
+    """The cached corpus, or None when there is none or it was made from other raw files or settings. With
+    key None only the settings are compared (the raw files are gone; the cache is all there is)."""
     try:
         with np.load(path) as z:
-            if str(z["key"]) != key:
+            if (str(z["key"]) != key) if key is not None else ("settings" not in z or str(z["settings"]) != settings):
                 return None
             encoded = {s: (z[f"{s}_ids"], z[f"{s}_offsets"]) for s in ("train", "dev", "test")}
             return corpus_of(z["itos"].tolist(), encoded)
@@ -396,7 +400,8 @@ def prepare(cfg, verbose=True):
     stoi = {w: i for i, w in enumerate(itos)}
     encoded = {s: encode(texts, stoi) for s, texts in splits.items()}
     stats = corpus_stats(cfg, len(raw), counts, splits, encoded, stoi, time.time() - t0)
-    if save_cache(os.path.join(processed_dir(cfg), "corpus.npz"), cache_key(cfg, files), itos, encoded):
+    if save_cache(os.path.join(processed_dir(cfg), "corpus.npz"), cache_key(cfg, files), itos, encoded,
+                  settings_key(cfg)):
         write_json(os.path.join(processed_dir(cfg), "stats.json"), stats)
     return corpus_of(itos, encoded, stats=stats, _vocab=vocab)
 
@@ -437,9 +442,15 @@ def write_json(path, obj):
 def load_corpus(cfg, verbose=True):
     """The prepared corpus, from the cache when it matches the raw files and settings, else prepared now.
 
+    When data/raw is absent but a cache with the same data settings exists (a machine the prepared cache was
+    carried to, with no network), the cache is used as it is.
     `cfg.data.limit_poems` keeps only the first N train poems (dev and test stay whole)."""
-    files = ensure_raw(cfg)
-    corpus = read_cache(os.path.join(processed_dir(cfg), "corpus.npz"), cache_key(cfg, files))
+    path = os.path.join(processed_dir(cfg), "corpus.npz")
+    corpus = None
+    if not cfg.data.raw_dir and not raw_files(raw_dir_of(cfg)):
+        corpus = read_cache(path, None, settings_key(cfg))
+    if corpus is None:
+        corpus = read_cache(path, cache_key(cfg, ensure_raw(cfg)))
     if corpus is None:
         if verbose:
             print("preparing the corpus (cache missing or out of date) ...", file=sys.stderr)

@@ -29,6 +29,7 @@ import torch
 import dataUtil
 import decoding
 from config import Config, UserError
+from distributed import Dist
 from model import PoetryLM, masked_nll
 
 SAMPLE_STARTS = "日红山夜湖海月"
@@ -251,32 +252,60 @@ class Stopper:
 
 def train(cfg, ckpt=None):
     """Train with early stopping on dev perplexity, continuing from ckpt when given (exactly: weights,
-    optimiser, step, position in the epoch, best perplexity, early-stop counter, RNG). Returns the progress."""
-    tcfg = cfg.train
-    device = pick_device(tcfg)
-    torch.manual_seed(tcfg.seed)
-    corpus = dataUtil.load_corpus(cfg)
-    cfg.model.vocab_size = len(corpus.itos)
-    model = PoetryLM(cfg.model).to(device)
-    optimizer = make_optimizer(tcfg, model.parameters())
-    progress = dict(PROGRESS)
-    if ckpt is not None:
-        progress = resume_into(ckpt, tcfg.resume, model, optimizer, corpus.itos)
-    run_dir = RunDir(tcfg)
+    optimiser, step, position in the epoch, best perplexity, early-stop counter, RNG). Returns the progress.
+    Under torchrun every rank calls this; see distributed.py."""
+    tcfg, dd = cfg.train, Dist()
+    device = dd.device(pick_device(tcfg))
+    dd.start(device)
+    run_dir = None
     try:
-        run_dir.prepare(tcfg, progress["step"] if ckpt is not None else None)
-        print_start(cfg, device, model, corpus, progress if ckpt is not None else None)
-        return TrainLoop(cfg, model, optimizer, corpus, device, progress, run_dir).run()
+        torch.manual_seed(tcfg.seed)
+        corpus = load_corpus_once(cfg, dd)
+        cfg.model.vocab_size = len(corpus.itos)
+        model = PoetryLM(cfg.model).to(device)
+        optimizer = make_optimizer(tcfg, model.parameters())
+        progress = dict(PROGRESS)
+        if ckpt is not None:
+            progress = resume_into(ckpt, tcfg.resume, model, optimizer, corpus.itos)
+        run_dir = open_run_dir(tcfg, dd, progress["step"] if ckpt is not None else None)
+        if dd.main:
+            print_start(cfg, device, model, corpus, progress if ckpt is not None else None, dd.world)
+        return TrainLoop(cfg, model, optimizer, corpus, device, progress, run_dir, dd).run()
     finally:
-        run_dir.release()
+        if run_dir:
+            run_dir.release()
+        dd.stop()
 
 
-def print_start(cfg, device, model, corpus, resumed):
+def load_corpus_once(cfg, dd):
+    """The corpus on every rank; rank 0 prepares it first when the cache is missing (no two writers)."""
+    corpus = dataUtil.load_corpus(cfg) if dd.main else None
+    dd.barrier()
+    return corpus if dd.main else dataUtil.load_corpus(cfg, verbose=False)
+
+
+def open_run_dir(tcfg, dd, resumed_step):
+    """Rank 0's locked, prepared run directory (None on the other ranks); a refusal reaches every rank."""
+    run_dir, err = None, None
+    if dd.main:
+        try:
+            run_dir = RunDir(tcfg)
+            run_dir.prepare(tcfg, resumed_step)
+        except UserError as e:
+            err = str(e)
+    err = dd.from_main(err)
+    if err:
+        raise UserError(err)
+    return run_dir
+
+
+def print_start(cfg, device, model, corpus, resumed, world=1):
     """The resolved config, one section a line, and what is trained on what."""
     for section, values in cfg.to_dict().items():
         if section != "gen":
             print(f"{section:<6}" + "  ".join(f"{k}={v}" for k, v in values.items()))
-    print(f"device {device}; {sum(p.numel() for p in model.parameters()):,} parameters; "
+    ranks = f"{world} processes (DistributedDataParallel), " if world > 1 else ""
+    print(f"device {ranks}{device}; {sum(p.numel() for p in model.parameters()):,} parameters; "
           f"{len(corpus.train)} train / {len(corpus.dev)} dev poems")
     if resumed:
         print(f"resumed from step {resumed['step']} (epoch {resumed['epoch']}, best dev perplexity "
@@ -301,8 +330,11 @@ def resume_into(ckpt, path, model, optimizer, itos):
 class TrainLoop:
     """The training loop's state and its pieces: step, evaluate, sample, checkpoint, plot."""
 
-    def __init__(self, cfg, model, optimizer, corpus, device, progress, run_dir=None):
-        self.cfg, self.model, self.opt, self.corpus, self.device = cfg, model, optimizer, corpus, device
+    def __init__(self, cfg, model, optimizer, corpus, device, progress, run_dir=None, dist=None):
+        self.dist = dist or Dist()
+        self.net = model                                   # evaluated, sampled and saved
+        self.model = self.dist.wrap(model, device)         # trained (DDP under torchrun)
+        self.opt, self.cfg, self.corpus, self.device = optimizer, cfg, corpus, device
         self.p = {**PROGRESS, **progress}
         self.run_dir = run_dir
         self.pad_id = corpus.itos.index(dataUtil.PAD)
@@ -352,7 +384,7 @@ class TrainLoop:
         tcfg, t0, stopper = self.cfg.train, time.time(), Stopper()
         reason = ""
         bar = tqdm(total=self.total_steps(), initial=self.p["step"], unit="step", dynamic_ncols=True,
-                   mininterval=0.5 if sys.stderr.isatty() else 60)
+                   mininterval=0.5 if sys.stderr.isatty() else 60, disable=not self.dist.main)
         try:
             while not reason and self.p["epoch"] < tcfg.epoch:
                 loss, ntok, dt = self.advance()
@@ -369,46 +401,60 @@ class TrainLoop:
             stopper.restore()
             bar.close()
         self.save("last.pt")
-        print(f"stopped: {reason} at step {self.p['step']}; best dev perplexity {self.p['best_ppl']:.2f}")
+        if self.dist.main:
+            print(f"stopped: {reason} at step {self.p['step']}; best dev perplexity {self.p['best_ppl']:.2f}")
         return dict(self.p, reason=reason)
 
     def train_step(self, idx, on_grads=None):
-        """One optimiser step on the poems idx; on_grads(model) sees the raw gradients before clipping."""
+        """One optimiser step on the poems idx (this rank's share of them under torchrun); on_grads(model)
+        sees the raw gradients before clipping. Returns (global mean loss, global target tokens, seconds)."""
         t = time.time()
-        inputs, targets = dataUtil.pad_batch([self.corpus.train[i] for i in idx], self.pad_id)
+        mine, real = self.dist.shard(idx)
+        inputs, targets = dataUtil.pad_batch([self.corpus.train[i] for i in mine], self.pad_id)
         logits, _ = self.model(torch.from_numpy(inputs).to(self.device))
         nll, n = masked_nll(logits, torch.from_numpy(targets).to(self.device), self.pad_id)
-        loss = nll / n
-        if not torch.isfinite(loss):
-            raise Diverged(f"loss became {loss.item()} at step {self.p['step'] + 1}")
+        nll_all, n_all = self.dist.sum([nll.item() if real else 0.0, n if real else 0], self.device)
+        if not math.isfinite(nll_all):
+            raise Diverged(f"loss became {nll_all / n_all} at step {self.p['step'] + 1}")
+        # DDP averages gradients over ranks, so scale by the world size: the sum is the global mean's gradient
+        loss = nll * (self.dist.world / n_all if real else 0.0)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if on_grads is not None:
-            on_grads(self.model)
+            on_grads(self.net)
         if self.cfg.train.clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip)
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.train.clip)
         self.opt.step()
-        return loss.item(), n, time.time() - t
+        return nll_all / n_all, int(n_all), time.time() - t
 
     def after_step(self, t0, stopper, bar):
-        """Evaluate, sample and check the stop conditions; returns a stop reason or ''."""
+        """Evaluate, sample and check the stop conditions; returns a stop reason or '' (the same on all ranks)."""
         tcfg, step = self.cfg.train, self.p["step"]
         if step % tcfg.pp_every == 0 and self.evaluate_dev(bar):
             return "early stop"
-        if tcfg.gen_every and step % tcfg.gen_every == 0:
+        if tcfg.gen_every and step % tcfg.gen_every == 0 and self.dist.main:
             self.print_samples(bar)
-        if stopper.stop:
+        time_up = bool(tcfg.max_minutes) and time.time() - t0 >= tcfg.max_minutes * 60 and self.dist.main
+        signalled, time_up = (v > 0 for v in self.dist.sum([stopper.stop, time_up], self.device))
+        if signalled:
             return "interrupted"
         if tcfg.max_steps and step >= tcfg.max_steps:
             return "max steps"
-        if tcfg.max_minutes and time.time() - t0 >= tcfg.max_minutes * 60:
+        if time_up:
             return "max minutes"
         return ""
 
     def evaluate_dev(self, bar):
-        """Dev perplexity; saves best.pt on a new best; True when early stopping is due."""
-        res = evaluate(self.model, self.corpus.dev, self.pad_id, self.cfg.train.eval_batch_size, self.device)
+        """Dev perplexity (rank 0 evaluates, every rank gets its progress); saves best.pt on a new best;
+        True when early stopping is due."""
+        if self.dist.main:
+            self.evaluate_on_main(bar)
+        self.p = self.dist.from_main(self.p)
         self.evaluated_step = self.p["step"]
+        return self.p["bad_evals"] >= self.cfg.train.tolerance
+
+    def evaluate_on_main(self, bar):
+        res = evaluate(self.net, self.corpus.dev, self.pad_id, self.cfg.train.eval_batch_size, self.device)
         if res["ppl"] < self.p["best_ppl"]:
             self.p["best_ppl"], self.p["bad_evals"] = res["ppl"], 0
             self.save("best.pt")
@@ -422,14 +468,13 @@ class TrainLoop:
         bar.write(f"step {self.p['step']}: dev perplexity {res['ppl']:.2f} (best {self.p['best_ppl']:.2f}, "
                   f"{self.p['bad_evals']}/{self.cfg.train.tolerance} without improvement)")
         self.plot()
-        return self.p["bad_evals"] >= self.cfg.train.tolerance
 
     def print_samples(self, bar):
         stoi = {w: i for i, w in enumerate(self.corpus.itos)}
         prefixes = [[stoi[c]] for c in SAMPLE_STARTS if c in stoi]
-        self.model.eval()
-        poems = decoding.sample(self.model, self.corpus.itos, prefixes, self.cfg.gen, self.device, self.sample_gen)
-        self.model.train()
+        self.net.eval()
+        poems = decoding.sample(self.net, self.corpus.itos, prefixes, self.cfg.gen, self.device, self.sample_gen)
+        self.net.train()
         bar.write(f"step {self.p['step']} samples: " + " | ".join(poems))
 
     def end_epoch(self):
@@ -440,7 +485,7 @@ class TrainLoop:
 
     def save(self, name):
         if self.run_dir:
-            save_checkpoint(os.path.join(self.run_dir.path, name), self.model, self.opt, self.cfg,
+            save_checkpoint(os.path.join(self.run_dir.path, name), self.net, self.opt, self.cfg,
                             self.corpus.itos, self.p)
 
     def log(self, record):

@@ -261,3 +261,17 @@ def test_an_incomplete_raw_folder_is_fetched_again_and_stale_partials_go(tmp_pat
     assert {os.path.basename(f) for f in files} == dataUtil.EXPECTED_RAW
     assert "白日" in open(files[0], encoding="utf-8").read()   # the fresh, complete copy replaced the old one
     assert not list(tmp_path.glob(".raw-partial-*"))
+
+
+def test_a_carried_cache_serves_without_the_raw_files(data_cfg, monkeypatch):
+    first = dataUtil.load_corpus(data_cfg, verbose=False)           # prepared from the fixture's raw files
+    data_cfg.data.raw_dir = ""                                       # data/raw does not exist here
+
+    def no_network(raw_dir):
+        raise AssertionError("fetched although the prepared cache was there")
+    monkeypatch.setattr(dataUtil, "fetch_raw", no_network)
+    again = dataUtil.load_corpus(data_cfg, verbose=False)
+    assert again.itos == first.itos and len(again.train) == len(first.train)
+    data_cfg.data.min_freq = 2                                       # other settings: the cache does not serve
+    with pytest.raises(AssertionError, match="fetched"):
+        dataUtil.load_corpus(data_cfg, verbose=False)
