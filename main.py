@@ -1,16 +1,20 @@
-"""Command line of the project: train, generate, evaluate.
+"""Command line of the project: train, generate, evaluate, experiment, export. The work is done in training.py,
+decoding.py, dataUtil.py and experiments.py; nothing imports this file.
 
     python main.py train [--max-minutes 60] [--resume checkpoints/last.pt] ...
     python main.py generate --start 日 [--num 4] [--temperature 0.6] [--top-k 20] [--greedy]
     python main.py evaluate [--ckpt checkpoints/best.pt] [--samples 20]
-    python main.py experiment init|optim [--steps N] [--limit-poems N]
+    python main.py experiment init|optim|recipe [--steps N] [--limit-poems N]
+    python main.py export [--ckpt checkpoints/best.pt] [--out pretrained/tang.pt]
 
-Training: mean cross-entropy over real target tokens only (padding is masked; it only ever follows a poem, so a
-poem's predictions never see it), dev perplexity exp(total NLL / real target tokens) every pp_every steps,
-early stopping after `tolerance` evaluations without a new best, atomic checkpoints (best.pt, epoch_N.pt,
-last.pt — also on Ctrl-C / SIGTERM) that hold everything needed to resume exactly or to generate.
+    torchrun --standalone --nproc_per_node N main.py train ...    (several processes; see distributed.py)
+
+generate and evaluate use --ckpt when given, else checkpoints/best.pt when it exists, else the shipped
+pretrained/tang.pt, and say on stderr which. Errors a user can fix are one line and exit code 2
+(docs/design.md, "Errors").
 """
 import math
+import os
 import sys
 
 import torch
@@ -19,8 +23,8 @@ from config import (Config, TrainConfig, UserError, check_config, make_parser, c
                     run_cli, suggest)
 import dataUtil
 import decoding
-from training import (SAMPLE_STARTS, Diverged, SaveFailed, evaluate, load_checkpoint, model_from_checkpoint,
-                      pick_device, text_nll, train)
+from training import (SAMPLE_STARTS, Diverged, SaveFailed, evaluate, export_weights, load_checkpoint,
+                      model_from_checkpoint, pick_device, text_nll, train)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -131,13 +135,28 @@ def print_generation_metrics(model, corpus, n, seed, device):
         print(f"\n{label}:\n{dataUtil.format_poem(poem)}")
 
 
+def cmd_export(rest):
+    parser = make_parser("main.py export", "a weights-only copy of a checkpoint (what pretrained/ ships)", [])
+    parser.add_argument("--ckpt", default="checkpoints/best.pt", help="the checkpoint (default: checkpoints/best.pt)")
+    parser.add_argument("--out", default="pretrained/tang.pt", help="where to write (default: pretrained/tang.pt)")
+    parser.add_argument("--float32", action="store_true", help="keep float32 storage (default: float16)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    args = parser.parse_args(rest)
+    if os.path.exists(args.out) and not args.overwrite:
+        raise UserError(f"{args.out} exists; pass --overwrite to replace it or --out NEW")
+    size = export_weights(args.ckpt, args.out, half=not args.float32)
+    print(f"wrote {args.out} ({size / 2**20:.1f} MiB, weights only)")
+    return 0
+
+
 def cmd_experiment(rest):
     import experiments
     return experiments.cmd_experiment(rest)
 
 
 def main(argv):
-    commands = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "experiment": cmd_experiment}
+    commands = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "experiment": cmd_experiment,
+                "export": cmd_export}
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0

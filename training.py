@@ -111,6 +111,24 @@ def save_error_cause(e, path, ckpt):
     return e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[0][:120]
 
 
+def export_weights(src, dst, half=True):
+    """Write src's model as a weights-only checkpoint (no optimiser state, no RNG; float16 storage when half,
+    loaded back as float32): what ships in pretrained/. Returns the file's size in bytes."""
+    ckpt = load_checkpoint(src)
+    model = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ckpt["model"].items()}
+    slim = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "rng")}
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    tmp = dst + ".tmp"
+    try:
+        torch.save({**slim, "model": model, "optimizer": None}, tmp)
+        os.replace(tmp, dst)
+    except (OSError, RuntimeError) as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise SaveFailed(f"could not write {dst} ({e})")
+    return os.path.getsize(dst)
+
+
 def load_checkpoint(path):
     """The checkpoint dict; a missing, truncated or foreign file is a UserError (never code execution)."""
     if not os.path.isfile(path):

@@ -8,7 +8,7 @@ import torch
 
 import MyLSTM_np as M
 import training
-from config import Config, ModelConfig
+from config import Config, ModelConfig, UserError
 from model import PoetryLM
 from test_model_train import tiny_cfg
 
@@ -110,3 +110,22 @@ def test_plateau_schedule_halves_the_rate_after_patience_bad_evaluations(tmp_pat
 def eval_json(line):
     import json
     return json.loads(line)
+
+
+def test_export_writes_a_small_weights_only_checkpoint_that_generates_the_same(tmp_path):
+    cfg = tiny_cfg(tmp_path, max_steps=3)
+    training.train(cfg)
+    src, dst = os.path.join(cfg.train.ckpt_dir, "best.pt"), str(tmp_path / "pre" / "tang.pt")
+    training.export_weights(src, dst)
+    slim, full = training.load_checkpoint(dst), training.load_checkpoint(src)
+    assert slim["optimizer"] is None and "rng" not in slim and os.path.getsize(dst) < os.path.getsize(src) / 4
+    assert all(v.dtype == torch.float16 for v in slim["model"].values())
+    a, _, _ = training.model_from_checkpoint(slim, torch.device("cpu"))
+    b, _, _ = training.model_from_checkpoint(full, torch.device("cpu"))
+    tokens = torch.randint(0, cfg.model.vocab_size or 30, (6, 2))
+    with torch.no_grad():
+        torch.testing.assert_close(a(tokens)[0], b(tokens)[0], atol=2e-2, rtol=0)   # float16 rounding only
+    np_model, _, _ = M.NumpyLM.from_checkpoint(dst)                                     # the torch-free reader too
+    np.testing.assert_allclose(np_model.forward(tokens.numpy())[0], a(tokens)[0].detach().numpy(), atol=1e-4)
+    with pytest.raises(UserError, match="holds weights only"):
+        training.train(tiny_cfg(tmp_path / "r", resume=dst, max_steps=5), slim)
