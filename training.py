@@ -34,7 +34,11 @@ from model import PoetryLM, masked_nll
 
 SAMPLE_STARTS = "日红山夜湖海月"
 CKPT_FORMAT = 1
-PROGRESS = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_ppl": math.inf, "bad_evals": 0, "lr_scale": 1.0}
+# best_ppl: the best dev perplexity of any evaluation (what best.pt holds); track_ppl: the best of the scheduled
+# evaluations (every pp_every steps), which alone drive early stopping and the plateau schedule, so that the
+# extra evaluation at a stop never changes what a resumed run does.
+PROGRESS = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_ppl": math.inf, "track_ppl": math.inf,
+            "bad_evals": 0, "lr_scale": 1.0}
 RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl")
 
 
@@ -340,7 +344,8 @@ def resume_into(ckpt, path, model, optimizer, itos):
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"]["torch"])
-        return {k: ckpt.get(k, default) for k, default in PROGRESS.items()}     # lr_scale: older files lack it
+        older = {"track_ppl": ckpt["best_ppl"]}                                  # files from before track_ppl
+        return {k: ckpt.get(k, older.get(k, default)) for k, default in PROGRESS.items()}
     except (RuntimeError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"cannot resume from {path} ({type(e).__name__}): keep the model and optimiser it had")
 
@@ -414,7 +419,7 @@ class TrainLoop:
                 reason = self.after_step(t0, stopper, bar)
             reason = reason or "epochs done"
             if self.evaluated_step != self.p["step"]:          # every stop leaves best.pt right
-                self.evaluate_dev(bar)
+                self.evaluate_dev(bar, scheduled=False)
         finally:                                   # a Diverged error leaves through here: no last.pt
             stopper.restore()
             bar.close()
@@ -448,7 +453,7 @@ class TrainLoop:
     def after_step(self, t0, stopper, bar):
         """Evaluate, sample and check the stop conditions; returns a stop reason or '' (the same on all ranks)."""
         tcfg, step = self.cfg.train, self.p["step"]
-        if step % tcfg.pp_every == 0 and self.evaluate_dev(bar):
+        if step % tcfg.pp_every == 0 and self.evaluate_dev(bar, scheduled=True):
             return "early stop"
         if tcfg.gen_every and step % tcfg.gen_every == 0 and self.dist.main:
             self.print_samples(bar)
@@ -462,25 +467,27 @@ class TrainLoop:
             return "max minutes"
         return ""
 
-    def evaluate_dev(self, bar):
+    def evaluate_dev(self, bar, scheduled):
         """Dev perplexity (rank 0 evaluates, every rank gets its progress); saves best.pt on a new best;
-        True when early stopping is due."""
+        True when early stopping is due. Only scheduled evaluations count towards early stopping."""
         if self.dist.main:
-            self.evaluate_on_main(bar)
+            self.evaluate_on_main(bar, scheduled)
         self.p = self.dist.from_main(self.p)
         self.evaluated_step = self.p["step"]
         return self.p["bad_evals"] >= self.cfg.train.tolerance
 
-    def evaluate_on_main(self, bar):
-        res = evaluate(self.net, self.corpus.dev, self.pad_id, self.cfg.train.eval_batch_size, self.device)
-        if res["ppl"] < self.p["best_ppl"]:
-            self.p["best_ppl"], self.p["bad_evals"] = res["ppl"], 0
-            self.save("best.pt")
-        else:
+    def evaluate_on_main(self, bar, scheduled):
+        tcfg = self.cfg.train
+        res = evaluate(self.net, self.corpus.dev, self.pad_id, tcfg.eval_batch_size, self.device)
+        if scheduled and res["ppl"] < self.p["track_ppl"]:
+            self.p["track_ppl"], self.p["bad_evals"] = res["ppl"], 0
+        elif scheduled:
             self.p["bad_evals"] += 1
-            tcfg = self.cfg.train
             if tcfg.lr_schedule == "plateau" and self.p["bad_evals"] % tcfg.plateau_patience == 0:
                 self.p["lr_scale"] *= tcfg.plateau_factor
+        if res["ppl"] < self.p["best_ppl"]:
+            self.p["best_ppl"] = res["ppl"]
+            self.save("best.pt")
         self.log({"step": self.p["step"], "dev_ppl": res["ppl"], "dev_batch_mean_ppl": res["batch_mean_ppl"],
                   "lr": self.current_lr()})
         bar.write(f"step {self.p['step']}: dev perplexity {res['ppl']:.2f} (best {self.p['best_ppl']:.2f}, "

@@ -104,3 +104,33 @@ def test_the_torch_free_reader_refuses_views_outside_their_storage(tmp_path):
     for path in (big, past, neg):
         with pytest.raises(ValueError, match="tensor"):
             M.read_torch_checkpoint(path)
+
+
+def test_generate_many_poems_comes_in_bounded_batches(tmp_path, monkeypatch):
+    import decoding
+    import training
+    from config import Config
+    ckpt = tiny_checkpoint(tmp_path)
+    model, _, itos = training.model_from_checkpoint(training.load_checkpoint(ckpt), __import__("torch").device("cpu"))
+    sizes = []
+    real = decoding.sample
+    monkeypatch.setattr(decoding, "sample", lambda m, i, starts, *a, **k: sizes.append(len(starts)) or real(m, i, starts, *a, **k))
+    g = Config().gen
+    g.start, g.num, g.max_gen_len = "一", 150, 3
+    poems = list(decoding.iter_poems(model, itos, g, __import__("torch").device("cpu")))
+    assert len(poems) == 150 and sizes == [64, 64, 22]
+
+
+def test_the_model_used_is_ckpt_then_best_then_pretrained(tmp_path, monkeypatch, capsys):
+    import config
+    monkeypatch.chdir(tmp_path)
+    assert config.pick_checkpoint("mine.pt") == "mine.pt"
+    shipped = os.path.join(ROOT, config.PRETRAINED)
+    if os.path.exists(shipped):
+        assert config.pick_checkpoint("") == shipped and "shipped model" in capsys.readouterr().err
+    else:
+        with pytest.raises(config.UserError, match="train first"):
+            config.pick_checkpoint("")
+    os.makedirs("checkpoints")
+    open("checkpoints/best.pt", "wb").close()
+    assert config.pick_checkpoint("") == config.TRAINED and "your trained model" in capsys.readouterr().err

@@ -158,20 +158,22 @@ def test_tiny_model_memorises_poems_and_greedy_generation_reproduces_one(tmp_pat
 
 
 def test_resume_ends_with_the_same_weights(tmp_path):
-    straight = tiny_cfg(tmp_path / "a", max_steps=24, pp_every=5, tolerance=100)
+    plateau = dict(lr_schedule="plateau", plateau_patience=1)     # the rate moves with every evaluation
+    straight = tiny_cfg(tmp_path / "a", max_steps=24, pp_every=5, tolerance=100, **plateau)
     training.train(straight)
-    first = tiny_cfg(tmp_path / "b", max_steps=11, pp_every=5, tolerance=100)
+    first = tiny_cfg(tmp_path / "b", max_steps=11, pp_every=5, tolerance=100, **plateau)
     training.train(first)
     last = os.path.join(first.train.ckpt_dir, "last.pt")
     ckpt = training.load_checkpoint(last)
     assert ckpt["step"] == 11 and ckpt["batch_in_epoch"] > 0      # stopped mid-epoch
-    second = tiny_cfg(tmp_path / "b", max_steps=24, pp_every=5, tolerance=100, resume=last)
+    second = tiny_cfg(tmp_path / "b", max_steps=24, pp_every=5, tolerance=100, resume=last, **plateau)
     training.train(second, ckpt)
     a = training.load_checkpoint(os.path.join(straight.train.ckpt_dir, "last.pt"))
     b = training.load_checkpoint(os.path.join(first.train.ckpt_dir, "last.pt"))
     assert a["step"] == b["step"] == 24
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["bad_evals"] == b["bad_evals"] and a["track_ppl"] == b["track_ppl"]   # early stopping unchanged
     # the interrupted run also evaluated at its stop (step 11); every other evaluation is identical
     devs = [{r["step"]: r["dev_ppl"] for r in map(json.loads, open(os.path.join(c.train.ckpt_dir, "metrics.jsonl")))
              if "dev_ppl" in r} for c in (straight, first)]
