@@ -15,7 +15,11 @@ pretrained/tang.pt, and say on stderr which. Errors a user can fix are one line 
 """
 import math
 import os
+import signal
 import sys
+
+if __name__ == "__main__":        # Ctrl-C while the imports below load: one line and 130, not a traceback
+    signal.signal(signal.SIGINT, lambda *_: (sys.stderr.write("interrupted\n"), os._exit(130)))
 
 import torch
 
@@ -167,4 +171,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)     # from here run_cli and training handle it
     sys.exit(run_cli(main))

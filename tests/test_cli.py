@@ -134,3 +134,17 @@ def test_the_model_used_is_ckpt_then_best_then_pretrained(tmp_path, monkeypatch,
     os.makedirs("checkpoints")
     open("checkpoints/best.pt", "wb").close()
     assert config.pick_checkpoint("") == config.TRAINED and "your trained model" in capsys.readouterr().err
+
+
+def test_ctrl_c_at_any_moment_is_one_line(tmp_path):
+    import signal
+    import time
+    ckpt = tiny_checkpoint(tmp_path)
+    for delay in (0.2, 1.0, 3.0):                      # while importing, loading, generating
+        p = subprocess.Popen([sys.executable, "main.py", "generate", "--ckpt", ckpt, "--start", "一", "--num",
+                              "100000"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        err = p.communicate(timeout=60)[1]
+        assert p.returncode == 130 and err.strip().splitlines()[-1] == "interrupted", (delay, err[-500:])
+        assert "Traceback" not in err
