@@ -291,6 +291,7 @@ RECIPES = [  # (label, overrides of ModelConfig / TrainConfig fields); the first
     ("weight tying", {"tie_weights": True}),
     ("cosine schedule, 100 warm-up steps", {"lr_schedule": "cosine", "warmup_steps": 100}),
     ("lr 2e-3", {"lr": 2e-3}),
+    ("chosen: weight tying + dropout 0.2 + lr 2e-3", {"tie_weights": True, "dropout": 0.2, "lr": 2e-3}),
 ]
 
 
