@@ -19,36 +19,33 @@ def tagged_equations(lines):
     return found
 
 
-def test_every_code_reference_lands_on_its_equation():
+def linked_equations(code_file, line_start, link):
+    """Equations the doc's lines `<line_start> (eq. n): ...` link to in code_file, each link checked to land
+    on lines tagged `eq. (n)`; also returns the code's lines."""
     doc = open(os.path.join(ROOT, "docs", "derivation.md"), encoding="utf-8").read().splitlines()
-    code = open(os.path.join(ROOT, "MyLSTM_np.py"), encoding="utf-8").read().splitlines()
+    code = open(os.path.join(ROOT, code_file), encoding="utf-8").read().splitlines()
     checked = set()
     for line in doc:
-        m = re.match(r"Code \(eq\. (\d+)\):", line)
+        m = re.match(line_start + r" \(eq\. (\d+)\):", line)
         if not m:
             continue
         eq = int(m.group(1))
-        links = LINK.findall(line)
+        links = link.findall(line)
         assert links, line
         for a, b in links:
-            assert eq in tagged_equations(code[int(a) - 1:int(b)]), f"eq. ({eq}) not at lines {a}-{b}"
+            assert eq in tagged_equations(code[int(a) - 1:int(b)]), f"eq. ({eq}) not at {code_file} lines {a}-{b}"
         checked.add(eq)
+    return checked, code
+
+
+def test_every_code_reference_lands_on_its_equation():
+    checked, code = linked_equations("MyLSTM_np.py", "Code", LINK)
     assert checked == set(range(1, 17))
     # and every equation the code names is derived in the document
     assert tagged_equations(code) <= checked
 
 
 def test_model_py_references_land_on_their_equations():
-    doc = open(os.path.join(ROOT, "docs", "derivation.md"), encoding="utf-8").read().splitlines()
-    code = open(os.path.join(ROOT, "model.py"), encoding="utf-8").read().splitlines()
-    checked = set()
-    for line in doc:
-        m = re.match(r"model\.py \(eq\. (\d+)\):", line)
-        if not m:
-            continue
-        eq = int(m.group(1))
-        for a, b in MODEL_LINK.findall(line):
-            assert eq in tagged_equations(code[int(a) - 1:int(b)]), f"eq. ({eq}) not at model.py lines {a}-{b}"
-        checked.add(eq)
+    checked, code = linked_equations("model.py", r"model\.py", MODEL_LINK)
     assert set(range(1, 15)) - {10} <= checked          # the whole layer; (10) is the one-step form of (14)
     assert tagged_equations(code) == checked
