@@ -1,10 +1,11 @@
 """Benchmarks that print figures (never timed tests).
 
-    python benchmark.py              # both benchmarks below
+    python benchmark.py              # all the benchmarks below
     python benchmark.py lstm         # LSTM forward+backward: NumPy (MyLSTM_np) vs PyTorch CPU autograd
     python benchmark.py train [--device cuda] [--backends fused,autograd,cudnn]
                                      # training tokens/s of PoetryLM on real batches, backends alternated on the
                                      # same batches; median ratio to the last backend; peak memory of each
+    python benchmark.py infer        # no-grad forward as evaluate and generate use it, per backend
 
 Numbers depend on the machine and on what else runs: quote them with the hardware and the command.
 """
@@ -60,6 +61,42 @@ def lstm_bench(T=64, B=64, D=128, H=256, L=2, repeats=5):
     for name, sec in res.items():
         print(f"  {name:<38}{sec * 1000:8.1f} ms")
     return res
+
+
+def infer_bench(device, repeats=5):
+    """No-grad forward of the default model as evaluate (T=50, B=256) and generate (64 poems, one step at a time
+    for 50 steps) use it: fused (no backward buffers) vs autograd (the plain loop) vs cudnn, alternated."""
+    from config import ModelConfig
+    from model import PoetryLM
+    print(f"inference (no_grad), default model, {device}, {torch.get_num_threads()} threads, median of {repeats}")
+    tokens = torch.randint(4, 5161, (50, 256), device=device)
+    models = {}
+    for backend in ("fused", "autograd", "cudnn"):
+        torch.manual_seed(0)
+        models[backend] = PoetryLM(ModelConfig(vocab_size=5161, lstm=backend)).to(device).eval()
+
+    @torch.no_grad()
+    def evaluate_like(model):
+        model(tokens)
+
+    @torch.no_grad()
+    def generate_like(model):
+        _, state = model(tokens[:1, :64])
+        for t in range(1, 50):
+            _, state = model(tokens[t:t + 1, :64], state)
+
+    times = {(b, k): [] for b in models for k in ("evaluate", "generate")}
+    for _ in range(repeats + 1):                                  # the first round warms up
+        for b, model in models.items():
+            for k, fn in (("evaluate", evaluate_like), ("generate", generate_like)):
+                sync(device)
+                t = time.perf_counter()
+                fn(model)
+                sync(device)
+                times[b, k].append(time.perf_counter() - t)
+    for b in models:
+        print(f"  {b:<9} evaluate-like {np.median(times[b, 'evaluate'][1:]) * 1000:7.1f} ms"
+              f"   generate-like {np.median(times[b, 'generate'][1:]) * 1000:7.1f} ms")
 
 
 def train_setup(cfg, device, count):
@@ -172,7 +209,7 @@ def peak_rss():
 def main(argv):
     import argparse
     parser = argparse.ArgumentParser(description="benchmarks that print figures")
-    parser.add_argument("which", nargs="?", default="all", choices=("all", "lstm", "train", "peak"))
+    parser.add_argument("which", nargs="?", default="all", choices=("all", "lstm", "train", "infer", "peak"))
     parser.add_argument("args", nargs="*", help="for peak (internal): BACKEND STEPS")
     parser.add_argument("--device", default="cpu", help="cpu | cuda (train only)")
     parser.add_argument("--steps", type=int, default=24, help="real batches per backend (train)")
@@ -189,6 +226,8 @@ def main(argv):
         lstm_bench()
     if a.which in ("train", "all"):
         train_bench(torch.device(a.device), a.steps, tuple(a.backends.split(",")))
+    if a.which in ("infer", "all"):
+        infer_bench(torch.device(a.device))
     return 0
 
 
