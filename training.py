@@ -166,11 +166,11 @@ def model_from_checkpoint(ckpt, device, backend=None):
 # evaluation
 
 @torch.no_grad()
-def evaluate(model, poems, pad_id, batch_size, device, max_cells=2_000_000):
+def evaluate(model, poems, pad_id, batch_size, device, max_cells=16_000_000):
     """Perplexity over a whole split, exp(total NLL / real target tokens), plus the batch-mean figure
     mean_b exp(NLL_b / n_b) that some peers report (it weighs short batches as much as long ones).
     Each batch runs in time chunks of at most max_cells logits (chunk × batch × V), carrying the LSTM state,
-    so memory stays bounded whatever the batch size: 2M float32 logits are 8 MB."""
+    so memory stays bounded whatever the batch size: 16M float32 logits are 64 MB."""
     was_training = model.training
     model.eval()
     total, count, batch_ppls = 0.0, 0, []
@@ -235,6 +235,14 @@ class RunDir:
         for tmp in glob.glob(os.path.join(self.path, "*.tmp")):
             os.remove(tmp)
         earlier = [n for n in RUN_FILES if os.path.exists(os.path.join(self.path, n))]
+        foreign = resumed_step is not None and \
+            os.path.dirname(os.path.abspath(tcfg.resume)) != os.path.abspath(self.path)
+        if foreign and earlier and not tcfg.overwrite:          # resuming another run into this one's folder
+            self.release()
+            raise UserError(f"{self.path} holds another run ({', '.join(earlier)}) than {tcfg.resume}: pass "
+                            "--ckpt-dir NEW (or --overwrite to replace it)")
+        if foreign:
+            resumed_step = None                                  # a fresh folder for the continued run
         if resumed_step is None and earlier and not tcfg.overwrite:
             self.release()
             hint = next((os.path.join(self.path, n) for n in ("last.pt", "best.pt") if n in earlier), None)

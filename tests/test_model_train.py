@@ -103,6 +103,8 @@ def test_perplexity_is_over_real_tokens_whatever_the_batching():
     res = training.evaluate(m, poems, 0, 2, torch.device("cpu"))
     assert res["tokens"] == count == 38
     assert res["ppl"] == pytest.approx(np.exp(total / count), rel=1e-9)
+    chunked = training.evaluate(m, poems, 0, 2, torch.device("cpu"), max_cells=50)   # 1-2 steps a chunk
+    assert chunked["ppl"] == pytest.approx(res["ppl"], rel=1e-9) and chunked["tokens"] == 38
 
 
 def test_padding_changes_nothing_for_a_poem():

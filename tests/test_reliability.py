@@ -101,3 +101,15 @@ def test_leftover_temporary_files_are_removed_and_resume_drops_metrics_past_its_
     steps = [r["step"] for r in metrics(cfg) if "loss" in r]
     assert steps == list(range(1, 8))                                         # no duplicates, nothing past 7
     assert not os.path.exists(os.path.join(ckpt_dir, "best.pt.tmp"))
+
+
+def test_resuming_another_run_into_a_folder_holding_a_third_is_refused(tmp_path):
+    a = tiny_cfg(tmp_path / "a", max_steps=2)
+    training.train(a)
+    b = tiny_cfg(tmp_path / "b", max_steps=2)
+    training.train(b)
+    before = open(os.path.join(b.train.ckpt_dir, "metrics.jsonl")).read()
+    c = tiny_cfg(tmp_path / "b", max_steps=4, resume=os.path.join(a.train.ckpt_dir, "last.pt"))
+    with pytest.raises(UserError, match="holds another run"):
+        training.train(c, training.load_checkpoint(c.train.resume))
+    assert open(os.path.join(b.train.ckpt_dir, "metrics.jsonl")).read() == before
