@@ -96,6 +96,7 @@ class GenConfig:
     prefix: str = ""                  # style priming text, run through the model first and not printed
     rhyme: bool = False               # even lines rhyme (中华新韵, level tone), with --form
     tones: bool = False               # 平仄 at positions 2, 4, 6 (二四六分明), with --form
+    tone_system: str = "classical"    # classical (the corpus's own 平仄 labels) | mandarin (pypinyin): for --tones, --rhyme
 
 
 @dataclass
@@ -128,6 +129,7 @@ CHOICES = {
     ("train", "lr_schedule"): ("constant", "plateau", "cosine"),
     ("train", "optimizer"): ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "adam", "adamw", "rmsprop"),
     ("gen", "form"): (0, 5, 7),
+    ("gen", "tone_system"): ("classical", "mandarin"),
     ("gen", "lines"): (0, 4, 8),
 }
 NO_FLAG = {("model", "vocab_size")}   # computed from the data

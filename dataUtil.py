@@ -34,9 +34,11 @@ from config import Config, UserError, check_config, make_parser, config_from_arg
 
 NPM_PACKAGE = "chinese-poetry@2.0.1"
 NPM_SHA512 = "KtYARvV7CWNtax0na9+Jn6PlhGgSoid7PWyDzXI4KsCEm2odZcqEQyval5koaLygZnM/EQ3lfJ//25K8p3uHNg=="
-NPM_MEMBER = re.compile(r"^package/dist/quantangshi/(poet\.tang\.\d+\.json)$")
+NPM_MEMBER = re.compile(r"^package/dist/(quantangshi|strains/json)/(poet\.tang\.\d+\.json)$")
 GITHUB_COMMIT = "fa1814a8044db4fb0c7a9e0a0449974e8c3463b7"
-GITHUB_URL = "https://raw.githubusercontent.com/chinese-poetry/chinese-poetry/{commit}/%E5%85%A8%E5%94%90%E8%AF%97/{name}"
+GITHUB_URL = "https://raw.githubusercontent.com/chinese-poetry/chinese-poetry/{commit}/{folder}/{name}"
+STRAINS = "strains"                   # raw/strains/poet.tang.*.json: 平仄 labels of every poem, by its id
+GITHUB_FOLDERS = {"": "%E5%85%A8%E5%94%90%E8%AF%97", STRAINS: "strains/json"}          # 全唐诗, 平仄
 NUM_RAW_FILES = 58                    # poet.tang.0.json ... poet.tang.57000.json
 RAW_GLOB = "poet.tang.*.json"
 
@@ -71,13 +73,19 @@ def ensure_raw(cfg):
         if not files:
             raise UserError(f"no {RAW_GLOB} files in --raw-dir {raw_dir}; point it at the chinese-poetry 全唐诗 folder")
         return files
-    missing = EXPECTED_RAW - {os.path.basename(p) for p in files}
+    missing = (EXPECTED_RAW - {os.path.basename(p) for p in files}) | \
+        {f"{STRAINS}/{n}" for n in EXPECTED_RAW - {os.path.basename(p) for p in raw_files(strains_dir(raw_dir))}}
     if missing:
         if files:
             print(f"{raw_dir} lacks {len(missing)} of the {NUM_RAW_FILES} raw files; fetching them again",
                   file=sys.stderr)
         fetch_raw(raw_dir)
     return raw_files(raw_dir)
+
+
+def strains_dir(raw_dir):
+    """Where the 平仄 labels of the Tang poems live (raw_dir/strains; optional in a --raw-dir of the user's)."""
+    return os.path.join(raw_dir, STRAINS)
 
 
 def fetch_raw(raw_dir):
@@ -95,8 +103,10 @@ def fetch_raw(raw_dir):
             fetch_npm(tmp)
         else:
             fetch_github(tmp)
-        if len(raw_files(tmp)) != NUM_RAW_FILES:
-            raise UserError(f"download gave {len(raw_files(tmp))} files, expected {NUM_RAW_FILES}; run again")
+        got = (len(raw_files(tmp)), len(raw_files(strains_dir(tmp))))
+        if got != (NUM_RAW_FILES, NUM_RAW_FILES):
+            raise UserError(f"download gave {got[0]} poem files and {got[1]} label files, expected "
+                            f"{NUM_RAW_FILES} of each; run again")
         if os.path.isdir(raw_dir):     # an incomplete earlier copy: the complete one replaces it
             shutil.rmtree(raw_dir)
         os.replace(tmp, raw_dir)
@@ -120,28 +130,33 @@ def fetch_npm(dest):
 
 
 def extract_tang(tarball, dest):
-    """Extract only package/dist/quantangshi/poet.tang.*.json, flat, into dest."""
+    """Extract only the Tang poems (package/dist/quantangshi/poet.tang.*.json) into dest and their 平仄 labels
+    (package/dist/strains/json/poet.tang.*.json) into dest/strains."""
     from tqdm import tqdm
+    os.makedirs(os.path.join(dest, STRAINS), exist_ok=True)
     with tarfile.open(tarball, "r:gz") as tar:
         members = [m for m in tar.getmembers() if m.isfile() and NPM_MEMBER.match(m.name)]
         for m in tqdm(members, desc="extract", unit="file", file=sys.stderr):
-            name = NPM_MEMBER.match(m.name).group(1)
-            with tar.extractfile(m) as src, open(os.path.join(dest, name), "wb") as dst:
+            folder, name = NPM_MEMBER.match(m.name).groups()
+            sub = STRAINS if folder.startswith("strains") else ""
+            with tar.extractfile(m) as src, open(os.path.join(dest, sub, name), "wb") as dst:
                 shutil.copyfileobj(src, dst)
 
 
 def fetch_github(dest):
     from tqdm import tqdm
     print(f"npm not found; fetching 全唐诗 from GitHub at commit {GITHUB_COMMIT[:10]} ...", file=sys.stderr)
-    for k in tqdm(range(NUM_RAW_FILES), desc="download", unit="file", file=sys.stderr):
-        name = f"poet.tang.{k * 1000}.json"
+    os.makedirs(os.path.join(dest, STRAINS), exist_ok=True)
+    jobs = [(sub, f"poet.tang.{k * 1000}.json") for sub in GITHUB_FOLDERS for k in range(NUM_RAW_FILES)]
+    for sub, name in tqdm(jobs, desc="download", unit="file", file=sys.stderr):
+        url = GITHUB_URL.format(commit=GITHUB_COMMIT, folder=GITHUB_FOLDERS[sub], name=name)
         try:
-            with urllib.request.urlopen(GITHUB_URL.format(commit=GITHUB_COMMIT, name=name), timeout=60) as r:
+            with urllib.request.urlopen(url, timeout=60) as r:
                 data = r.read()
             json.loads(data)
         except (OSError, ValueError) as e:
-            raise UserError(f"downloading {name} failed ({e}); check the network or use --raw-dir DIR")
-        with open(os.path.join(dest, name), "wb") as f:
+            raise UserError(f"downloading {sub}/{name} failed ({e}); check the network or use --raw-dir DIR")
+        with open(os.path.join(dest, sub, name), "wb") as f:
             f.write(data)
 
 
@@ -403,6 +418,7 @@ def prepare(cfg, verbose=True):
     if save_cache(os.path.join(processed_dir(cfg), "corpus.npz"), cache_key(cfg, files), itos, encoded,
                   settings_key(cfg)):
         write_json(os.path.join(processed_dir(cfg), "stats.json"), stats)
+        write_tone_table(cfg, files, verbose)
     return corpus_of(itos, encoded, stats=stats, _vocab=vocab)
 
 
@@ -458,6 +474,79 @@ def load_corpus(cfg, verbose=True):
     if cfg.data.limit_poems:
         corpus.train = corpus.train[:cfg.data.limit_poems]
     return corpus
+
+
+# ----------------------------------------------------------------------------------------------------------
+# classical tones: each character's 平 / 仄 learnt from the corpus's own labels
+
+TONE_BOTH_SHARE = 0.10        # a character whose rarer tone has at least this share of its labels reads both ways
+TONE_MIN_LABELS = 3           # fewer labels than this: no classical entry (Mandarin decides)
+
+
+def read_labelled(files, strains):
+    """[(traditional text, 平仄 labels)] of the poems whose labels align with their text (same length)."""
+    def by_id(paths, field):
+        out = {}
+        for path in paths:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    out.update((p["id"], "".join(p[field])) for p in json.load(f))
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise UserError(f"cannot read {path} ({type(e).__name__}); delete it and run again")
+        return out
+    texts, labels = by_id(files, "paragraphs"), by_id(strains, "strains")
+    return [(texts[i], labels[i]) for i in texts if i in labels and len(labels[i]) == len(texts[i])]
+
+
+def build_tone_table(files, strains):
+    """{simplified character: "平" | "仄" | "both"} and the label counts behind it, from the poems whose labels
+    align. Labels are read on the traditional text, which is then converted with the corpus's own t2s (a
+    character keeps its position: t2s maps character for character here); 'both' when the rarer tone has at
+    least TONE_BOTH_SHARE of a character's labels (看 28%, 思 40%), else the majority (国 平 6 of 3,027)."""
+    pairs = read_labelled(files, strains)
+    simplified = to_simplified([t for t, _ in pairs])
+    counts = {}
+    for (trad, labels), simp in zip(pairs, simplified):
+        if len(simp) != len(trad):
+            continue
+        for ch, lab in zip(simp, labels):
+            if lab in "平仄" and ch not in PUNCT and CLEAN_POEM.fullmatch(ch):
+                counts.setdefault(ch, [0, 0])[lab == "仄"] += 1
+    table = {}
+    for ch, (level, oblique) in counts.items():
+        n = level + oblique
+        if n >= TONE_MIN_LABELS:
+            table[ch] = "both" if min(level, oblique) >= TONE_BOTH_SHARE * n else ("平" if level > oblique else "仄")
+    return table, counts, len(pairs)
+
+
+def write_tone_table(cfg, files, verbose=True):
+    """data/processed/tones.json from raw/strains, when the labels are there; returns its path or None."""
+    labels = raw_files(strains_dir(raw_dir_of(cfg)))
+    if not labels:
+        return None
+    table, counts, aligned = build_tone_table(files, labels)
+    path = os.path.join(processed_dir(cfg), "tones.json")
+    try:
+        write_json(path, {"both_share": TONE_BOTH_SHARE, "min_labels": TONE_MIN_LABELS, "aligned_poems": aligned,
+                          "table": table, "counts": counts})
+    except OSError as e:
+        print(f"warning: could not write {path} ({e.strerror})", file=sys.stderr)
+        return None
+    if verbose:
+        kinds = Counter(table.values())
+        print(f"classical tones     {len(table)} characters from {aligned} aligned poems: 平 {kinds['平']}, "
+              f"仄 {kinds['仄']}, both {kinds['both']}", file=sys.stderr)
+    return path
+
+
+def load_tone_table(path):
+    """{character: "平" | "仄" | "both"} from a tones.json, or None when there is none or it is unreadable."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return dict(json.load(f)["table"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 # ----------------------------------------------------------------------------------------------------------

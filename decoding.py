@@ -7,6 +7,7 @@ temperature a constrained poem has exactly the lines and characters asked for:
     --acrostic 春夏秋冬       line k starts with the k-th character; any of ，。？！； ends a line
     --rhyme                  even lines end in level-tone characters of one 中华新韵 group (see poetics.py)
     --tones                  positions 2, 4, 6 follow 二四六分明 with 粘 and 对 (a hard mask)
+    --tone-system            classical (the corpus's own 平仄 labels, the default) or mandarin (pypinyin)
     --prefix TEXT            style priming: run through the model first, never printed
 
 Each poem in a batch has its own `Automaton`, which says which tokens may come next and follows the tokens
@@ -14,6 +15,8 @@ chosen. Sampling options: temperature, top-k, top-p (nucleus), greedy, repetitio
 Deliberately left out: beam search (sampling under masks already meets every constraint).
 """
 import math
+import os
+import sys
 import zlib
 from dataclasses import dataclass
 
@@ -73,8 +76,8 @@ def spec_from(gcfg):
 class Tables:
     """Boolean masks over the vocabulary (numpy, V) and each token's rhyme group and tone."""
 
-    def __init__(self, itos):
-        self.itos = itos
+    def __init__(self, itos, classical=None):
+        self.itos, self.classical = itos, classical       # classical: {character: 平|仄|both}, or Mandarin
         self.stoi = {w: i for i, w in enumerate(itos)}
         V = len(itos)
         self.eos = self.stoi[dataUtil.EOS]
@@ -86,10 +89,10 @@ class Tables:
         self._tones = None
 
     def tone_tables(self):
-        """(group id per token, -1 unknown; level per token, -1 unknown), computed on first use."""
+        """(group id per token, -1 unknown; level per token: 1 平, 0 仄, 2 both, -1 unknown), on first use."""
         if self._tones is None:
             groups = {g: k for k, g in enumerate(poetics.RHYME_GROUPS)}
-            info = poetics.table_for([w for w, ok in zip(self.itos, self.ideograph) if ok])
+            info = poetics.table_for([w for w, ok in zip(self.itos, self.ideograph) if ok], self.classical)
             group = np.full(len(self.itos), -1)
             level = np.full(len(self.itos), -1)
             for w, (g, lv) in info.items():
@@ -146,8 +149,9 @@ class Automaton:
         mask = t.ideograph.copy()
         col = self.pos + 1                     # 1-based position of the next character
         if s.tones and col in (2, 4, 6) and col < s.chars:
-            _, level = t.tone_tables()
-            want = (0, 1) if self.first_tone is None else (poetics.required_tone(self.line, col, self.first_tone),)
+            _, level = t.tone_tables()           # the first tone must be definite; later, 'both' fits either
+            want = (0, 1) if self.first_tone is None else \
+                (poetics.required_tone(self.line, col, self.first_tone), poetics.BOTH)
             mask &= np.isin(level, want)
         if s.rhyme and col == s.chars and self.line % 2 == 1:
             mask &= self.rhyme_mask()
@@ -157,7 +161,7 @@ class Automaton:
         """Level-tone characters of the poem's rhyme group, not used yet. The first rhyme may open only a
         group with enough such characters for every even line, so the mask is never empty."""
         group, level = self.t.tone_tables()
-        ok = (level == 1) & (group >= 0)
+        ok = np.isin(level, (poetics.LEVEL, poetics.BOTH)) & (group >= 0)
         if self.group is None:
             counts = np.bincount(group[ok], minlength=len(poetics.RHYME_GROUPS))
             return ok & (counts[np.maximum(group, 0)] >= self.n_lines // 2)
@@ -254,6 +258,21 @@ def nucleus(logits, p):
     return torch.full_like(logits, -math.inf).scatter(-1, order, sorted_logits)
 
 
+def classical_table(gcfg, data_dir="data"):
+    """The classical tone table {character: 平|仄|both} when gcfg asks for it: the prepared corpus's
+    (data/processed/tones.json), else the one shipped beside the pretrained model; None means Mandarin."""
+    if gcfg.tone_system != "classical":
+        return None
+    root = os.path.dirname(os.path.abspath(__file__))
+    for path in (os.path.join(data_dir, "processed", "tones.json"), os.path.join(root, "pretrained", "tones.json")):
+        table = dataUtil.load_tone_table(path)
+        if table:
+            return table
+    print("warning: no classical tone table (python dataUtil.py prepare builds it); using Mandarin tones",
+          file=sys.stderr)
+    return None
+
+
 def poems_for(model, itos, gcfg, device):
     """gcfg.num poems, with every option of GenConfig applied (a list; see iter_poems)."""
     return list(iter_poems(model, itos, gcfg, device))
@@ -263,7 +282,7 @@ def iter_poems(model, itos, gcfg, device, batch=64):
     """The CLI's generation: gcfg.num poems in batches of at most `batch`, yielded as each batch is done, so
     memory stays bounded and output starts at once however many are asked for."""
     spec = spec_from(gcfg)
-    tables = Tables(itos)
+    tables = Tables(itos, classical_table(gcfg) if spec.rhyme or spec.tones else None)
     for ch in spec.heads:
         if ch not in tables.stoi:
             raise UserError(f"acrostic head {ch!r} is not in the vocabulary; choose another character")

@@ -15,6 +15,7 @@ pretrained/tang.pt, and say on stderr which. Errors a user can fix are one line 
 """
 import math
 import os
+import shutil
 import signal
 import sys
 
@@ -76,6 +77,8 @@ def cmd_evaluate(rest):
     parser.add_argument("--raw-dir", default="", help="a local copy of the raw corpus (default: data/raw)")
     parser.add_argument("--samples", type=int, default=0, help="also measure N generated poems per start and mode")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated poems (default: 0)")
+    parser.add_argument("--tone-system", choices=("classical", "mandarin"), default="classical",
+                        help="tones that --samples generates under and judges by (default: classical)")
     args = parser.parse_args(rest)
     if args.samples < 0 or not 0 <= args.seed < 2 ** 63:
         raise UserError("--samples must be >= 0 and --seed in [0, 2^63)")
@@ -96,7 +99,8 @@ def cmd_evaluate(rest):
               f"batch-mean of exp(batch loss) {r['batch_mean_ppl']:.3f}; with every poem padded to {width} and the "
               f"pads predicted perfectly, as a pads-included figure would count them, {padded:.3f})")
     if args.samples > 0:
-        print_generation_metrics(model, corpus, args.samples, args.seed, device)
+        print_tone_systems(corpus, decoding.classical_table(Config().gen, args.data_dir))
+        print_generation_metrics(model, corpus, args.samples, args.seed, device, args.tone_system, args.data_dir)
     return 0
 
 
@@ -110,14 +114,33 @@ GEN_MODES = [  # (label, GenConfig overrides, form the metrics judge against)
 ACROSTICS = ["春夏秋冬", "风花雪月", "山高水长"]
 
 
-def print_generation_metrics(model, corpus, n, seed, device):
-    """The metrics table of poetics.measure for each mode of GEN_MODES, n poems per start (or acrostic)."""
+def print_tone_systems(corpus, classical):
+    """How many vocabulary characters the classical table covers, and the tone agreement and rhyme rate of the
+    test split's regular poems (五/七言 绝句/律诗) under each tone system."""
+    import poetics
+    chars = [w for w, ok in zip(corpus.itos, decoding.Tables(corpus.itos).ideograph) if ok]
+    covered = sum(ch in (classical or {}) for ch in chars)
+    print(f"\nclassical tone table: {covered} of {len(chars)} vocabulary characters; "
+          f"{len(chars) - covered} fall back to Mandarin")
+    real = [t for t in map(corpus.decode, corpus.test) if poetics.form_of(t) in {(5, 4), (5, 8), (7, 4), (7, 8)}]
+    print("| tone system | real 绝句/律诗 (test split) | tone agreement | rhyme |\n|---|---|---|---|")
+    for name, table in (("classical", classical), ("mandarin", None)):
+        m = poetics.measure(real, set(), poetics.table_for(chars, table))
+        print(f"| {name} | {m.poems} | {m.tone_agreement:.1%} | {m.rhyme_rate:.1%} |")
+
+
+def print_generation_metrics(model, corpus, n, seed, device, tone_system="classical", data_dir="data"):
+    """The metrics table of poetics.measure for each mode of GEN_MODES, n poems per start (or acrostic),
+    generated and judged under one tone system."""
     import poetics
     itos = corpus.itos
-    tables = decoding.Tables(itos)
-    table = poetics.table_for([w for w, ok in zip(itos, tables.ideograph) if ok])
+    base = Config().gen
+    base.tone_system = tone_system
+    classical = decoding.classical_table(base, data_dir)
+    table = poetics.table_for([w for w, ok in zip(itos, decoding.Tables(itos).ideograph) if ok], classical)
     train_lines = poetics.train_line_set(corpus.decode(p) for p in corpus.train)
-    print(f"\n{n} poems per start character ({SAMPLE_STARTS}) or acrostic ({' '.join(ACROSTICS)}), seed {seed}")
+    print(f"\n{n} poems per start character ({SAMPLE_STARTS}) or acrostic ({' '.join(ACROSTICS)}), seed {seed}, "
+          f"tone system {tone_system}")
     print("| mode | poems | form valid | rhyme | tone agreement | distinct-1 | distinct-2 | copy rate | NLL/token |")
     print("|---|---|---|---|---|---|---|---|---|")
     examples = []
@@ -125,7 +148,7 @@ def print_generation_metrics(model, corpus, n, seed, device):
         poems = []
         for k, key in enumerate(ACROSTICS if "acrostic" in label else SAMPLE_STARTS):
             g = Config().gen
-            g.num, g.seed = n, seed * 1000 + k
+            g.num, g.seed, g.tone_system = n, seed * 1000 + k, tone_system
             for name, value in overrides.items():
                 setattr(g, name, value)
             g.acrostic, g.start = (key, "") if "acrostic" in label else ("", key)
@@ -145,11 +168,16 @@ def cmd_export(rest):
     parser.add_argument("--out", default="pretrained/tang.pt", help="where to write (default: pretrained/tang.pt)")
     parser.add_argument("--float32", action="store_true", help="keep float32 storage (default: float16)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--data-dir", default="data", help="where the prepared corpus and its tone table live")
     args = parser.parse_args(rest)
     if os.path.exists(args.out) and not args.overwrite:
         raise UserError(f"{args.out} exists; pass --overwrite to replace it or --out NEW")
     size = export_weights(args.ckpt, args.out, half=not args.float32)
     print(f"wrote {args.out} ({size / 2**20:.1f} MiB, weights only)")
+    tones = os.path.join(args.data_dir, "processed", "tones.json")
+    if os.path.isfile(tones):                   # the classical tone table travels with the model
+        shutil.copyfile(tones, os.path.join(os.path.dirname(os.path.abspath(args.out)), "tones.json"))
+        print(f"copied {tones} beside it")
     return 0
 
 

@@ -1,10 +1,14 @@
 """What makes a 绝句 / 律诗: line forms, rhyme groups, level and oblique tones, and the metrics that check them.
 
 Rhyme follows 中华新韵 (the modern 14-group standard), computed from each character's Mandarin final with
-pypinyin; tones are Mandarin tones, 1-2 level (平) and 3-4 oblique (仄). Limits, by design of that standard:
-Middle Chinese entering-tone characters (入声, e.g. 国 白 石 竹) that are level in Mandarin count as level
-here although classical prosody (平水韵) counts them oblique, and a polyphonic character gets its most common
-reading. No maintained package ships the 平水韵 table, so it is not offered.
+pypinyin. Tones come from one of two systems (`--tone-system`):
+- classical (the default): each character's 平 / 仄 as the corpus's own labels give it (dataUtil's tone table,
+  learnt from the 平仄 annotations of 52,929 Tang poems): entering-tone characters (入声: 国 白 石 一) are 仄, as in
+  Tang verse, and characters read both ways (看 思 过) fit either position;
+- mandarin: Mandarin tones from pypinyin, 1-2 level (平) and 3-4 oblique (仄), where 入声 characters that are
+  level in Mandarin count as level.
+Characters the classical table lacks (too few labels) fall back to Mandarin. No maintained package ships the
+平水韵 rhyme table, so rhyme groups stay modern.
 
 The tone pattern used is the classical 二四六分明 rule: within a line positions 2, 4, 6 alternate; the two
 lines of a couplet are opposite (对) and the first line of a couplet repeats the one before it (粘).
@@ -40,9 +44,19 @@ def char_info(ch):
     return FINAL_TO_GROUP.get(final), level
 
 
-def table_for(chars):
-    """{character: (group, level)} for every character given (pypinyin is called once per character)."""
-    return {ch: char_info(ch) for ch in chars}
+OBLIQUE, LEVEL, BOTH = 0, 1, 2        # a character's tone; BOTH: it reads either way (看, 思, 过)
+CLASSICAL = {"仄": OBLIQUE, "平": LEVEL, "both": BOTH}
+
+
+def table_for(chars, classical=None):
+    """{character: (group, level)} for every character given (pypinyin is called once per character). The
+    rhyme group is always 中华新韵's; the level comes from the classical table {character: 平|仄|both}
+    (dataUtil.build_tone_table) when it has the character, else from Mandarin."""
+    out = {}
+    for ch in chars:
+        group, level = char_info(ch)
+        out[ch] = (group, CLASSICAL[classical[ch]] if classical and ch in classical else level)
+    return out
 
 
 def required_tone(line, pos, first):
@@ -76,7 +90,8 @@ def rhymes(text, table):
     rhyme group."""
     ends = [l[-2] for l in split_lines(text)[1::2] if len(l) >= 2]
     info = [table.get(ch) or char_info(ch) for ch in ends]
-    return len(ends) >= 2 and all(lv == 1 for _, lv in info) and len({g for g, _ in info}) == 1 and info[0][0] is not None
+    return len(ends) >= 2 and all(lv in (LEVEL, BOTH) for _, lv in info) and len({g for g, _ in info}) == 1 \
+        and info[0][0] is not None
 
 
 def tone_agreement(text, table):
@@ -85,15 +100,20 @@ def tone_agreement(text, table):
     lines = [l.rstrip(LINE_ENDS) for l in split_lines(text)]
     if not lines or len(lines[0]) < 2:
         return None
-    first = (table.get(lines[0][1]) or char_info(lines[0][1]))[1]
-    if first is None:
+
+    def level(ch):
+        return (table.get(ch) or char_info(ch))[1]
+    first = level(lines[0][1])
+    if first == BOTH and len(lines[0]) > 4 and level(lines[0][3]) in (LEVEL, OBLIQUE):
+        first = 1 - level(lines[0][3])                      # position 4 is the opposite of position 2
+    if first not in (LEVEL, OBLIQUE):
         return None
     hits = total = 0
     for k, line in enumerate(lines):
         for pos in (2, 4, 6):
             if pos < len(line):
                 total += 1
-                hits += (table.get(line[pos - 1]) or char_info(line[pos - 1]))[1] == required_tone(k, pos, first)
+                hits += level(line[pos - 1]) in (required_tone(k, pos, first), BOTH)
     return hits / total if total else None
 
 

@@ -242,9 +242,12 @@ def test_a_read_only_data_folder_still_gives_the_corpus(data_cfg, monkeypatch, c
 
 
 def fake_fetch(dest):
+    os.makedirs(os.path.join(dest, dataUtil.STRAINS), exist_ok=True)
     for name in dataUtil.EXPECTED_RAW:
         with open(os.path.join(dest, name), "w", encoding="utf-8") as f:
-            json.dump([{"paragraphs": ["白日依山尽，黄河入海流。"]}], f, ensure_ascii=False)
+            json.dump([{"id": "x", "paragraphs": ["白日依山尽，黄河入海流。"]}], f, ensure_ascii=False)
+        with open(os.path.join(dest, dataUtil.STRAINS, name), "w", encoding="utf-8") as f:
+            json.dump([{"id": "x", "strains": ["仄仄平平仄，平平仄仄平。"]}], f, ensure_ascii=False)
 
 
 def test_an_incomplete_raw_folder_is_fetched_again_and_stale_partials_go(tmp_path, monkeypatch):
