@@ -140,7 +140,7 @@ def test_ctrl_c_at_any_moment_is_one_line(tmp_path):
     import signal
     import time
     ckpt = tiny_checkpoint(tmp_path)
-    for delay in (0.2, 1.0, 3.0):                      # while importing, loading, generating
+    for delay in (0.5, 1.5, 3.0):                      # while importing, loading, generating
         p = subprocess.Popen([sys.executable, "main.py", "generate", "--ckpt", ckpt, "--start", "一", "--num",
                               "100000"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(delay)
