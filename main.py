@@ -59,8 +59,13 @@ def device_flag(parser):
 def cmd_generate(rest):
     parser = make_parser("main.py generate", "write poems from a checkpoint", ["gen"])
     device_flag(parser)
+    parser.add_argument("--list-cipai", action="store_true", help="print the known 词牌 with their patterns")
     args = parser.parse_args(rest)
     gcfg = check_config(config_from_args(args)).gen
+    if args.list_cipai:
+        for name, entry in sorted(decoding.cipai_table().items(), key=lambda kv: -kv[1]["examples"]):
+            print(decoding.format_cipai(name, entry))
+        return 0
     device = pick_device(TrainConfig(device=args.device))
     model, _, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(gcfg.ckpt)), device)
     for k, poem in enumerate(decoding.iter_poems(model, itos, gcfg, device)):
@@ -174,10 +179,11 @@ def cmd_export(rest):
         raise UserError(f"{args.out} exists; pass --overwrite to replace it or --out NEW")
     size = export_weights(args.ckpt, args.out, half=not args.float32)
     print(f"wrote {args.out} ({size / 2**20:.1f} MiB, weights only)")
-    tones = os.path.join(args.data_dir, "processed", "tones.json")
-    if os.path.isfile(tones):                   # the classical tone table travels with the model
-        shutil.copyfile(tones, os.path.join(os.path.dirname(os.path.abspath(args.out)), "tones.json"))
-        print(f"copied {tones} beside it")
+    for name in ("tones.json", "cipai.json"):   # the tone and 词牌 tables travel with the model
+        table = os.path.join(args.data_dir, "processed", name)
+        if os.path.isfile(table):
+            shutil.copyfile(table, os.path.join(os.path.dirname(os.path.abspath(args.out)), name))
+            print(f"copied {table} beside it")
     return 0
 
 

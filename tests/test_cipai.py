@@ -1,0 +1,82 @@
+"""宋词 by 词牌: patterns learnt from examples, and generation that keeps a 词牌's pattern at any temperature."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import dataUtil
+import decoding
+from config import UserError
+from conftest import ROOT
+from test_decoding import ITOS, FormBreaker, gen
+
+# three 浣溪沙 follow 7。7。7。7，7。7。; a fourth breaks it; two 如梦令 are too few for min_examples 3
+CI = [{"rhythmic": "浣溪沙", "paragraphs": ["一样婵娟别样清。", "眼明初识董双成。", "香风随步过帘旌。",
+                                          "笑捧玉觞频劝客，浣溪沙里转新声。", "花间侧听有流莺。"]},
+      {"rhythmic": "浣溪沙", "paragraphs": ["春日春风春水明。", "春山春树又春声。", "春花春草满春城。",
+                                          "春去春来春又晚，春云春雨总关情。", "春愁春恨一时生。"]},
+      {"rhythmic": "浣溪沙", "paragraphs": ["山下兰芽短浸溪。", "松间沙路净无泥。", "萧萧暮雨子规啼。",
+                                          "谁道人生无再少，门前流水尚能西。", "休将白发唱黄鸡。"]},
+      {"rhythmic": "浣溪沙", "paragraphs": ["山下兰芽短浸溪，松间沙路净无泥。"]},
+      {"rhythmic": "如梦令", "paragraphs": ["昨夜雨疏风骤。"]}, {"rhythmic": "如梦令", "paragraphs": ["□□。"]}]
+
+
+def ci_file(tmp_path):
+    os.makedirs(tmp_path / "songci", exist_ok=True)
+    path = tmp_path / "songci" / "ci.song.0.json"
+    path.write_text(json.dumps(CI, ensure_ascii=False), encoding="utf-8")
+    return [str(path)]
+
+
+def test_patterns_from_examples(tmp_path):
+    table = dataUtil.build_cipai_table(ci_file(tmp_path), min_examples=3)
+    assert list(table) == ["浣溪沙"]
+    entry = table["浣溪沙"]
+    assert entry["lines"] == [[7, "。"], [7, "。"], [7, "。"], [7, "，"], [7, "。"], [7, "。"]]
+    assert entry["examples"] == 4 and entry["share"] == 0.75 and entry["stanza"] == 3
+    assert dataUtil.ci_pattern("□□。") is None and dataUtil.ci_pattern("昨夜雨疏风骤。") == ((6, "。"),)
+    assert decoding.format_cipai("浣溪沙", entry) == "浣溪沙  7。7。7。 / 7，7。7。  (4 examples, 75.0% follow it exactly)"
+
+
+PATTERNS = {"短": {"lines": [[2, "，"], [3, "。"], [4, "？"], [1, "。"]], "share": 1.0, "examples": 50, "stanza": 0},
+            "长": {"lines": [[7, "。"]] * 3 + [[5, "，"], [5, "。"]] * 4, "share": 1.0, "examples": 50, "stanza": 0}}
+
+
+@pytest.mark.parametrize("temperature", [0.3, 1.0, 5.0])
+@pytest.mark.parametrize("name", ["短", "长"])
+def test_the_pattern_holds_at_any_temperature(name, temperature):
+    g = gen(cipai=name, temperature=temperature)
+    spec = decoding.spec_from(g, PATTERNS)
+    poems = decoding.sample(FormBreaker(ITOS), ITOS, [[]] * 12, g, torch.device("cpu"),
+                            torch.Generator().manual_seed(0), spec)
+    want = tuple(tuple(line) for line in PATTERNS[name]["lines"])
+    assert all(dataUtil.ci_pattern(p) == want for p in poems), poems
+
+
+def test_bad_cipai_requests():
+    with pytest.raises(UserError, match="did you mean 短"):
+        decoding.spec_from(gen(cipai="短x"), PATTERNS)
+    with pytest.raises(UserError, match="fixes the form"):
+        decoding.spec_from(gen(cipai="短", form=5), PATTERNS)
+
+
+def test_list_and_generate_from_the_prepared_table(tmp_path):
+    from tests_helpers import tiny_checkpoint
+    os.makedirs(tmp_path / "data" / "processed")
+    table = {"短": {**PATTERNS["短"], "lines": [[2, "，"], [3, "。"], [4, "，"], [1, "。"]]}}   # marks of TINY_ITOS
+    (tmp_path / "data" / "processed" / "cipai.json").write_text(json.dumps(table, ensure_ascii=False),
+                                                               encoding="utf-8")
+    ckpt = tiny_checkpoint(tmp_path)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    listed = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "generate", "--list-cipai"],
+                            cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert listed.returncode == 0 and listed.stdout.startswith("短  2，3。4，1。"), listed.stderr
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "generate", "--ckpt", ckpt, "--cipai", "短",
+                        "--num", "3"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    poems = [p.replace("\n", "") for p in r.stdout.strip().split("\n\n")]
+    assert len(poems) == 3 and all(dataUtil.ci_pattern(p) == ((2, "，"), (3, "。"), (4, "，"), (1, "。"))
+                                   for p in poems), poems
