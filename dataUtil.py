@@ -558,8 +558,9 @@ def load_tone_table(path):
     """{character: "平" | "仄" | "both"} from a tones.json, or None when there is none or it is unreadable."""
     try:
         with open(path, encoding="utf-8") as f:
-            return dict(json.load(f)["table"])
-    except (OSError, ValueError, KeyError, TypeError):
+            table = dict(json.load(f)["table"])
+        return table if all(v in ("平", "仄", "both") for v in table.values()) else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -622,11 +623,17 @@ def write_cipai_table(cfg, verbose=True):
 
 
 def load_cipai_table(path):
-    """{词牌: entry} from a cipai.json, or None."""
+    """{词牌: entry} from a cipai.json, or None when there is none or any entry is malformed."""
     try:
         with open(path, encoding="utf-8") as f:
-            return dict(json.load(f))
-    except (OSError, ValueError, TypeError):
+            table = dict(json.load(f))
+        for entry in table.values():
+            lines = entry["lines"]
+            if not lines or not all(isinstance(n, int) and 0 < n <= 40 and mark in PUNCT for n, mark in lines):
+                return None
+            float(entry["share"]), int(entry["examples"]), int(entry["stanza"])
+        return table
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
 

@@ -269,21 +269,21 @@ def nucleus(logits, p):
     return torch.full_like(logits, -math.inf).scatter(-1, order, sorted_logits)
 
 
-def shipped_or_prepared(name, data_dir):
-    """data/processed/NAME when the corpus was prepared here, else pretrained/NAME, else None."""
+def prepared_or_shipped(name, load, data_dir):
+    """The first readable table of data/processed/NAME (the corpus prepared here) and pretrained/NAME."""
     root = os.path.dirname(os.path.abspath(__file__))
     for path in (os.path.join(data_dir, "processed", name), os.path.join(root, "pretrained", name)):
-        if os.path.isfile(path):
-            return path
+        table = load(path) if os.path.isfile(path) else None
+        if table:
+            return table
     return None
 
 
 def cipai_table(data_dir="data"):
     """{词牌: {"lines": ..., "share": ..., "examples": ..., "stanza": ...}} (dataUtil.build_cipai_table)."""
-    path = shipped_or_prepared("cipai.json", data_dir)
-    table = dataUtil.load_cipai_table(path) if path else None
+    table = prepared_or_shipped("cipai.json", dataUtil.load_cipai_table, data_dir)
     if not table:
-        raise UserError("no 词牌 table: python dataUtil.py prepare builds it (data/processed/cipai.json)")
+        raise UserError("no readable 词牌 table: python dataUtil.py prepare builds it (data/processed/cipai.json)")
     return table
 
 
@@ -300,8 +300,7 @@ def classical_table(gcfg, data_dir="data"):
     (data/processed/tones.json), else the one shipped beside the pretrained model; None means Mandarin."""
     if gcfg.tone_system != "classical":
         return None
-    path = shipped_or_prepared("tones.json", data_dir)
-    table = dataUtil.load_tone_table(path) if path else None
+    table = prepared_or_shipped("tones.json", dataUtil.load_tone_table, data_dir)
     if table:
         return table
     print("warning: no classical tone table (python dataUtil.py prepare builds it); using Mandarin tones",

@@ -80,3 +80,14 @@ def test_list_and_generate_from_the_prepared_table(tmp_path):
     poems = [p.replace("\n", "") for p in r.stdout.strip().split("\n\n")]
     assert len(poems) == 3 and all(dataUtil.ci_pattern(p) == ((2, "，"), (3, "。"), (4, "，"), (1, "。"))
                                    for p in poems), poems
+
+
+@pytest.mark.parametrize("text", ["{broken", "[1, 2]", '{"浣溪沙": {"lines": "x"}}',
+                                  '{"浣溪沙": {"lines": [[7, "x"]], "share": 1, "examples": 3, "stanza": 0}}',
+                                  '{"浣溪沙": {"lines": [[-1, "。"]], "share": 1, "examples": 3, "stanza": 0}}'])
+def test_a_damaged_table_is_refused_in_one_line(tmp_path, text):
+    os.makedirs(tmp_path / "processed")
+    (tmp_path / "processed" / "cipai.json").write_text(text, encoding="utf-8")
+    (tmp_path / "processed" / "tones.json").write_text(text, encoding="utf-8")
+    assert dataUtil.load_cipai_table(str(tmp_path / "processed" / "cipai.json")) is None
+    assert dataUtil.load_tone_table(str(tmp_path / "processed" / "tones.json")) is None
