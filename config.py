@@ -28,7 +28,8 @@ class UserError(Exception):
 class DataConfig:
     data_dir: str = "data"            # raw/ and processed/ live under it
     raw_dir: str = ""                 # a local copy of poet.tang.*.json; empty means data_dir/raw
-    max_len: int = 125                # poems longer than this (characters, punctuation included) are dropped
+    genre: str = "tang"               # the corpus: tang (全唐诗) | ci (宋词)
+    max_len: int = 0                  # longer poems (characters, punctuation included) are dropped; 0: the genre's cap (tang 125, ci 160)
     min_len: int = 4                  # shorter ones are fragments or placeholders such as 空。
     min_freq: int = 5                 # characters seen fewer times in train become <unk> (coverage > 99.8%)
     dev_frac: float = 0.05            # share of poems in the dev split
@@ -124,6 +125,7 @@ class Config:
 
 
 CHOICES = {
+    ("data", "genre"): ("tang", "ci"),
     ("model", "lstm"): ("fused", "autograd", "cudnn"),
     ("model", "init_embed"): ("default", "zero", "normal", "xavier_normal", "xavier_uniform"),
     ("model", "init_lstm"): ("default", "zero", "normal", "xavier_normal", "xavier_uniform"),
@@ -134,7 +136,7 @@ CHOICES = {
     ("gen", "lines"): (0, 4, 8),
 }
 NO_FLAG = {("model", "vocab_size")}   # computed from the data
-POSITIVE = [("data", "max_len"), ("data", "min_freq"), ("model", "embed_dim"), ("model", "hidden_size"),
+POSITIVE = [("data", "min_freq"), ("model", "embed_dim"), ("model", "hidden_size"),
             ("model", "num_layers"), ("train", "batch_size"), ("train", "lr"), ("train", "epoch"),
             ("train", "pp_every"), ("train", "tolerance"), ("train", "eval_batch_size"), ("gen", "num"),
             ("gen", "max_gen_len"), ("gen", "temperature"), ("gen", "top_p"), ("gen", "repetition_penalty")]
@@ -162,6 +164,8 @@ def check_config(cfg):
     for section, name in POSITIVE:
         if getattr(getattr(cfg, section), name) <= 0:
             raise UserError(f"{flag(name)} must be positive")
+    if cfg.data.max_len < 0:
+        raise UserError("--max-len must be 0 (the genre's cap) or positive")
     if not 0 <= cfg.model.dropout < 1:
         raise UserError("--dropout must be in [0, 1)")
     bad = set(filter(None, cfg.model.dropout_at.split(","))) - {"embed", "layers", "output"}
@@ -241,12 +245,22 @@ PRETRAINED = "pretrained/tang.pt"
 TRAINED = "checkpoints/best.pt"
 
 
-def pick_checkpoint(ckpt):
-    """The model to use: --ckpt when given, else checkpoints/best.pt when it exists, else the shipped
-    pretrained/tang.pt (relative to the project). Says on stderr which one."""
+PRETRAINED_CI = "pretrained/ci.pt"
+
+
+def pick_checkpoint(ckpt, ci=False):
+    """The model to use: --ckpt when given, else (for a 宋词, ci) the shipped pretrained/ci.pt, else
+    checkpoints/best.pt when it exists, else the shipped pretrained/tang.pt (relative to the project). Says on
+    stderr which one."""
     if ckpt:
         return ckpt
     root = os.path.dirname(os.path.abspath(__file__))
+    if ci:
+        path = os.path.join(root, PRETRAINED_CI)
+        if os.path.isfile(path):
+            print(f"using the shipped 宋词 model: {os.path.relpath(path)} (--ckpt PATH for another)", file=sys.stderr)
+            return path
+        print("no 宋词 model ships yet: a Tang model writes to the 词牌's pattern", file=sys.stderr)
     for path, what in ((TRAINED, "your trained model"), (os.path.join(root, PRETRAINED), "the shipped model")):
         if os.path.isfile(path):
             print(f"using {what}: {os.path.relpath(path)} (--ckpt PATH for another)", file=sys.stderr)

@@ -67,7 +67,7 @@ def cmd_generate(rest):
             print(decoding.format_cipai(name, entry))
         return 0
     device = pick_device(TrainConfig(device=args.device))
-    model, _, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(gcfg.ckpt)), device)
+    model, _, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(gcfg.ckpt, ci=bool(gcfg.cipai))), device)
     for k, poem in enumerate(decoding.iter_poems(model, itos, gcfg, device)):
         print(("" if k == 0 else "\n") + dataUtil.format_poem(poem), flush=True)
     return 0
@@ -98,7 +98,7 @@ def cmd_evaluate(rest):
     for split in ("dev", "test"):
         poems = getattr(corpus, split)
         r = evaluate(model, poems, pad_id, cfg.train.eval_batch_size, device)
-        width = cfg.data.max_len
+        width = dataUtil.max_len_of(cfg)
         padded = math.exp(r["nll"] * r["tokens"] / (len(poems) * width))
         print(f"{split:<5} perplexity {r['ppl']:.3f}  (NLL {r['nll']:.4f} nats over {r['tokens']} real tokens; "
               f"batch-mean of exp(batch loss) {r['batch_mean_ppl']:.3f}; with every poem padded to {width} and the "

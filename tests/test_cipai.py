@@ -91,3 +91,19 @@ def test_a_damaged_table_is_refused_in_one_line(tmp_path, text):
     (tmp_path / "processed" / "tones.json").write_text(text, encoding="utf-8")
     assert dataUtil.load_cipai_table(str(tmp_path / "processed" / "cipai.json")) is None
     assert dataUtil.load_tone_table(str(tmp_path / "processed" / "tones.json")) is None
+
+
+def test_the_ci_corpus_is_prepared_apart_from_the_tang_one(data_cfg):
+    tang = dataUtil.load_corpus(data_cfg, verbose=False)
+    data_cfg.data.genre = "ci"
+    ci = dataUtil.load_corpus(data_cfg, verbose=False)
+    texts = [ci.decode(p) for split in (ci.train, ci.dev, ci.test) for p in split]
+    rules = ci.stats["rules"]                                # the fixture: 43 real 词, 3 with a missing glyph,
+    assert rules["dropped_missing_glyph"] == 3                # two over the 160-character cap, one repeated
+    assert rules["dropped_too_long"] == 2 and rules["dropped_duplicate"] == 1
+    assert len(texts) == 43 - 3 - 2 - 1 and max(map(len, texts)) <= 160
+    assert os.path.exists(os.path.join(data_cfg.data.data_dir, "processed", "ci", "corpus.npz"))
+    assert ci.itos != tang.itos                              # a vocabulary of its own
+    data_cfg.data.genre = "tang"
+    again = dataUtil.load_corpus(data_cfg, verbose=False)   # the Tang cache is untouched
+    assert again.itos == tang.itos and len(again.train) == len(tang.train)

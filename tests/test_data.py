@@ -248,6 +248,10 @@ def fake_fetch(dest):
             json.dump([{"id": "x", "paragraphs": ["白日依山尽，黄河入海流。"]}], f, ensure_ascii=False)
         with open(os.path.join(dest, dataUtil.STRAINS, name), "w", encoding="utf-8") as f:
             json.dump([{"id": "x", "strains": ["仄仄平平仄，平平仄仄平。"]}], f, ensure_ascii=False)
+    os.makedirs(os.path.join(dest, dataUtil.SONGCI), exist_ok=True)
+    for name in dataUtil.EXPECTED_CI:
+        with open(os.path.join(dest, dataUtil.SONGCI, name), "w", encoding="utf-8") as f:
+            json.dump([{"rhythmic": "浣溪沙", "paragraphs": ["一样婵娟别样清。"]}], f, ensure_ascii=False)
 
 
 def test_an_incomplete_raw_folder_is_fetched_again_and_stale_partials_go(tmp_path, monkeypatch):
