@@ -68,7 +68,7 @@ def spec_from(gcfg, cipai=None):
         raise UserError("--rhyme and --tones need --form 5 or --form 7")
     if s.heads and s.lines and len(s.heads) != s.lines:
         raise UserError(f"--acrostic has {len(s.heads)} heads but --lines is {s.lines}; give one head per line")
-    bad = [h for h in s.heads if not ("\u3400" <= h <= "\u9fff" or "\U00020000" <= h <= "\U0002ffff")]
+    bad = [h for h in s.heads if h in dataUtil.PUNCT or not dataUtil.CLEAN_POEM.fullmatch(h)]
     if bad:
         raise UserError(f"--acrostic head {bad[0]!r} is not a Chinese character; each head opens a line")
     if s.heads and s.chars and len(s.heads) % 2:
@@ -160,9 +160,11 @@ class Automaton:
         mask = t.ideograph.copy()
         col = self.pos + 1                     # 1-based position of the next character
         if s.tones and col in (2, 4, 6) and col < chars:
-            _, level = t.tone_tables()           # the first tone must be definite; later, 'both' fits either
-            want = (0, 1) if self.first_tone is None else \
-                (poetics.required_tone(self.line, col, self.first_tone), poetics.BOTH)
+            _, level = t.tone_tables()           # a character read both ways fits either tone, but the
+            if self.first_tone is not None:     # poem's first tone is fixed by position 2 or, failing that, 4
+                want = (poetics.required_tone(self.line, col, self.first_tone), poetics.BOTH)
+            else:
+                want = (0, 1, poetics.BOTH) if col == 2 else (0, 1)
             mask &= np.isin(level, want)
         if s.rhyme and col == chars and self.line % 2 == 1:
             mask &= self.rhyme_mask()
@@ -189,8 +191,9 @@ class Automaton:
         if not self.t.ideograph[tok]:
             return
         self.pos += 1
-        if self.spec.tones and self.line == 0 and self.pos == 2:
-            self.first_tone = int(self.t.tone_tables()[1][tok])
+        level = int(self.t.tone_tables()[1][tok]) if self.spec.tones else -1
+        if self.line == 0 and self.first_tone is None and level in (0, 1) and self.pos in (2, 4):
+            self.first_tone = level if self.pos == 2 else 1 - level
         if self.spec.rhyme and self.pos == self.spec.chars and self.line % 2 == 1:
             self.group = int(self.t.tone_tables()[0][tok])
             self.rhymed.add(tok)

@@ -91,3 +91,14 @@ def test_the_table_comes_from_the_prepared_corpus_or_the_shipped_one(tmp_path, c
     if not os.path.exists(shipped):
         assert decoding.classical_table(g, str(tmp_path / "none")) is None
         assert "using Mandarin tones" in capsys.readouterr().err
+
+
+def test_a_start_read_both_ways_at_position_2_fixes_the_tone_at_position_4():
+    classical = {c: "仄" for c in "白一不国"} | {c: "平" for c in "秋明天风花人江"} | {"思": "both", "春": "平"}
+    tables = decoding.Tables(ITOS, classical)
+    g = gen(form=5, lines=4, tones=True, temperature=2.0)
+    start = [ITOS.index("春"), ITOS.index("思")]
+    poems = decoding.sample(FormBreaker(ITOS), ITOS, [start] * 16, g, torch.device("cpu"),
+                            torch.Generator().manual_seed(1), decoding.spec_from(g), tables=tables)
+    judged = poetics.table_for(CHARS[6:], classical)
+    assert all(p.startswith("春思") and poetics.tone_agreement(p, judged) == 1.0 for p in poems), poems
