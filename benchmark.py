@@ -162,7 +162,8 @@ def train_bench(device, steps=24, backends=("fused", "cudnn")):
     ref = backends[-1]
     for b in backends:
         ratio = np.median(np.array(rates[b]) / np.array(rates[ref]))
-        print(f"  {b:<9}{np.median(rates[b]):9.0f} tokens/s (median)   {b}/{ref} {ratio:.3f}x (median of per-batch ratios)"
+        print(f"  {b:<9}{np.median(rates[b]):9.0f} tokens/s (median)   {b}/{ref} {ratio:.3f}x "
+              "(median of per-batch ratios)"
               f"   peak memory {peak_memory(b, device, steps) / 2**20:7.1f} MiB")
     return rates
 

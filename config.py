@@ -29,7 +29,7 @@ class DataConfig:
     data_dir: str = "data"            # raw/ and processed/ live under it
     raw_dir: str = ""                 # a local copy of poet.tang.*.json; empty means data_dir/raw
     genre: str = "tang"               # the corpus: tang (全唐诗) | ci (宋词)
-    max_len: int = 0                  # longer poems (characters, punctuation included) are dropped; 0: the genre's cap (tang 125, ci 160)
+    max_len: int = 0                  # longer poems are dropped; 0 = the genre's cap (tang 125, ci 160)
     min_len: int = 4                  # shorter ones are fragments or placeholders such as 空。
     min_freq: int = 5                 # characters seen fewer times in train become <unk> (coverage > 99.8%)
     dev_frac: float = 0.05            # share of poems in the dev split
@@ -43,7 +43,7 @@ class ModelConfig:
     embed_dim: int = 128              # embedding width E
     hidden_size: int = 256            # LSTM width H
     num_layers: int = 2               # stacked LSTM layers
-    lstm: str = "fused"               # fused (hand-derived backward) | autograd (same loop, autograd) | cudnn (nn.LSTM kernel)
+    lstm: str = "fused"               # fused (hand-derived backward) | autograd (same loop) | cudnn (nn.LSTM's kernel)
     init_embed: str = "default"       # embedding init: default | zero | normal | xavier_normal | xavier_uniform
     init_lstm: str = "default"        # LSTM weight init, same choices
     dropout: float = 0.0              # dropout rate at the places named by dropout_at (0 = the seed's model)
@@ -57,7 +57,7 @@ class TrainConfig:
     lr: float = 1e-3                  # learning rate (peak rate with a schedule)
     optimizer: str = "adam"           # sgd | momentum | nesterov | adagrad | adadelta | adam | adamw | rmsprop
     weight_decay: float = 0.0         # L2 penalty (decoupled for adamw)
-    lr_schedule: str = "constant"     # constant | plateau (x plateau-factor after plateau-patience evaluations without a new best) | cosine (to 0 over the run)
+    lr_schedule: str = "constant"     # constant | plateau (x plateau-factor when dev stalls) | cosine (to 0 over the run)
     warmup_steps: int = 0             # linear warm-up from 0 to lr over this many steps (any schedule)
     plateau_patience: int = 3         # evaluations without a new best before the plateau schedule lowers lr
     plateau_factor: float = 0.5       # what the plateau schedule multiplies lr by
@@ -97,7 +97,7 @@ class GenConfig:
     prefix: str = ""                  # style priming text, run through the model first and not printed
     rhyme: bool = False               # even lines rhyme (中华新韵, level tone), with --form
     tones: bool = False               # 平仄 at positions 2, 4, 6 (二四六分明), with --form
-    tone_system: str = "classical"    # classical (the corpus's own 平仄 labels) | mandarin (pypinyin): for --tones, --rhyme
+    tone_system: str = "classical"    # classical (the corpus's 平仄 labels) | mandarin (pypinyin), for --tones, --rhyme
     cipai: str = ""                   # write a 宋词 to this 词牌's pattern of lines (see --list-cipai)
 
 

@@ -436,7 +436,8 @@ def prepare(cfg, verbose=True):
     tang_files = ensure_raw(cfg)
     files = source_files(cfg, tang_files)
     if not files:
-        raise UserError(f"no 宋词 files in {os.path.join(raw_dir_of(cfg), SONGCI)}; run without --raw-dir to fetch them")
+        raise UserError(f"no 宋词 files in {os.path.join(raw_dir_of(cfg), SONGCI)}; "
+                        "run without --raw-dir to fetch them")
     raw = read_raw(tqdm(files, desc="read", unit="file", file=sys.stderr, disable=not verbose))
     counts = Counter({k: 0 for k in CLEAN_RULES + ("dropped_too_long", "dropped_too_short", "dropped_duplicate")})
     cleaned = [c for c in (clean_poem(t, counts) for t in raw) if c is not None]
