@@ -332,6 +332,6 @@ def iter_poems(model, itos, gcfg, device, batch=64):
     prime = dataUtil.encode_start(gcfg.prefix, itos) if gcfg.prefix.strip() else []
     # the random stream depends on the seed and the asked-for text, so 日 and 月 do not share their draws
     gen = torch.Generator(device=device).manual_seed(gcfg.seed * 1_000_003 + zlib.crc32(
-        str((start, spec.heads)).encode()))
+        str((start, spec.heads) + ((gcfg.cipai,) if gcfg.cipai else ())).encode()))
     for first in range(0, gcfg.num, batch):
         yield from sample(model, itos, [start] * min(batch, gcfg.num - first), gcfg, device, gen, spec, prime, tables)
