@@ -39,8 +39,9 @@ def cmd_train(rest):
     args = make_parser("main.py train", "train the poetry LSTM", ["data", "model", "train"]).parse_args(rest)
     resume = vars(args).get("train.resume")
     ckpt = load_checkpoint(resume) if resume else None
-    cfg = config_from_args(args, Config.from_dict(ckpt["config"]) if ckpt else Config())   # flags given win
-    check_config(cfg)
+    base = Config.from_dict(ckpt["config"]) if ckpt else Config()
+    base.train.overwrite = False              # a deletion is never inherited from the checkpoint's run
+    cfg = check_config(config_from_args(args, base))                                      # flags given win
     try:
         train(cfg, ckpt)
     except Diverged as e:

@@ -113,3 +113,15 @@ def test_resuming_another_run_into_a_folder_holding_a_third_is_refused(tmp_path)
     with pytest.raises(UserError, match="holds another run"):
         training.train(c, training.load_checkpoint(c.train.resume))
     assert open(os.path.join(b.train.ckpt_dir, "metrics.jsonl")).read() == before
+
+
+def test_overwrite_is_never_inherited_from_a_checkpoint(tmp_path):
+    common = ["--raw-dir", FIXTURE_RAW, "--data-dir", str(tmp_path / "d"), "--embed-dim", "8", "--hidden-size", "8",
+              "--batch-size", "4", "--min-freq", "1", "--max-steps", "2"]
+    assert run("train", *common, "--ckpt-dir", str(tmp_path / "a"), "--overwrite").returncode == 0
+    assert run("train", *common, "--ckpt-dir", str(tmp_path / "b")).returncode == 0
+    kept = open(tmp_path / "b" / "metrics.jsonl").read()
+    r = run("train", *common, "--ckpt-dir", str(tmp_path / "b"), "--resume", str(tmp_path / "a" / "last.pt"),
+            "--max-steps", "4")
+    assert r.returncode == 2 and "holds another run" in r.stderr
+    assert open(tmp_path / "b" / "metrics.jsonl").read() == kept
