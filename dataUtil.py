@@ -173,18 +173,20 @@ def fetch_github(dest):
             f.write(data)
 
 
+def read_records(path, *fields):
+    """[(value of each field, lists joined into one string)] of the records of one raw JSON file; an
+    unreadable file is a UserError naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [tuple("".join(r[k]) if isinstance(r[k], list) else r[k] for k in fields) for r in json.load(f)]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"cannot read {path} ({type(e).__name__}); delete it and run again: the missing file "
+                        "is fetched anew (or, with --raw-dir, replace it from your copy)")
+
+
 def read_raw(files):
     """All poems' texts (paragraphs joined), in file order."""
-    texts = []
-    for path in files:
-        try:
-            with open(path, encoding="utf-8") as f:
-                poems = json.load(f)
-            texts.extend("".join(p["paragraphs"]) for p in poems)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise UserError(f"cannot read {path} ({type(e).__name__}); delete it and run again: the missing file "
-                            "is fetched anew (or, with --raw-dir, replace it from your copy)")
-    return texts
+    return [text for path in files for (text,) in read_records(path, "paragraphs")]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -519,16 +521,8 @@ TONE_MIN_LABELS = 3           # fewer labels than this: no classical entry (Mand
 
 def read_labelled(files, strains):
     """[(traditional text, 平仄 labels)] of the poems whose labels align with their text (same length)."""
-    def by_id(paths, field):
-        out = {}
-        for path in paths:
-            try:
-                with open(path, encoding="utf-8") as f:
-                    out.update((p["id"], "".join(p[field])) for p in json.load(f))
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                raise UserError(f"cannot read {path} ({type(e).__name__}); delete it and run again")
-        return out
-    texts, labels = by_id(files, "paragraphs"), by_id(strains, "strains")
+    texts = dict(r for path in files for r in read_records(path, "id", "paragraphs"))
+    labels = dict(r for path in strains for r in read_records(path, "id", "strains"))
     return [(texts[i], labels[i]) for i in texts if i in labels and len(labels[i]) == len(texts[i])]
 
 
@@ -606,12 +600,8 @@ def build_cipai_table(files, min_examples=CIPAI_MIN_EXAMPLES):
     data marks no stanza break)."""
     by_name = {}
     for path in files:
-        try:
-            with open(path, encoding="utf-8") as f:
-                for ci in json.load(f):
-                    by_name.setdefault(ci["rhythmic"], []).append(ci_pattern("".join(ci["paragraphs"])))
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise UserError(f"cannot read {path} ({type(e).__name__}); delete it and run again")
+        for name, text in read_records(path, "rhythmic", "paragraphs"):
+            by_name.setdefault(name, []).append(ci_pattern(text))
     table = {}
     for name, patterns in by_name.items():
         counted = Counter(p for p in patterns if p)

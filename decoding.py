@@ -97,11 +97,15 @@ class Tables:
         self.any[self.banned] = False
         self._tones = None
 
+    def characters(self):
+        """The vocabulary's ideographs (what tones and rhymes are looked up for)."""
+        return [w for w, ok in zip(self.itos, self.ideograph) if ok]
+
     def tone_tables(self):
         """(group id per token, -1 unknown; level per token: 1 平, 0 仄, 2 both, -1 unknown), on first use."""
         if self._tones is None:
             groups = {g: k for k, g in enumerate(poetics.RHYME_GROUPS)}
-            info = poetics.table_for([w for w, ok in zip(self.itos, self.ideograph) if ok], self.classical)
+            info = poetics.table_for(self.characters(), self.classical)
             group = np.full(len(self.itos), -1)
             level = np.full(len(self.itos), -1)
             for w, (g, lv) in info.items():

@@ -68,9 +68,6 @@ class Dist:
             dist.all_reduce(t)
         return t.tolist()
 
-    def any(self, flag, device):
-        return self.sum([float(flag)], device)[0] > 0
-
     def from_main(self, obj):
         """Rank 0's value of a picklable object, on every rank."""
         if self.world == 1:

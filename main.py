@@ -124,7 +124,7 @@ def print_tone_systems(corpus, classical):
     """How many vocabulary characters the classical table covers, and the tone agreement and rhyme rate of the
     test split's regular poems (五/七言 绝句/律诗) under each tone system."""
     import poetics
-    chars = [w for w, ok in zip(corpus.itos, decoding.Tables(corpus.itos).ideograph) if ok]
+    chars = decoding.Tables(corpus.itos).characters()
     covered = sum(ch in (classical or {}) for ch in chars)
     print(f"\nclassical tone table: {covered} of {len(chars)} vocabulary characters; "
           f"{len(chars) - covered} fall back to Mandarin")
@@ -143,7 +143,7 @@ def print_generation_metrics(model, corpus, n, seed, device, tone_system="classi
     base = Config().gen
     base.tone_system = tone_system
     classical = decoding.classical_table(base, data_dir)
-    table = poetics.table_for([w for w, ok in zip(itos, decoding.Tables(itos).ideograph) if ok], classical)
+    table = poetics.table_for(decoding.Tables(itos).characters(), classical)
     train_lines = poetics.train_line_set(corpus.decode(p) for p in corpus.train)
     print(f"\n{n} poems per start character ({SAMPLE_STARTS}) or acrostic ({' '.join(ACROSTICS)}), seed {seed}, "
           f"tone system {tone_system}")

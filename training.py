@@ -92,6 +92,11 @@ def save_checkpoint(path, model, optimizer, cfg, itos, progress):
         "config": cfg.to_dict(), "itos": list(itos), **progress,
         "rng": {"torch": torch.get_rng_state()},
     }
+    save_atomically(ckpt, path)
+
+
+def save_atomically(ckpt, path):
+    """torch.save to path.tmp, then rename; a failure removes the temporary file and raises SaveFailed."""
     tmp = path + ".tmp"
     try:
         torch.save(ckpt, tmp)
@@ -122,14 +127,7 @@ def export_weights(src, dst, half=True):
     model = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ckpt["model"].items()}
     slim = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "rng")}
     os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    tmp = dst + ".tmp"
-    try:
-        torch.save({**slim, "model": model, "optimizer": None}, tmp)
-        os.replace(tmp, dst)
-    except (OSError, RuntimeError) as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise SaveFailed(f"could not write {dst} ({e})")
+    save_atomically({**slim, "model": model, "optimizer": None}, dst)
     return os.path.getsize(dst)
 
 
@@ -147,12 +145,10 @@ def load_checkpoint(path):
     return ckpt
 
 
-def model_from_checkpoint(ckpt, device, backend=None):
-    """(model in eval mode, config, itos) rebuilt from the checkpoint alone; backend overrides its --lstm."""
+def model_from_checkpoint(ckpt, device):
+    """(model in eval mode, config, itos) rebuilt from the checkpoint alone."""
     try:
         cfg = Config.from_dict(ckpt["config"])
-        if backend:
-            cfg.model.lstm = backend
         if cfg.model.vocab_size != len(ckpt["itos"]):
             raise ValueError("vocabulary size")
         model = PoetryLM(cfg.model)
