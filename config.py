@@ -95,7 +95,7 @@ class GenConfig:
     lines: int = 0                    # lines with --form: 4 (绝句) | 8 (律诗)
     acrostic: str = ""                # 藏头诗: line k starts with the k-th character
     prefix: str = ""                  # style priming text, run through the model first and not printed
-    rhyme: bool = False               # even lines rhyme (中华新韵, level tone), with --form
+    rhyme: bool = False               # rhyme (中华新韵): --form's even lines on a level tone; --cipai's rhyme sets
     tones: bool = False               # 平仄 at positions 2, 4, 6 (二四六分明), with --form
     tone_system: str = "classical"    # classical (the corpus's 平仄 labels) | mandarin (pypinyin), for --tones, --rhyme
     cipai: str = ""                   # write a 宋词 to this 词牌's pattern of lines (see --list-cipai)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from config import Config, UserError, check_config, make_parser, config_from_args, run_cli
+import poetics
 
 NPM_PACKAGE = "chinese-poetry@2.0.1"
 NPM_SHA512 = "KtYARvV7CWNtax0na9+Jn6PlhGgSoid7PWyDzXI4KsCEm2odZcqEQyval5koaLygZnM/EQ3lfJ//25K8p3uHNg=="
@@ -593,25 +594,28 @@ def ci_pattern(text):
     return tuple((len(chars), mark) for chars, mark in parts)
 
 
-def build_cipai_table(files, min_examples=CIPAI_MIN_EXAMPLES):
-    """{词牌: {"lines": [[characters, end mark], ...], "share": s, "examples": n, "stanza": k}} for every 词牌
-    with at least min_examples 词: its commonest pattern, the share of its examples that follow it exactly,
-    and the line after which the second stanza starts when the two halves repeat line for line (else 0; the
-    data marks no stanza break)."""
+def build_cipai_table(files, classical=None, min_examples=CIPAI_MIN_EXAMPLES):
+    """{词牌: {"lines": [[characters, end mark], ...], "share": s, "examples": n, "stanza": k, "rhymes": sets}}
+    for every 词牌 with at least min_examples 词: its commonest pattern, the share of its examples that follow
+    it exactly, the line after which the second stanza starts when the two halves repeat line for line (else
+    0; the data marks no stanza break), and its rhyme sets learnt from the examples that follow the pattern
+    (poetics.rhyme_sets; tones from the classical table {character: 平|仄|both} when given)."""
     by_name = {}
     for path in files:
         for name, text in read_records(path, "rhythmic", "paragraphs"):
-            by_name.setdefault(name, []).append(ci_pattern(text))
+            by_name.setdefault(name, []).append((ci_pattern(text), text))
     table = {}
-    for name, patterns in by_name.items():
-        counted = Counter(p for p in patterns if p)
-        if len(patterns) < min_examples or not counted:
+    for name, examples in by_name.items():
+        counted = Counter(p for p, _ in examples if p)
+        if len(examples) < min_examples or not counted:
             continue
         top, count = counted.most_common(1)[0]
         lengths, half = [n for n, _ in top], len(top) // 2
-        table[name] = {"lines": [list(line) for line in top], "share": round(count / len(patterns), 4),
-                       "examples": len(patterns), "stanza": half if len(top) % 2 == 0 and
-                       lengths[:half] == lengths[half:] else 0}
+        following = [t for p, t in examples if p == top]
+        info = poetics.table_for({ch for t in following for ch in poetics.line_ends(t)}, classical)
+        table[name] = {"lines": [list(line) for line in top], "share": round(count / len(examples), 4),
+                       "examples": len(examples), "stanza": half if len(top) % 2 == 0 and
+                       lengths[:half] == lengths[half:] else 0, "rhymes": poetics.rhyme_sets(following, info)}
     return table
 
 
@@ -620,7 +624,7 @@ def write_cipai_table(cfg, verbose=True):
     files = ci_files(raw_dir_of(cfg))
     if not files:
         return None
-    table = build_cipai_table(files)
+    table = build_cipai_table(files, load_tone_table(os.path.join(processed_dir(cfg), "tones.json")))
     path = os.path.join(processed_dir(cfg), "cipai.json")
     try:
         write_json(path, table)
@@ -642,6 +646,10 @@ def load_cipai_table(path):
             if not lines or not all(isinstance(n, int) and 0 < n <= 40 and mark in PUNCT for n, mark in lines):
                 return None
             float(entry["share"]), int(entry["examples"]), int(entry["stanza"])
+            for s in entry.setdefault("rhymes", []):            # tables written before rhyme sets have none
+                if len(s["tones"]) != len(s["lines"]) or not set(s["tones"]) <= {"平", "仄"} or \
+                        not all(isinstance(i, int) and 0 <= i < len(lines) for i in s["lines"]):
+                    return None
         return table
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
@@ -670,20 +678,9 @@ def encode_start(text, itos):
     return [stoi[ch] for ch in simplified]
 
 
-def split_after(text, marks):
-    """Pieces of text, each ending at one of marks (the last may not): 'a，b。c' -> ['a，', 'b。', 'c']."""
-    pieces, cur = [], ""
-    for ch in text:
-        cur += ch
-        if ch in marks:
-            pieces.append(cur)
-            cur = ""
-    return pieces + ([cur] if cur else [])
-
-
 def format_poem(text):
     """One line per sentence pair: a break after each of 。？！；."""
-    return "\n".join(split_after(text, SENTENCE_ENDS))
+    return "\n".join(poetics.split_after(text, SENTENCE_ENDS))
 
 
 # ----------------------------------------------------------------------------------------------------------

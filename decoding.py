@@ -41,6 +41,7 @@ class Spec:
     rhyme: bool = False
     tones: bool = False
     pattern: tuple = ()     # a 词牌's lines: ((characters, end mark), ...)
+    rhyme_sets: tuple = ()  # the lines that rhyme together and their tones: (((line, 平|仄), ...), ...)
 
     @property
     def constrained(self):
@@ -51,12 +52,17 @@ def spec_from(gcfg, cipai=None):
     """The Spec of a GenConfig (cipai: the 词牌 table, needed for --cipai); a bad combination is a UserError."""
     s = Spec(gcfg.form, gcfg.lines, "".join(gcfg.acrostic.split()), gcfg.rhyme, gcfg.tones)
     if gcfg.cipai:
-        if s.chars or s.lines or s.heads or s.rhyme or s.tones:
-            raise UserError("--cipai fixes the form itself: leave out --form, --lines, --acrostic, --rhyme, --tones")
+        if s.chars or s.lines or s.heads or s.tones:
+            raise UserError("--cipai fixes the form itself: leave out --form, --lines, --acrostic, --tones")
         if gcfg.cipai not in (cipai or {}):
             raise UserError(f"--cipai {gcfg.cipai}: not a known 词牌 (python main.py generate --list-cipai)"
                             + suggest(gcfg.cipai, list(cipai or {})))
-        s.pattern = tuple((n, mark) for n, mark in cipai[gcfg.cipai]["lines"])
+        entry = cipai[gcfg.cipai]
+        s.pattern = tuple((n, mark) for n, mark in entry["lines"])
+        s.rhyme_sets = tuple(tuple(zip(r["lines"], r["tones"])) for r in entry["rhymes"]) if s.rhyme else ()
+        if s.rhyme and not s.rhyme_sets:
+            raise UserError(f"--rhyme: no rhyme positions are known for {gcfg.cipai} (its examples share no rhyme "
+                            "group often enough in modern readings)")
         return s
     if s.chars not in (0, 5, 7):
         raise UserError(f"--form {s.chars}: choose 5 or 7 characters per line")
@@ -131,7 +137,7 @@ class Automaton:
         self.n_lines = len(spec.pattern) or spec.lines or len(spec.heads)
         self.line = self.pos = 0               # current line, characters so far in it
         self.first_tone = None                 # tone chosen at line 1, position 2 (for --tones)
-        self.group = None                      # rhyme group chosen at the first rhyme (for --rhyme)
+        self.groups = {}                       # rhyme set -> group chosen at its first rhyme (for --rhyme)
         self.rhymed = set()                    # rhyme characters used, never repeated
 
     def allowed(self):
@@ -170,19 +176,38 @@ class Automaton:
             else:
                 want = (0, 1, poetics.BOTH) if col == 2 else (0, 1)
             mask &= np.isin(level, want)
-        if s.rhyme and col == chars and self.line % 2 == 1:
-            mask &= self.rhyme_mask()
+        rhyme = self.rhyme_here() if s.rhyme and col == chars else None
+        if rhyme is not None:
+            mask &= self.rhyme_mask(*rhyme)
         return mask
 
-    def rhyme_mask(self):
-        """Level-tone characters of the poem's rhyme group, not used yet. The first rhyme may open only a
-        group with enough such characters for every even line, so the mask is never empty."""
+    def rhyme_here(self):
+        """(rhyme set, tone here, tones of all the set's lines) when the current line ends on a rhyme, else None:
+        the even lines of a --form poem (level tone), a 词牌's rhyme sets for --cipai."""
+        if not self.spec.pattern:
+            return (0, poetics.LEVEL, [poetics.LEVEL] * (self.n_lines // 2)) if self.line % 2 == 1 else None
+        for k, lines in enumerate(self.spec.rhyme_sets):
+            tones = [poetics.CLASSICAL[tone] for _, tone in lines]
+            for (line, _), tone in zip(lines, tones):
+                if line == self.line:
+                    return k, tone, tones
+        return None
+
+    def rhyme_mask(self, k, tone, tones):
+        """Characters of the tone asked for in rhyme set k's group, not used yet. A set's first rhyme may open
+        only a group with enough characters for all its lines, of each tone they ask, so the mask is never
+        empty."""
         group, level = self.t.tone_tables()
-        ok = np.isin(level, (poetics.LEVEL, poetics.BOTH)) & (group >= 0)
-        if self.group is None:
-            counts = np.bincount(group[ok], minlength=len(poetics.RHYME_GROUPS))
-            return ok & (counts[np.maximum(group, 0)] >= self.n_lines // 2)
-        ok &= group == self.group
+        known = group >= 0
+        ok = np.isin(level, (tone, poetics.BOTH)) & known
+        if k not in self.groups:
+            def count(mask):
+                return np.bincount(group[mask], minlength=len(poetics.RHYME_GROUPS))
+            enough = count(known & (level >= 0)) >= len(tones)
+            for t in set(tones):
+                enough &= count(np.isin(level, (t, poetics.BOTH)) & known) >= tones.count(t)
+            return ok & enough[np.maximum(group, 0)]
+        ok &= group == self.groups[k]
         ok[list(self.rhymed)] = False
         return ok
 
@@ -198,8 +223,10 @@ class Automaton:
         level = int(self.t.tone_tables()[1][tok]) if self.spec.tones else -1
         if self.line == 0 and self.first_tone is None and level in (0, 1) and self.pos in (2, 4):
             self.first_tone = level if self.pos == 2 else 1 - level
-        if self.spec.rhyme and self.pos == self.spec.chars and self.line % 2 == 1:
-            self.group = int(self.t.tone_tables()[0][tok])
+        chars = self.spec.pattern[self.line][0] if self.spec.pattern else self.spec.chars
+        rhyme = self.rhyme_here() if self.spec.rhyme and self.pos == chars else None
+        if rhyme is not None:
+            self.groups.setdefault(rhyme[0], int(self.t.tone_tables()[0][tok]))
             self.rhymed.add(tok)
 
 
@@ -295,11 +322,17 @@ def cipai_table(data_dir="data"):
 
 
 def format_cipai(name, entry):
-    """'浣溪沙  7。7。7。 / 7，7。7。  (776 examples, 93.8% follow it exactly)'."""
+    """'浣溪沙  7。7。7。 / 7，7。7。  rhymes 1 2 3 5 6 平  (776 examples, 93.8% follow it exactly)': the lines
+    of each rhyme set (1-based) with its commoner tone, a line of the other tone marked with it."""
     lines = [f"{n}{mark}" for n, mark in entry["lines"]]
     k = entry["stanza"]
     shape = "".join(lines[:k]) + " / " + "".join(lines[k:]) if k else "".join(lines)
-    return f"{name}  {shape}  ({entry['examples']} examples, {entry['share']:.1%} follow it exactly)"
+    sets = []
+    for s in entry.get("rhymes", []):
+        main = max(set(s["tones"]), key=s["tones"].count)
+        sets.append(" ".join(f"{i + 1}{'' if t == main else t}" for i, t in zip(s["lines"], s["tones"])) + f" {main}")
+    rhymes = f"  rhymes {' | '.join(sets)}" if sets else ""
+    return f"{name}  {shape}{rhymes}  ({entry['examples']} examples, {entry['share']:.1%} follow it exactly)"
 
 
 def classical_table(gcfg, data_dir="data"):

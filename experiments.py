@@ -4,11 +4,13 @@ init:  (1) the three zero-initialisation cases, trained 50 steps, measured: shar
        zero, distinct rows (to 1e-6) of the embedding and of each gate block of W, spread of row norms;
        (2) normal (std 1/sqrt(n_in)), xavier_normal, xavier_uniform and PyTorch's default, trained with SGD on
        the same budget: train loss and dev perplexity curves, and gradient norms per layer over the first steps.
-optim: SGD, momentum, Nesterov, Adagrad, Adadelta, Adam, AdamW, RMSprop, each at the learning rate that a
-       small sweep picks (every candidate trained `sweep_steps` steps, the lowest dev perplexity wins), then
-       trained on the full budget; curves against steps and wall time, and a table.
+optim: SGD, momentum, Nesterov, Adagrad, Adadelta, Adam, AdamW, RMSprop, each at the learning rate a bracketing
+       sweep picks (rates on the 1-3-10 lattice, each trained the full budget and scored by its best dev
+       perplexity; the grid widens until the best rate has a worse one on both sides), then that rate with
+       more seeds: mean and spread of best dev perplexity, steps to a common target, seconds per step, and
+       where the sweep's choice and the ranking settle; curves against steps and wall time.
 
-Every run uses the same seed, the same data subset and the same batch order. Results go to figures/ and a
+Every run uses the same data subset and, within a seed, the same batch order. Results go to figures/ and a
 Markdown table in docs/. Wall-clock figures depend on the machine; everything else reproduces exactly on one.
 Deliberately left out: learning-rate schedules (the studies compare optimisers at a constant rate).
 """
@@ -31,11 +33,12 @@ ZERO_CASES = [  # (label, embedding scheme, LSTM scheme)
     ("embedding default, LSTM zero", "default", "zero"),
 ]
 INIT_SCHEMES = ["normal", "xavier_normal", "xavier_uniform", "default"]
-LR_GRID = {  # half-decade steps around each optimiser's usual rate
-    "sgd": [0.3, 1.0, 3.0, 10.0], "momentum": [0.03, 0.1, 0.3, 1.0], "nesterov": [0.03, 0.1, 0.3, 1.0],
-    "adagrad": [0.01, 0.03, 0.1, 0.3], "adadelta": [0.3, 1.0, 3.0, 10.0], "adam": [1e-3, 3e-3, 1e-2, 3e-2],
-    "adamw": [1e-3, 3e-3, 1e-2, 3e-2], "rmsprop": [3e-4, 1e-3, 3e-3, 1e-2],
+START_RATE = {  # centre of each optimiser's first three rates: the best of an earlier 40-step sweep
+    "sgd": 10.0, "momentum": 1.0, "nesterov": 1.0, "adagrad": 0.1, "adadelta": 10.0, "adam": 0.03, "adamw": 0.03,
+    "rmsprop": 0.01,
 }
+QUICK = {"steps": 40, "seeds": 2}  # experiment optim --quick
+MAX_RATES = 8                 # rates tried per optimiser before the sweep gives up (the table then says so)
 ADAMW_DECAY = 0.01            # torch's default for AdamW; with 0 it would be Adam exactly
 
 
@@ -168,50 +171,159 @@ def fmt(v):
 # ----------------------------------------------------------------------------------------------------------
 # the optimiser study
 
-def run_optim(cfg, corpus, steps, sweep_steps, optimizers, out):
-    results = {}
+def lr_at(k):
+    """The k-th rate of the 1-3-10 lattice (factor-of-3 steps): k = 0 -> 1, 1 -> 3, 2 -> 10, -1 -> 0.3, ..."""
+    return float(f"{1 if k % 2 == 0 else 3}e{k // 2}")
+
+
+def lattice_index(lr):
+    k = round(2 * math.log10(lr))
+    if not math.isclose(lr_at(k), lr, rel_tol=1e-9):
+        raise UserError(f"learning rate {lr:g} is not on the 1-3-10 lattice")
+    return k
+
+
+def badness(score):
+    return score if math.isfinite(score) else math.inf               # nan (diverged) ranks with inf, last
+
+
+def bracket(score, centre, max_points=MAX_RATES):
+    """Scores rates of the lattice, starting with centre and its two neighbours and adding one lattice step on
+    the side of the best until the best has a worse rate on both sides. Returns ({lr: score} in ascending lr,
+    the best lr, whether it is bracketed); it stops unbracketed after max_points rates."""
+    k0 = lattice_index(centre)
+    scores = {k: score(lr_at(k)) for k in (k0 - 1, k0, k0 + 1)}
+    while True:
+        best = min(sorted(scores), key=lambda k: badness(scores[k]))  # ties: the smaller rate
+        lo, hi = min(scores), max(scores)
+        if lo < best < hi or len(scores) >= max_points:
+            return {lr_at(k): scores[k] for k in sorted(scores)}, lr_at(best), lo < best < hi
+        new = lo - 1 if best == lo else hi + 1
+        scores[new] = score(lr_at(new))
+
+
+def run_score(curve):
+    """A run's score: its best dev perplexity, inf when it diverged (even after a good start)."""
+    return math.inf if math.isinf(curve["dev_ppl"][-1]) else min(curve["dev_ppl"])
+
+
+def best_so_far(curve, step):
+    """The score a run of `step` steps would have had (curves share their evaluation steps)."""
+    seen = [p for s, p in zip(curve["eval_step"], curve["dev_ppl"]) if s <= step]
+    return math.inf if not seen or math.isinf(seen[-1]) else min(seen)
+
+
+def settled_at(choices):
+    """choices: [(step, choice)] in step order; the first step from which the choice is the final one."""
+    step = choices[-1][0]
+    for s, c in reversed(choices):
+        if c != choices[-1][1]:
+            break
+        step = s
+    return step
+
+
+def run_optim(cfg, corpus, steps, seeds, optimizers, out):
+    """Per optimiser: bracket the rate (seed 0, `steps` steps each, scored by best dev perplexity), then the
+    chosen rate again with seeds 1 .. seeds-1. Everything sees the same data subset and evaluation steps."""
+    t0, results = time.perf_counter(), {}
+    eval_every = max(steps // 10, 1)
     for name in optimizers:
-        sweep = {}
-        for lr in LR_GRID[name]:
-            sweep[lr] = short_run(optim_config(cfg, name, lr), corpus, sweep_steps, sweep_steps)[1]["dev_ppl"][-1]
-        best_lr = min(sweep, key=lambda lr: sweep[lr])
-        c = optim_config(cfg, name, best_lr)
-        _, curve = short_run(c, corpus, steps, max(steps // 5, 1))
-        results[name] = {"lr": best_lr, "sweep": sweep, "curve": curve}
-        print(f"  {name}: lr {best_lr:g} (sweep {', '.join(f'{k:g}: {v:.0f}' for k, v in sweep.items())}), "
-              f"best dev perplexity {min(curve['dev_ppl']):.1f}")
+        sweep_curves = {}
+
+        def score(lr):
+            sweep_curves[lr] = short_run(optim_config(cfg, name, lr), corpus, steps, eval_every)[1]
+            return run_score(sweep_curves[lr])
+
+        sweep, best_lr, bracketed = bracket(score, START_RATE[name])
+        curves = [sweep_curves[best_lr]] + [
+            short_run(optim_config(cfg, name, best_lr, seed=s), corpus, steps, eval_every)[1] for s in range(1, seeds)]
+        evals = sweep_curves[best_lr]["eval_step"] if math.isfinite(sweep[best_lr]) else [steps]
+        choice = [(s, min(sweep, key=lambda lr: badness(best_so_far(sweep_curves[lr], s)))) for s in evals]
+        results[name] = {"lr": best_lr, "sweep": sweep, "bracketed": bracketed, "curves": curves,
+                         "settled": settled_at(choice)}
+        print(f"  {name}: lr {best_lr:g} of {', '.join(f'{k:g}: {v:.0f}' for k, v in sweep.items())}"
+              f"{'' if bracketed else ' (NOT bracketed)'}; best dev perplexity "
+              + ", ".join(f"{run_score(c):.1f}" for c in curves))
+    minutes = (time.perf_counter() - t0) / 60
     plot_optim(results, out["figures"])
-    write_optim_table(results, cfg, steps, sweep_steps, out["doc"])
+    write_optim_table(results, cfg, steps, seeds, minutes, out["doc"])
     return results
 
 
-def optim_config(cfg, name, lr):
+def optim_config(cfg, name, lr, seed=None):
     c = study_config(cfg)
     c.train.optimizer, c.train.lr = name, lr
+    c.train.seed = cfg.train.seed if seed is None else seed
     if name == "adamw":
         c.train.weight_decay = ADAMW_DECAY
     return c
 
 
-def write_optim_table(results, cfg, steps, sweep_steps, path):
-    finite = [min(r["curve"]["dev_ppl"]) for r in results.values() if math.isfinite(min(r["curve"]["dev_ppl"]))]
-    target = max(finite) if finite else math.inf       # a level every optimiser that did not diverge reaches
+def seed_scores(r):
+    return [run_score(c) for c in r["curves"]]
+
+
+def ranking_at(results, step):
+    """Optimisers ordered by their mean over seeds of the best dev perplexity up to `step`."""
+    mean = {n: np.mean([best_so_far(c, step) for c in r["curves"]]) for n, r in results.items()}
+    return sorted(mean, key=lambda n: badness(mean[n]))
+
+
+def kendall_tau(a, b):
+    """Kendall's tau between two orderings of the same items (1 = same order, -1 = reversed)."""
+    pos = {x: i for i, x in enumerate(b)}
+    pairs = [(i, j) for i in range(len(a)) for j in range(i + 1, len(a))]
+    agree = sum(1 if pos[a[i]] < pos[a[j]] else -1 for i, j in pairs)
+    return agree / len(pairs) if pairs else 1.0
+
+
+def spread(values, fmt_one="{:.1f}"):
+    """mean (min-max) of finite values; the count of the others said apart."""
+    ok = [v for v in values if v is not None and math.isfinite(v)]
+    text = (fmt_one.format(np.mean(ok)) + f" ({fmt_one.format(min(ok))}–{fmt_one.format(max(ok))})") if ok else "—"
+    missing = len(values) - len(ok)
+    return text + (f", {missing} of {len(values)} never" if missing else "")
+
+
+def write_optim_table(results, cfg, steps, seeds, minutes, path):
+    means = [np.mean(seed_scores(r)) for r in results.values()]
+    target = max((m for m in means if math.isfinite(m)), default=math.inf)   # the worst optimiser's mean best
+    eval_steps = next(iter(results.values()))["curves"][0]["eval_step"]
+    final = ranking_at(results, steps)
+    taus = [(s, kendall_tau(ranking_at(results, s), final)) for s in eval_steps]
     lines = ["# Optimiser study", "",
-             f"Command: `python main.py experiment optim --steps {steps} --sweep-steps {sweep_steps} "
-             f"--limit-poems {cfg.data.limit_poems}` (batch {cfg.train.batch_size}, model E={cfg.model.embed_dim} "
-             f"H={cfg.model.hidden_size} L={cfg.model.num_layers}, clip {cfg.train.clip}, seed {cfg.train.seed}).", "",
-             f"Learning rate: each candidate of the grid trained {sweep_steps} steps; the lowest dev perplexity "
-             f"wins (AdamW with weight decay {ADAMW_DECAY}, the others without). Steps to target: first evaluation with dev perplexity ≤ {target:.1f} (the worst optimiser's best).", "",
-             "| optimiser | lr (grid) | best dev perplexity | final train loss (last 20 steps) | steps to target | "
-             "seconds / step |", "|---|---|---|---|---|---|"]
+             f"Command: `python main.py experiment optim --steps {steps} --seeds {seeds} --limit-poems "
+             f"{cfg.data.limit_poems}` (batch {cfg.train.batch_size}, model E={cfg.model.embed_dim} "
+             f"H={cfg.model.hidden_size} L={cfg.model.num_layers}, clip {cfg.train.clip}, dev perplexity on the first "
+             f"300 dev poems every {max(steps // 10, 1)} steps); wall time {minutes:.1f} minutes.", "",
+             f"Learning rate: rates on the 1-3-10 lattice, starting from three around {', '.join(f'{n} {START_RATE[n]:g}' for n in results)}; "
+             f"each rate trained {steps} steps (seed 0) and scored by its best dev perplexity (a diverged run scores "
+             f"worst); the grid widens by one factor-of-3 step on the side of the best until the best has a worse "
+             f"rate on both sides (at most {MAX_RATES} rates). The chosen rate (bold) then trains with seeds "
+             f"{', '.join(str(s) for s in range(1, seeds))} as well. AdamW with weight decay {ADAMW_DECAY}, the others without. "
+             f"Steps to target: first evaluation with dev perplexity ≤ {target:.1f} (the worst optimiser's mean).", "",
+             f"| optimiser | rates tried (dev perplexity of seed 0) | best dev perplexity, {seeds} seeds: mean "
+             "(min–max) | steps to target | seconds / step | sweep choice settled at step |",
+             "|---|---|---|---|---|---|"]
     for name, r in results.items():
-        c = r["curve"]
-        reach = next((s for s, p in zip(c["eval_step"], c["dev_ppl"]) if p <= target), None)
-        grid = ", ".join(f"{lr:g}" for lr in r["sweep"])
-        lines.append(f"| {name} | {r['lr']:g} ({grid}) | {min(c['dev_ppl']):.1f} | {np.mean(c['loss'][-20:]):.3f} | "
-                     f"{reach if reach else '—'} | {c['time'][-1] / len(c['time']):.3f} |")
-    lines += ["", "Figure: `figures/optim_curves.png` (train loss and dev perplexity against steps and wall time)."]
+        tried = ", ".join((f"**{lr:g}**" if lr == r["lr"] else f"{lr:g}") + f": {fmt_ppl(p)}" for lr, p in r["sweep"].items())
+        reach = [next((s for s, p in zip(c["eval_step"], c["dev_ppl"]) if p <= target), None) for c in r["curves"]]
+        per_step = [c["time"][-1] / len(c["time"]) for c in r["curves"]]
+        lines.append(f"| {name} | {tried}{'' if r['bracketed'] else ' (not bracketed)'} | {spread(seed_scores(r))} | "
+                     f"{spread(reach, '{:.0f}')} | {spread(per_step, '{:.3f}')} | {r['settled']} |")
+    lines += ["", "Where the ranking settles: the last column is the first evaluation step from which a sweep of that "
+              "many steps would already have chosen the same rate (each rate's best dev perplexity up to that step). "
+              "Kendall's tau between the ranking of the optimisers (by mean best dev perplexity up to the step) and "
+              "the final ranking: " + ", ".join(f"step {s}: {t:.2f}" for s, t in taus) + ".", "",
+              "Final ranking: " + " < ".join(final) + ".", "",
+              "Figures: `figures/optim_curves.png` (mean over seeds, min–max shaded, against steps and wall time), "
+              "`figures/optim_sweep.png` (best dev perplexity of seed 0 against the rate)."]
     write_text(path, "\n".join(lines) + "\n")
+
+
+def fmt_ppl(p):
+    return f"{p:.1f}" if math.isfinite(p) else "diverged"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -235,20 +347,34 @@ def plot_init(curves, norms, figures_dir):
 
 
 def plot_optim(results, figures_dir):
+    """Mean over seeds with the min-max band, against steps and seconds; and each sweep's score against lr."""
     plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     for name, r in results.items():
-        c, label = r["curve"], f"{name} (lr {r['lr']:g})"
-        t_eval = [c["time"][s - 1] for s in c["eval_step"]]
-        axes[0, 0].plot(*smooth(c["step"], c["loss"]), label=label, lw=1)
-        axes[0, 1].plot(*smooth(c["time"], c["loss"]), label=label, lw=1)
-        axes[1, 0].plot(c["eval_step"], c["dev_ppl"], marker="o", ms=3, label=label)
-        axes[1, 1].plot(t_eval, c["dev_ppl"], marker="o", ms=3, label=label)
+        label, cs = f"{name} (lr {r['lr']:g})", r["curves"]
+        if any(len(c["dev_ppl"]) != len(cs[0]["dev_ppl"]) for c in cs):
+            cs = cs[:1]                                   # a seed diverged: its curves do not align; seed 0 only
+        loss = np.array([smooth(c["step"], c["loss"])[1] for c in cs])
+        ppl = np.array([c["dev_ppl"] for c in cs])
+        x_loss, t = smooth(cs[0]["step"], cs[0]["loss"])[0], np.mean([c["time"] for c in cs], axis=0)
+        t_loss, t_eval = [t[s - 1] for s in x_loss], [t[s - 1] for s in cs[0]["eval_step"]]
+        for ax, x, y in ((axes[0, 0], x_loss, loss), (axes[0, 1], t_loss, loss),
+                         (axes[1, 0], cs[0]["eval_step"], ppl), (axes[1, 1], t_eval, ppl)):
+            line, = ax.plot(x, y.mean(axis=0), label=label, lw=1)
+            ax.fill_between(x, y.min(axis=0), y.max(axis=0), color=line.get_color(), alpha=0.2)
     axes[0, 0].set(xlabel="step", ylabel="train loss (smoothed)")
     axes[0, 1].set(xlabel="seconds", ylabel="train loss (smoothed)")
     axes[1, 0].set(xlabel="step", ylabel="dev perplexity", yscale="log")
     axes[1, 1].set(xlabel="seconds", ylabel="dev perplexity", yscale="log")
     finish(plt, fig, axes.ravel(), os.path.join(figures_dir, "optim_curves.png"))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, r in results.items():
+        finite = [(lr, p) for lr, p in r["sweep"].items() if math.isfinite(p)]
+        line, = ax.plot(*zip(*finite), marker="o", ms=3, label=name)
+        ax.plot([r["lr"]], [r["sweep"][r["lr"]]], marker="*", ms=12, color=line.get_color())
+    ax.set(xlabel="learning rate", ylabel="best dev perplexity (seed 0)", xscale="log", yscale="log",
+           title="rate sweeps (star: chosen; diverged rates not drawn)")
+    finish(plt, fig, [ax], os.path.join(figures_dir, "optim_sweep.png"))
 
 
 def pyplot():
@@ -359,8 +485,9 @@ def cmd_experiment(rest):
     parser = make_parser(f"main.py experiment {which}", __doc__.splitlines()[0], ["data", "model", "train"])
     parser.add_argument("--steps", type=int, default={"init": 300, "optim": 200, "recipe": 400}[which],
                         help="training steps of each run")
-    parser.add_argument("--sweep-steps", type=int, default=40, help="steps of each learning-rate candidate (optim)")
-    parser.add_argument("--optimizers", default=",".join(LR_GRID), help="comma-separated (optim)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of each chosen rate (optim)")
+    parser.add_argument("--quick", action="store_true", help=f"optim: {QUICK['steps']} steps, {QUICK['seeds']} seeds")
+    parser.add_argument("--optimizers", default=",".join(START_RATE), help="comma-separated (optim)")
     parser.add_argument("--variants", default="", help="comma-separated row numbers of RECIPES, 0 = seed (recipe)")
     parser.add_argument("--docs-dir", default="docs", help="where the study's Markdown table goes")
     base = Config()
@@ -371,10 +498,12 @@ def cmd_experiment(rest):
     args = parser.parse_args(rest[1:])
     cfg = check_config(config_from_args(args, base))
     optimizers = [o for o in args.optimizers.split(",") if o]
-    if which == "optim" and any(o not in LR_GRID for o in optimizers):
-        raise UserError(f"--optimizers: choose from {', '.join(LR_GRID)}")
-    if args.steps < 1 or args.sweep_steps < 1:
-        raise UserError("--steps and --sweep-steps must be at least 1")
+    if which == "optim" and any(o not in START_RATE for o in optimizers):
+        raise UserError(f"--optimizers: choose from {', '.join(START_RATE)}")
+    if args.quick:
+        args.steps, args.seeds = QUICK["steps"], QUICK["seeds"]
+    if args.steps < 1 or args.seeds < 1:
+        raise UserError("--steps and --seeds must be at least 1")
     corpus = dataUtil.load_corpus(cfg)
     corpus.dev = corpus.dev[:300]                     # a fixed dev subset keeps each evaluation short
     cfg.model.vocab_size = len(corpus.itos)
@@ -387,6 +516,6 @@ def cmd_experiment(rest):
         rows = [int(k) for k in args.variants.split(",") if k.strip()] if args.variants else range(len(RECIPES))
         run_recipe(cfg, corpus, args.steps, [RECIPES[k] for k in rows], out)
     else:
-        run_optim(cfg, corpus, args.steps, args.sweep_steps, optimizers, out)
+        run_optim(cfg, corpus, args.steps, args.seeds, optimizers, out)
     print(f"wrote {out['doc']} and figures in {out['figures']}/")
     return 0

@@ -104,7 +104,9 @@ def cmd_evaluate(rest):
         print(f"{split:<5} perplexity {r['ppl']:.3f}  (NLL {r['nll']:.4f} nats over {r['tokens']} real tokens; "
               f"batch-mean of exp(batch loss) {r['batch_mean_ppl']:.3f}; with every poem padded to {width} and the "
               f"pads predicted perfectly, as a pads-included figure would count them, {padded:.3f})")
-    if args.samples > 0:
+    if args.samples > 0 and cfg.data.genre == "ci":
+        print_ci_metrics(model, corpus, args.samples, args.seed, device, args.data_dir)
+    elif args.samples > 0:
         print_tone_systems(corpus, decoding.classical_table(Config().gen, args.data_dir))
         print_generation_metrics(model, corpus, args.samples, args.seed, device, args.tone_system, args.data_dir)
     return 0
@@ -118,6 +120,49 @@ GEN_MODES = [  # (label, GenConfig overrides, form the metrics judge against)
     ("--form 7 --acrostic (3 sets of heads)", dict(form=7), (7, 4)),
 ]
 ACROSTICS = ["春夏秋冬", "风花雪月", "山高水长"]
+
+
+CI_MODES = [("", False)] + [(name, rhyme) for rhyme in (False, True) for name in ("浣溪沙", "菩萨蛮", "西江月", "水调歌头")]
+
+
+def print_ci_metrics(model, corpus, n, seed, device, data_dir="data"):
+    """For free generation and each 词牌 of CI_MODES, n 词 per start character: the share whose lines follow the
+    词牌's pattern exactly (free generation: any 词牌's pattern of the table), the share whose rhyme sets rhyme,
+    distinct-n, copy rate, NLL/token; first the same pattern and rhyme shares for the test split's real 词."""
+    import poetics
+    table = decoding.cipai_table(data_dir)
+    by_pattern = {}
+    for name, e in table.items():
+        by_pattern.setdefault(tuple(map(tuple, e["lines"])), name)
+    tones = poetics.table_for(decoding.Tables(corpus.itos).characters(), decoding.classical_table(Config().gen, data_dir))
+    unk = corpus.itos.index(dataUtil.UNK)
+    real = [corpus.decode(p) for p in corpus.test if unk not in p]        # a dropped <unk> would break a line
+    named = [(t, by_pattern[dataUtil.ci_pattern(t)]) for t in real if dataUtil.ci_pattern(t) in by_pattern]
+    print(f"\ntest split 词 (without <unk>): {len(named)} of {len(real)} ({len(named) / max(len(real), 1):.1%}) follow "
+          f"a table 词牌's pattern; their rhyme sets rhyme (中华新韵, classical tones) in "
+          f"{poetics.mean(poetics.ci_rhymes(t, table[name]['rhymes'], tones) for t, name in named):.1%}")
+    train_lines = poetics.train_line_set(corpus.decode(p) for p in corpus.train)
+    print(f"\n{n} 词 per start character ({SAMPLE_STARTS}), seed {seed}")
+    print("| mode | 词 | pattern valid | rhyme sets rhyme | distinct-1 | distinct-2 | copy rate | NLL/token |\n"
+          "|---|---|---|---|---|---|---|---|")
+    examples = []
+    for name, rhyme in CI_MODES:
+        poems = []
+        for k, start in enumerate(SAMPLE_STARTS):
+            g = Config().gen
+            g.num, g.seed, g.start, g.cipai, g.rhyme = n, seed * 1000 + k, start, name, rhyme
+            poems += decoding.poems_for(model, corpus.itos, g, device)
+        found = [by_pattern.get(dataUtil.ci_pattern(p)) for p in poems]
+        valid = poetics.mean(f == name if name else f is not None for f in found)
+        rhymed = poetics.mean(f is not None and poetics.ci_rhymes(p, table[f]["rhymes"], tones)
+                              for p, f in zip(poems, found))
+        m = poetics.measure(poems, train_lines, tones)
+        label = f"--cipai {name}{' --rhyme' if rhyme else ''}" if name else "unconstrained, τ=0.6"
+        print(f"| {label} | {m.poems} | {valid:.1%} | {rhymed:.1%} | {m.distinct_1:.3f} | {m.distinct_2:.3f} | "
+              f"{m.copy_rate:.1%} | {text_nll(model, corpus.itos, poems, device):.3f} |")
+        examples.append((label, poems[0]))
+    for label, poem in examples:
+        print(f"\n{label}:\n{dataUtil.format_poem(poem)}")
 
 
 def print_tone_systems(corpus, classical):

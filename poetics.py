@@ -16,8 +16,6 @@ Deliberately left out: 孤平 and 三平尾 checks, and positions 1, 3, 5 (which
 """
 from dataclasses import dataclass
 
-import dataUtil
-
 LINE_ENDS = "，。？！；"
 RHYME_GROUPS = {          # 中华新韵: group -> pypinyin finals (strict, ü written v)
     "麻": ("a", "ia", "ua"), "波": ("o", "e", "uo"), "皆": ("ie", "ve"), "开": ("ai", "uai"),
@@ -71,7 +69,18 @@ def required_tone(line, pos, first):
 
 def split_lines(text):
     """Lines with their end mark: '白日依山尽，黄河入海流。' -> ['白日依山尽，', '黄河入海流。']."""
-    return dataUtil.split_after(text, LINE_ENDS)
+    return split_after(text, LINE_ENDS)
+
+
+def split_after(text, marks):
+    """Pieces of text, each ending at one of marks (the last may not): 'a，b。c' -> ['a，', 'b。', 'c']."""
+    pieces, cur = [], ""
+    for ch in text:
+        cur += ch
+        if ch in marks:
+            pieces.append(cur)
+            cur = ""
+    return pieces + ([cur] if cur else [])
 
 
 def form_of(text):
@@ -115,6 +124,64 @@ def tone_agreement(text, table):
                 total += 1
                 hits += level(line[pos - 1]) in (required_tone(k, pos, first), BOTH)
     return hits / total if total else None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# rhyme in a 词: which line ends rhyme together, learnt from a 词牌's examples
+
+RHYME_SHARE = 0.5     # two line ends rhyme when they share a group in half the examples (chance: about 1 in 8)
+
+
+def line_ends(text, marks=LINE_ENDS + "、"):
+    """The last character of each line of a 词 (its lines end at ，。？！；、)."""
+    return [l[-2] for l in split_after(text, marks) if len(l) >= 2 and l[-1] in marks]
+
+
+def rhyme_sets(texts, table, min_share=RHYME_SHARE):
+    """texts: examples of one 词牌 that all follow one pattern. Line ends i and j rhyme when they share a
+    中华新韵 group in at least min_share of the examples; the rhyme sets are the connected groups of such
+    line ends (two or more). Returns [{"lines": [i, ...], "tones": ["平" | "仄", ...], "share": s}]: each
+    line's tone is the one most of its ends have in the examples (a set may mix them: 西江月 ends its stanzas
+    on 仄 in the rhyme of its 平 lines), share is the mean agreement of the set's pairs."""
+    ends = [[table.get(ch) or char_info(ch) for ch in line_ends(t)] for t in texts]
+    n = len(ends[0]) if ends else 0
+    ends = [e for e in ends if len(e) == n]
+
+    def agree(i, j):
+        return mean(e[i][0] is not None and e[i][0] == e[j][0] for e in ends)
+    pair = {(i, j): agree(i, j) for i in range(n) for j in range(i + 1, n)}
+    root = list(range(n))
+
+    def find(i):
+        while root[i] != i:
+            i = root[i]
+        return i
+    for (i, j), s in pair.items():
+        if s >= min_share:
+            root[find(j)] = find(i)
+    members = {}
+    for i in range(n):
+        members.setdefault(find(i), []).append(i)
+    sets = []
+    for lines in (m for m in members.values() if len(m) >= 2):
+        level = [mean(e[i][1] in (LEVEL, BOTH) for e in ends) for i in lines]
+        shares = [pair[i, j] for i in lines for j in lines if i < j]
+        sets.append({"lines": lines, "tones": ["平" if lv >= 0.5 else "仄" for lv in level],
+                     "share": round(mean(shares), 3)})
+    return sets
+
+
+def ci_rhymes(text, sets, table):
+    """True when every rhyme set's line ends share one group and fit their tones (a 'both' character fits)."""
+    ends = line_ends(text)
+    for s in sets:
+        if max(s["lines"]) >= len(ends):
+            return False
+        info = [table.get(ends[i]) or char_info(ends[i]) for i in s["lines"]]
+        fits = all(lv in (CLASSICAL[tone], BOTH) for (_, lv), tone in zip(info, s["tones"]))
+        if info[0][0] is None or len({g for g, _ in info}) != 1 or not fits:
+            return False
+    return True
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -9,9 +9,10 @@ import torch
 
 import dataUtil
 import decoding
+import poetics
 from config import UserError
 from conftest import ROOT
-from test_decoding import ITOS, FormBreaker, gen
+from test_decoding import CHARS, ITOS, FormBreaker, gen
 
 # three 浣溪沙 follow 7。7。7。7，7。7。; a fourth breaks it; two 如梦令 are too few for min_examples 3
 CI = [{"rhythmic": "浣溪沙", "paragraphs": ["一样婵娟别样清。", "眼明初识董双成。", "香风随步过帘旌。",
@@ -37,12 +38,52 @@ def test_patterns_from_examples(tmp_path):
     entry = table["浣溪沙"]
     assert entry["lines"] == [[7, "。"], [7, "。"], [7, "。"], [7, "，"], [7, "。"], [7, "。"]]
     assert entry["examples"] == 4 and entry["share"] == 0.75 and entry["stanza"] == 3
+    # the three that follow it rhyme on lines 1 2 3 5 6 (清成旌声莺, 明声城情生: 庚; 溪泥啼西鸡: 齐) and never on
+    # line 4 (客 晚 少): every pair of rhyming ends agrees in 3 of 3 examples
+    assert entry["rhymes"] == [{"lines": [0, 1, 2, 4, 5], "tones": ["平"] * 5, "share": 1.0}]
     assert dataUtil.ci_pattern("□□。") is None and dataUtil.ci_pattern("昨夜雨疏风骤。") == ((6, "。"),)
-    assert decoding.format_cipai("浣溪沙", entry) == "浣溪沙  7。7。7。 / 7，7。7。  (4 examples, 75.0% follow it exactly)"
+    assert decoding.format_cipai("浣溪沙", entry) == ("浣溪沙  7。7。7。 / 7，7。7。  rhymes 1 2 3 5 6 平  "
+                                                   "(4 examples, 75.0% follow it exactly)")
+    xjy = {**entry, "rhymes": [{"lines": [1, 2, 3], "tones": ["平", "平", "仄"]}, {"lines": [0, 4], "tones": ["仄"] * 2}]}
+    assert "  rhymes 2 3 4仄 平 | 1 5 仄  (" in decoding.format_cipai("x", xjy)
 
 
-PATTERNS = {"短": {"lines": [[2, "，"], [3, "。"], [4, "？"], [1, "。"]], "share": 1.0, "examples": 50, "stanza": 0},
-            "长": {"lines": [[7, "。"]] * 3 + [[5, "，"], [5, "。"]] * 4, "share": 1.0, "examples": 50, "stanza": 0}}
+PATTERNS = {"短": {"lines": [[2, "，"], [3, "。"], [4, "？"], [1, "。"]], "share": 1.0, "examples": 50, "stanza": 0,
+                   "rhymes": []},
+            "长": {"lines": [[7, "。"]] * 3 + [[5, "，"], [5, "。"]] * 4, "share": 1.0, "examples": 50, "stanza": 0,
+                   "rhymes": []}}
+
+
+def test_rhyme_sets_by_hand():
+    # 菩萨蛮-like: lines 1-2 rhyme on 仄, 3-4 on 平, in another group; a third example breaks lines 1-2
+    texts = ["山上，地望。明风，灯声。", "天静，人冷。花沙，家茶。", "日月，水火。天前，年边。"]
+    table = poetics.table_for(set("".join(texts)))
+    sets = poetics.rhyme_sets(texts, table)
+    assert [s["lines"] for s in sets] == [[0, 1], [2, 3]]
+    assert sets[0]["tones"] == ["仄", "仄"] and sets[1]["tones"] == ["平", "平"]
+    assert sets[0]["share"] == round(2 / 3, 3) and sets[1]["share"] == 1.0
+    assert poetics.ci_rhymes(texts[0], sets, table) and not poetics.ci_rhymes(texts[2], sets, table)
+    assert not poetics.ci_rhymes("山上，地上。", sets, table)           # too few lines
+
+
+RHYMED = {"韵": {"lines": [[2, "，"], [3, "。"], [2, "，"], [3, "。"]], "share": 1.0, "examples": 50, "stanza": 0,
+                 "rhymes": [{"lines": [1, 3], "tones": ["平", "仄"], "share": 0.9},
+                            {"lines": [0, 2], "tones": ["平", "平"], "share": 0.9}]},
+          "无": {**PATTERNS["短"], "rhymes": []}}
+
+
+@pytest.mark.parametrize("temperature", [0.3, 1.0, 5.0])
+def test_cipai_rhyme_holds_with_mixed_tones(temperature):
+    table = poetics.table_for(CHARS[6:])
+    for rhyme in (True, False):
+        g = gen(cipai="韵", rhyme=rhyme, temperature=temperature)
+        poems = decoding.sample(FormBreaker(ITOS), ITOS, [[]] * 12, g, torch.device("cpu"),
+                                torch.Generator().manual_seed(0), decoding.spec_from(g, RHYMED))
+        ok = [poetics.ci_rhymes(p, RHYMED["韵"]["rhymes"], table) for p in poems]
+        assert all(ok) if rhyme else not any(ok), poems      # the breaker alone never rhymes
+        assert all(dataUtil.ci_pattern(p) == ((2, "，"), (3, "。"), (2, "，"), (3, "。")) for p in poems)
+    with pytest.raises(UserError, match="no rhyme positions"):
+        decoding.spec_from(gen(cipai="无", rhyme=True), RHYMED)
 
 
 @pytest.mark.parametrize("temperature", [0.3, 1.0, 5.0])

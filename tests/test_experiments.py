@@ -52,12 +52,59 @@ def test_studies_write_tables_and_figures(tmp_path):
     assert (tmp_path / "fig" / "init_curves.png").exists() and (tmp_path / "fig" / "init_gradnorms.png").exists()
     out["doc"] = str(tmp_path / "optim.md")
     res = experiments.run_optim(cfg, corpus, 4, 2, ["sgd", "adam"], out)
-    assert res["adam"]["lr"] in experiments.LR_GRID["adam"] and len(res["sgd"]["sweep"]) == len(experiments.LR_GRID["sgd"])
-    assert res["adam"]["lr"] == min(res["adam"]["sweep"], key=res["adam"]["sweep"].get)
-    assert "| adam |" in open(out["doc"], encoding="utf-8").read()
-    assert (tmp_path / "fig" / "optim_curves.png").exists()
+    for r in res.values():
+        assert r["lr"] == min(r["sweep"], key=lambda lr: experiments.badness(r["sweep"][lr]))
+        assert len(r["curves"]) == 2 and len(r["sweep"]) >= 3
+        lrs = sorted(r["sweep"])
+        assert not r["bracketed"] or lrs[0] < r["lr"] < lrs[-1]
+    text = open(out["doc"], encoding="utf-8").read()
+    assert "| adam |" in text and "2 seeds" in text
+    assert (tmp_path / "fig" / "optim_curves.png").exists() and (tmp_path / "fig" / "optim_sweep.png").exists()
     assert experiments.optim_config(cfg, "adamw", 1e-3).train.weight_decay == experiments.ADAMW_DECAY
     assert experiments.optim_config(cfg, "adam", 1e-3).train.weight_decay == 0.0
+    assert experiments.optim_config(cfg, "adam", 1e-3, seed=2).train.seed == 2
+
+
+def test_lattice_is_one_three_ten():
+    assert [experiments.lr_at(k) for k in range(-3, 4)] == [0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
+    assert experiments.lattice_index(0.003) == -5 and experiments.lattice_index(30.0) == 3
+    with pytest.raises(experiments.UserError):
+        experiments.lattice_index(2.0)
+
+
+def test_bracketing_walks_to_a_minimum_outside_the_start_grid():
+    calls = []
+
+    def score(lr):                                   # minimum at lr 300, far above the start grid 0.3, 1, 3
+        calls.append(lr)
+        return (math.log10(lr) - math.log10(300)) ** 2 + 1.0
+
+    sweep, best, bracketed = experiments.bracket(score, 1.0, max_points=20)
+    assert best == 300.0 and bracketed
+    assert sorted(sweep) == [0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0]
+    assert len(calls) == len(set(calls)) == 8        # every rate trained once
+
+
+def test_bracketing_downwards_with_divergence_and_the_cap():
+    def score(lr):                                   # diverges above 1, best at 0.003
+        return math.nan if lr > 1 else abs(math.log10(lr / 0.003)) + 2
+    sweep, best, bracketed = experiments.bracket(score, 3.0, max_points=20)
+    assert best == 0.003 and bracketed and min(sweep) == 0.001 and math.isnan(sweep[10.0])
+    sweep, best, bracketed = experiments.bracket(lambda lr: lr, 1.0, max_points=5)   # always better lower
+    assert not bracketed and best == min(sweep) == 0.03 and len(sweep) == 5
+    sweep, best, bracketed = experiments.bracket(lambda lr: math.inf, 1.0, max_points=4)  # all diverge
+    assert not bracketed and len(sweep) == 4
+
+
+def test_settling_and_ranking_measures_by_hand():
+    assert experiments.settled_at([(10, "a"), (20, "b"), (30, "a"), (40, "a")]) == 30
+    assert experiments.settled_at([(10, "a"), (20, "a")]) == 10
+    assert experiments.kendall_tau(list("abc"), list("abc")) == 1.0
+    assert experiments.kendall_tau(list("abc"), list("cba")) == -1.0
+    assert experiments.kendall_tau(list("abc"), list("bac")) == pytest.approx(1 / 3)
+    curve = {"eval_step": [10, 20, 25], "dev_ppl": [50.0, 40.0, math.inf]}       # diverged at step 25
+    assert experiments.best_so_far(curve, 10) == 50.0 and experiments.best_so_far(curve, 20) == 40.0
+    assert experiments.best_so_far(curve, 30) == math.inf and experiments.run_score(curve) == math.inf
 
 
 def test_smooth_is_a_running_mean_without_edges():
