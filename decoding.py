@@ -214,7 +214,7 @@ class Automaton:
     def advance(self, tok):
         """Follow the chosen token."""
         w = self.t.itos[tok]
-        if w in END_MARKS:
+        if w in END_MARKS or (self.spec.pattern and w == "、"):     # a 词牌's lines may end in 、 (满江红)
             self.line, self.pos = self.line + 1, 0
             return
         if not self.t.ideograph[tok]:
@@ -329,7 +329,7 @@ def format_cipai(name, entry):
     shape = "".join(lines[:k]) + " / " + "".join(lines[k:]) if k else "".join(lines)
     sets = []
     for s in entry.get("rhymes", []):
-        main = max(set(s["tones"]), key=s["tones"].count)
+        main = max(sorted(set(s["tones"])), key=s["tones"].count)
         sets.append(" ".join(f"{i + 1}{'' if t == main else t}" for i, t in zip(s["lines"], s["tones"])) + f" {main}")
     rhymes = f"  rhymes {' | '.join(sets)}" if sets else ""
     return f"{name}  {shape}{rhymes}  ({entry['examples']} examples, {entry['share']:.1%} follow it exactly)"

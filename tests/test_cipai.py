@@ -51,7 +51,9 @@ def test_patterns_from_examples(tmp_path):
 PATTERNS = {"短": {"lines": [[2, "，"], [3, "。"], [4, "？"], [1, "。"]], "share": 1.0, "examples": 50, "stanza": 0,
                    "rhymes": []},
             "长": {"lines": [[7, "。"]] * 3 + [[5, "，"], [5, "。"]] * 4, "share": 1.0, "examples": 50, "stanza": 0,
-                   "rhymes": []}}
+                   "rhymes": []},
+            "顿": {"lines": [[3, "、"], [4, "。"], [3, "、"], [5, "，"], [3, "。"]], "share": 1.0, "examples": 50,
+                   "stanza": 0, "rhymes": []}}                  # lines that end in 、, as 满江红's do
 
 
 def test_rhyme_sets_by_hand():
@@ -87,7 +89,7 @@ def test_cipai_rhyme_holds_with_mixed_tones(temperature):
 
 
 @pytest.mark.parametrize("temperature", [0.3, 1.0, 5.0])
-@pytest.mark.parametrize("name", ["短", "长"])
+@pytest.mark.parametrize("name", ["短", "长", "顿"])
 def test_the_pattern_holds_at_any_temperature(name, temperature):
     g = gen(cipai=name, temperature=temperature)
     spec = decoding.spec_from(g, PATTERNS)
