@@ -150,3 +150,25 @@ def test_the_ci_corpus_is_prepared_apart_from_the_tang_one(data_cfg):
     data_cfg.data.genre = "tang"
     again = dataUtil.load_corpus(data_cfg, verbose=False)   # the Tang cache is untouched
     assert again.itos == tang.itos and len(again.train) == len(tang.train)
+
+
+def test_ci_metrics_judge_pattern_and_rhyme(data_cfg, tmp_path, capsys, monkeypatch):
+    import main
+    from config import ModelConfig
+    from model import PoetryLM
+    data_cfg.data.genre = "ci"
+    corpus = dataUtil.load_corpus(data_cfg, verbose=False)
+    torch.manual_seed(0)
+    model = PoetryLM(ModelConfig(vocab_size=len(corpus.itos), embed_dim=8, hidden_size=12, num_layers=1))
+    table = dataUtil.build_cipai_table(ci_file(tmp_path), min_examples=3)           # 浣溪沙, rhyme sets learnt
+    os.makedirs(os.path.join(data_cfg.data.data_dir, "processed"), exist_ok=True)
+    with open(os.path.join(data_cfg.data.data_dir, "processed", "cipai.json"), "w", encoding="utf-8") as f:
+        json.dump(table, f, ensure_ascii=False)
+    monkeypatch.setattr(main, "CI_MODES", [("", False), ("浣溪沙", False), ("浣溪沙", True)])
+    monkeypatch.setattr(main, "SAMPLE_STARTS", "春风")
+    main.print_ci_metrics(model, corpus, 3, 0, torch.device("cpu"), data_cfg.data.data_dir)
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| --cipai") or line.startswith("| unconstrained")}
+    assert rows["| --cipai 浣溪沙"][1:3] == ["6", "100.0%"]                   # 3 per start, the pattern always
+    assert rows["| --cipai 浣溪沙 --rhyme"][1:4] == ["6", "100.0%", "100.0%"]  # ... and its rhyme sets rhyme
+    assert rows["| --cipai 浣溪沙"][3] != "100.0%"                            # an untrained model does not rhyme

@@ -51,6 +51,14 @@ def test_misspellings_get_a_suggestion(args, hint):
     assert r.returncode == 2 and hint in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+@pytest.mark.parametrize("args,message", [(["--seeds", "0"], "--seeds must be at least 1"),
+                                          (["--optimizers", "sgd,lbfgs"], "--optimizers: choose from"),
+                                          (["--sweep-steps", "40"], "unrecognized arguments: --sweep-steps")])
+def test_the_optimiser_study_refuses_bad_requests_before_any_work(args, message):
+    r = run("main.py", "experiment", "optim", *args)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
 def test_numpy_generate_refuses_the_options_it_does_not_implement(tmp_path):
     ckpt = tiny_checkpoint(tmp_path)
     r = run("MyLSTM_np.py", "generate", "--ckpt", ckpt, "--start", "一", "--form", "5")
