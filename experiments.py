@@ -224,8 +224,8 @@ def settled_at(choices):
 
 
 def run_optim(cfg, corpus, steps, seeds, optimizers, out):
-    """Per optimiser: bracket the rate (seed 0, `steps` steps each, scored by best dev perplexity), then the
-    chosen rate again with seeds 1 .. seeds-1. Everything sees the same data subset and evaluation steps."""
+    """Per optimiser: bracket the rate (the configured seed, `steps` steps each, scored by best dev perplexity),
+    then the chosen rate again with the next seeds-1 seeds. Everything sees the same data subset and evaluation steps."""
     t0, results = time.perf_counter(), {}
     eval_every = max(steps // 10, 1)
     for name in optimizers:
@@ -233,13 +233,14 @@ def run_optim(cfg, corpus, steps, seeds, optimizers, out):
 
         def score(lr):
             sweep_curves[lr] = short_run(optim_config(cfg, name, lr), corpus, steps, eval_every)[1]
+            print(f"    {name} lr {lr:g}: {fmt_ppl(run_score(sweep_curves[lr]))}", flush=True)
             return run_score(sweep_curves[lr])
 
         sweep, best_lr, bracketed = bracket(score, START_RATE[name])
-        curves = [sweep_curves[best_lr]] + [
-            short_run(optim_config(cfg, name, best_lr, seed=s), corpus, steps, eval_every)[1] for s in range(1, seeds)]
-        evals = sweep_curves[best_lr]["eval_step"] if math.isfinite(sweep[best_lr]) else [steps]
-        choice = [(s, min(sweep, key=lambda lr: badness(best_so_far(sweep_curves[lr], s)))) for s in evals]
+        curves = [sweep_curves[best_lr]] + [short_run(optim_config(cfg, name, best_lr, seed=cfg.train.seed + s),
+                                                      corpus, steps, eval_every)[1] for s in range(1, seeds)]
+        choice = [(s, min(sweep, key=lambda lr: badness(best_so_far(sweep_curves[lr], s))))
+                  for s in eval_steps(steps, eval_every)]
         results[name] = {"lr": best_lr, "sweep": sweep, "bracketed": bracketed, "curves": curves,
                          "settled": settled_at(choice)}
         print(f"  {name}: lr {best_lr:g} of {', '.join(f'{k:g}: {v:.0f}' for k, v in sweep.items())}"
@@ -260,6 +261,11 @@ def optim_config(cfg, name, lr, seed=None):
     return c
 
 
+def eval_steps(steps, every):
+    """The steps short_run evaluates at."""
+    return [s for s in range(1, steps + 1) if s % every == 0 or s == steps]
+
+
 def seed_scores(r):
     return [run_score(c) for c in r["curves"]]
 
@@ -278,32 +284,30 @@ def kendall_tau(a, b):
     return agree / len(pairs) if pairs else 1.0
 
 
-def spread(values, fmt_one="{:.1f}"):
+def spread(values, fmt_one="{:.1f}", missing="diverged"):
     """mean (min-max) of finite values; the count of the others said apart."""
     ok = [v for v in values if v is not None and math.isfinite(v)]
     text = (fmt_one.format(np.mean(ok)) + f" ({fmt_one.format(min(ok))}–{fmt_one.format(max(ok))})") if ok else "—"
-    missing = len(values) - len(ok)
-    return text + (f", {missing} of {len(values)} never" if missing else "")
+    return text + (f", {len(values) - len(ok)} of {len(values)} {missing}" if len(ok) < len(values) else "")
 
 
 def write_optim_table(results, cfg, steps, seeds, minutes, path):
     means = [np.mean(seed_scores(r)) for r in results.values()]
     target = max((m for m in means if math.isfinite(m)), default=math.inf)   # the worst optimiser's mean best
-    eval_steps = next(iter(results.values()))["curves"][0]["eval_step"]
     final = ranking_at(results, steps)
-    taus = [(s, kendall_tau(ranking_at(results, s), final)) for s in eval_steps]
+    taus = [(s, kendall_tau(ranking_at(results, s), final)) for s in eval_steps(steps, max(steps // 10, 1))]
     lines = ["# Optimiser study", "",
              f"Command: `python main.py experiment optim --steps {steps} --seeds {seeds} --limit-poems "
              f"{cfg.data.limit_poems}` (batch {cfg.train.batch_size}, model E={cfg.model.embed_dim} "
              f"H={cfg.model.hidden_size} L={cfg.model.num_layers}, clip {cfg.train.clip}, dev perplexity on the first "
              f"300 dev poems every {max(steps // 10, 1)} steps); wall time {minutes:.1f} minutes.", "",
              f"Learning rate: rates on the 1-3-10 lattice, starting from three around {', '.join(f'{n} {START_RATE[n]:g}' for n in results)}; "
-             f"each rate trained {steps} steps (seed 0) and scored by its best dev perplexity (a diverged run scores "
+             f"each rate trained {steps} steps (seed {cfg.train.seed}) and scored by its best dev perplexity (a diverged run scores "
              f"worst); the grid widens by one factor-of-3 step on the side of the best until the best has a worse "
              f"rate on both sides (at most {MAX_RATES} rates). The chosen rate (bold) then trains with seeds "
-             f"{', '.join(str(s) for s in range(1, seeds))} as well. AdamW with weight decay {ADAMW_DECAY}, the others without. "
+             f"{', '.join(str(cfg.train.seed + s) for s in range(1, seeds))} as well. AdamW with weight decay {ADAMW_DECAY}, the others without. "
              f"Steps to target: first evaluation with dev perplexity ≤ {target:.1f} (the worst optimiser's mean).", "",
-             f"| optimiser | rates tried (dev perplexity of seed 0) | best dev perplexity, {seeds} seeds: mean "
+             f"| optimiser | rates tried (best dev perplexity, seed {cfg.train.seed}) | best dev perplexity, {seeds} seeds: mean "
              "(min–max) | steps to target | seconds / step | sweep choice settled at step |",
              "|---|---|---|---|---|---|"]
     for name, r in results.items():
@@ -311,14 +315,14 @@ def write_optim_table(results, cfg, steps, seeds, minutes, path):
         reach = [next((s for s, p in zip(c["eval_step"], c["dev_ppl"]) if p <= target), None) for c in r["curves"]]
         per_step = [c["time"][-1] / len(c["time"]) for c in r["curves"]]
         lines.append(f"| {name} | {tried}{'' if r['bracketed'] else ' (not bracketed)'} | {spread(seed_scores(r))} | "
-                     f"{spread(reach, '{:.0f}')} | {spread(per_step, '{:.3f}')} | {r['settled']} |")
+                     f"{spread(reach, '{:.0f}', 'never')} | {spread(per_step, '{:.3f}')} | {r['settled']} |")
     lines += ["", "Where the ranking settles: the last column is the first evaluation step from which a sweep of that "
               "many steps would already have chosen the same rate (each rate's best dev perplexity up to that step). "
               "Kendall's tau between the ranking of the optimisers (by mean best dev perplexity up to the step) and "
               "the final ranking: " + ", ".join(f"step {s}: {t:.2f}" for s, t in taus) + ".", "",
               "Final ranking: " + " < ".join(final) + ".", "",
               "Figures: `figures/optim_curves.png` (mean over seeds, min–max shaded, against steps and wall time), "
-              "`figures/optim_sweep.png` (best dev perplexity of seed 0 against the rate)."]
+              "`figures/optim_sweep.png` (best dev perplexity of the first seed against the rate)."]
     write_text(path, "\n".join(lines) + "\n")
 
 
@@ -353,7 +357,7 @@ def plot_optim(results, figures_dir):
     for name, r in results.items():
         label, cs = f"{name} (lr {r['lr']:g})", r["curves"]
         if any(len(c["dev_ppl"]) != len(cs[0]["dev_ppl"]) for c in cs):
-            cs = cs[:1]                                   # a seed diverged: its curves do not align; seed 0 only
+            cs = cs[:1]                                   # a seed diverged: its curves do not align; the first only
         loss = np.array([smooth(c["step"], c["loss"])[1] for c in cs])
         ppl = np.array([c["dev_ppl"] for c in cs])
         x_loss, t = smooth(cs[0]["step"], cs[0]["loss"])[0], np.mean([c["time"] for c in cs], axis=0)
@@ -372,7 +376,7 @@ def plot_optim(results, figures_dir):
         finite = [(lr, p) for lr, p in r["sweep"].items() if math.isfinite(p)]
         line, = ax.plot(*zip(*finite), marker="o", ms=3, label=name)
         ax.plot([r["lr"]], [r["sweep"][r["lr"]]], marker="*", ms=12, color=line.get_color())
-    ax.set(xlabel="learning rate", ylabel="best dev perplexity (seed 0)", xscale="log", yscale="log",
+    ax.set(xlabel="learning rate", ylabel="best dev perplexity (first seed)", xscale="log", yscale="log",
            title="rate sweeps (star: chosen; diverged rates not drawn)")
     finish(plt, fig, [ax], os.path.join(figures_dir, "optim_sweep.png"))
 
