@@ -582,7 +582,8 @@ def load_tone_table(path):
 # ----------------------------------------------------------------------------------------------------------
 # 宋词: each 词牌's pattern of lines, learnt from its examples
 
-CIPAI_MIN_EXAMPLES = 50       # 74 词牌 have this many examples
+CIPAI_MIN_EXAMPLES = 50       # 73 词牌 have this many examples
+NOT_A_CIPAI = {"失调名"}       # "tune name lost": fragments of unknown 词牌 filed under one heading
 CI_LINE = re.compile(f"([{IDEOGRAPH}]+)([{PUNCT}])")
 
 
@@ -607,7 +608,7 @@ def build_cipai_table(files, classical=None, min_examples=CIPAI_MIN_EXAMPLES):
     table = {}
     for name, examples in by_name.items():
         counted = Counter(p for p, _ in examples if p)
-        if len(examples) < min_examples or not counted:
+        if len(examples) < min_examples or not counted or name in NOT_A_CIPAI:
             continue
         top, count = counted.most_common(1)[0]
         lengths, half = [n for n, _ in top], len(top) // 2

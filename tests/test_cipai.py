@@ -22,7 +22,8 @@ CI = [{"rhythmic": "浣溪沙", "paragraphs": ["一样婵娟别样清。", "眼�
       {"rhythmic": "浣溪沙", "paragraphs": ["山下兰芽短浸溪。", "松间沙路净无泥。", "萧萧暮雨子规啼。",
                                           "谁道人生无再少，门前流水尚能西。", "休将白发唱黄鸡。"]},
       {"rhythmic": "浣溪沙", "paragraphs": ["山下兰芽短浸溪，松间沙路净无泥。"]},
-      {"rhythmic": "如梦令", "paragraphs": ["昨夜雨疏风骤。"]}, {"rhythmic": "如梦令", "paragraphs": ["□□。"]}]
+      {"rhythmic": "如梦令", "paragraphs": ["昨夜雨疏风骤。"]}, {"rhythmic": "如梦令", "paragraphs": ["□□。"]}] + \
+     [{"rhythmic": "失调名", "paragraphs": ["昨夜雨疏风骤。"]}] * 3       # "tune name lost": never a 词牌
 
 
 def ci_file(tmp_path):
