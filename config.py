@@ -260,7 +260,7 @@ def pick_checkpoint(ckpt, ci=False):
         if os.path.isfile(path):
             print(f"using the shipped 宋词 model: {os.path.relpath(path)} (--ckpt PATH for another)", file=sys.stderr)
             return path
-        print("no 宋词 model ships yet: a Tang model writes to the 词牌's pattern", file=sys.stderr)
+        print(f"{PRETRAINED_CI} is missing: a Tang model writes to the 词牌's pattern", file=sys.stderr)
     for path, what in ((TRAINED, "your trained model"), (os.path.join(root, PRETRAINED), "the shipped model")):
         if os.path.isfile(path):
             print(f"using {what}: {os.path.relpath(path)} (--ckpt PATH for another)", file=sys.stderr)
