@@ -152,10 +152,7 @@ def print_ci_metrics(model, corpus, n, seed, device, data_dir="data"):
             g = Config().gen
             g.num, g.seed, g.start, g.cipai, g.rhyme = n, seed * 1000 + k, start, name, rhyme
             poems += decoding.poems_for(model, corpus.itos, g, device)
-        found = [by_pattern.get(dataUtil.ci_pattern(p)) for p in poems]
-        valid = poetics.mean(f == name if name else f is not None for f in found)
-        rhymed = poetics.mean(f is not None and poetics.ci_rhymes(p, table[f]["rhymes"], tones)
-                              for p, f in zip(poems, found))
+        valid, rhymed = judge_ci(poems, name, table, by_pattern, tones)
         m = poetics.measure(poems, train_lines, tones)
         label = f"--cipai {name}{' --rhyme' if rhyme else ''}" if name else "unconstrained, τ=0.6"
         print(f"| {label} | {m.poems} | {valid:.1%} | {rhymed:.1%} | {m.distinct_1:.3f} | {m.distinct_2:.3f} | "
@@ -163,6 +160,17 @@ def print_ci_metrics(model, corpus, n, seed, device, data_dir="data"):
         examples.append((label, poems[0]))
     for label, poem in examples:
         print(f"\n{label}:\n{dataUtil.format_poem(poem)}")
+
+
+def judge_ci(poems, name, table, by_pattern, tones):
+    """(share of poems with 词牌 name's pattern, share whose rhyme sets rhyme); name "" accepts any table
+    词牌's pattern (by_pattern: pattern -> 词牌) and judges rhyme by that 词牌's sets."""
+    import poetics
+    want = tuple(map(tuple, table[name]["lines"])) if name else None
+    found = [(name if dataUtil.ci_pattern(p) == want else None) if name else by_pattern.get(dataUtil.ci_pattern(p))
+             for p in poems]
+    return (poetics.mean(f is not None for f in found),
+            poetics.mean(f is not None and poetics.ci_rhymes(p, table[f]["rhymes"], tones) for p, f in zip(poems, found)))
 
 
 def print_tone_systems(corpus, classical):

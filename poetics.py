@@ -1,4 +1,5 @@
-"""What makes a 绝句 / 律诗: line forms, rhyme groups, level and oblique tones, and the metrics that check them.
+"""What makes a 绝句 / 律诗: line forms, rhyme groups, level and oblique tones, and the metrics that check them;
+and which line ends of a 词牌 rhyme together, learnt from its examples (rhyme_sets).
 
 Rhyme follows 中华新韵 (the modern 14-group standard), computed from each character's Mandarin final with
 pypinyin. Tones come from one of two systems (`--tone-system`):
