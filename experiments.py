@@ -287,7 +287,9 @@ def kendall_tau(a, b):
 def spread(values, fmt_one="{:.1f}", missing="diverged"):
     """mean (min-max) of finite values; the count of the others said apart."""
     ok = [v for v in values if v is not None and math.isfinite(v)]
-    text = (fmt_one.format(np.mean(ok)) + f" ({fmt_one.format(min(ok))}–{fmt_one.format(max(ok))})") if ok else "—"
+    text = fmt_one.format(np.mean(ok)) if ok else "—"
+    if len(ok) > 1:
+        text += f" ({fmt_one.format(min(ok))}–{fmt_one.format(max(ok))})"
     return text + (f", {len(values) - len(ok)} of {len(values)} {missing}" if len(ok) < len(values) else "")
 
 
@@ -307,8 +309,9 @@ def write_optim_table(results, cfg, steps, seeds, minutes, path):
              f"rate on both sides (at most {MAX_RATES} rates). The chosen rate (bold) then trains with seeds "
              f"{', '.join(str(cfg.train.seed + s) for s in range(1, seeds))} as well. AdamW with weight decay {ADAMW_DECAY}, the others without. "
              f"Steps to target: first evaluation with dev perplexity ≤ {target:.1f} (the worst optimiser's mean).", "",
-             f"| optimiser | rates tried (best dev perplexity, seed {cfg.train.seed}) | best dev perplexity, {seeds} seeds: mean "
-             "(min–max) | steps to target | seconds / step | sweep choice settled at step |",
+             f"| optimiser | rates tried (best dev perplexity, seed {cfg.train.seed}) | best dev perplexity"
+             f"{f', {seeds} seeds: mean (min–max)' if seeds > 1 else ''} | steps to target | seconds / step | "
+             "sweep choice settled at step |",
              "|---|---|---|---|---|---|"]
     for name, r in results.items():
         tried = ", ".join((f"**{lr:g}**" if lr == r["lr"] else f"{lr:g}") + f": {fmt_ppl(p)}" for lr, p in r["sweep"].items())
