@@ -225,7 +225,7 @@ def settled_at(choices):
 
 def run_optim(cfg, corpus, steps, seeds, optimizers, out):
     """Per optimiser: bracket the rate (the configured seed, `steps` steps each, scored by best dev perplexity),
-    then the chosen rate again with the next seeds-1 seeds. Everything sees the same data subset and evaluation steps."""
+    then the chosen rate again with the next seeds-1 seeds. All runs share the data subset and evaluation steps."""
     t0, results = time.perf_counter(), {}
     eval_every = max(steps // 10, 1)
     for name in optimizers:
@@ -298,27 +298,8 @@ def write_optim_table(results, cfg, steps, seeds, minutes, path):
     target = max((m for m in means if math.isfinite(m)), default=math.inf)   # the worst optimiser's mean best
     final = ranking_at(results, steps)
     taus = [(s, kendall_tau(ranking_at(results, s), final)) for s in eval_steps(steps, max(steps // 10, 1))]
-    lines = ["# Optimiser study", "",
-             f"Command: `python main.py experiment optim --steps {steps} --seeds {seeds} --limit-poems "
-             f"{cfg.data.limit_poems}` (batch {cfg.train.batch_size}, model E={cfg.model.embed_dim} "
-             f"H={cfg.model.hidden_size} L={cfg.model.num_layers}, clip {cfg.train.clip}, dev perplexity on the first "
-             f"300 dev poems every {max(steps // 10, 1)} steps); wall time {minutes:.1f} minutes.", "",
-             f"Learning rate: rates on the 1-3-10 lattice, starting from three around {', '.join(f'{n} {START_RATE[n]:g}' for n in results)}; "
-             f"each rate trained {steps} steps (seed {cfg.train.seed}) and scored by its best dev perplexity (a diverged run scores "
-             f"worst); the grid widens by one factor-of-3 step on the side of the best until the best has a worse "
-             f"rate on both sides (at most {MAX_RATES} rates). The chosen rate (bold) then trains with seeds "
-             f"{', '.join(str(cfg.train.seed + s) for s in range(1, seeds))} as well. AdamW with weight decay {ADAMW_DECAY}, the others without. "
-             f"Steps to target: first evaluation with dev perplexity ≤ {target:.1f} (the worst optimiser's mean).", "",
-             f"| optimiser | rates tried (best dev perplexity, seed {cfg.train.seed}) | best dev perplexity"
-             f"{f', {seeds} seeds: mean (min–max)' if seeds > 1 else ''} | steps to target | seconds / step | "
-             "sweep choice settled at step |",
-             "|---|---|---|---|---|---|"]
-    for name, r in results.items():
-        tried = ", ".join((f"**{lr:g}**" if lr == r["lr"] else f"{lr:g}") + f": {fmt_ppl(p)}" for lr, p in r["sweep"].items())
-        reach = [next((s for s, p in zip(c["eval_step"], c["dev_ppl"]) if p <= target), None) for c in r["curves"]]
-        per_step = [c["time"][-1] / len(c["time"]) for c in r["curves"]]
-        lines.append(f"| {name} | {tried}{'' if r['bracketed'] else ' (not bracketed)'} | {spread(seed_scores(r))} | "
-                     f"{spread(reach, '{:.0f}', 'never')} | {spread(per_step, '{:.3f}')} | {r['settled']} |")
+    lines = optim_header(results, cfg, steps, seeds, minutes, target)
+    lines += [optim_row(name, r, target) for name, r in results.items()]
     lines += ["", "Where the ranking settles: the last column is the first evaluation step from which a sweep of that "
               "many steps would already have chosen the same rate (each rate's best dev perplexity up to that step). "
               "Kendall's tau between the ranking of the optimisers (by mean best dev perplexity up to the step) and "
@@ -327,6 +308,37 @@ def write_optim_table(results, cfg, steps, seeds, minutes, path):
               "Figures: `figures/optim_curves.png` (mean over seeds, min–max shaded, against steps and wall time), "
               "`figures/optim_sweep.png` (best dev perplexity of the first seed against the rate)."]
     write_text(path, "\n".join(lines) + "\n")
+
+
+def optim_header(results, cfg, steps, seeds, minutes, target):
+    """The study's title, command, method and table head."""
+    starts = ", ".join(f"{n} {START_RATE[n]:g}" for n in results)
+    more_seeds = ", ".join(str(cfg.train.seed + s) for s in range(1, seeds))
+    return ["# Optimiser study", "",
+            f"Command: `python main.py experiment optim --steps {steps} --seeds {seeds} --limit-poems "
+            f"{cfg.data.limit_poems}` (batch {cfg.train.batch_size}, model E={cfg.model.embed_dim} "
+            f"H={cfg.model.hidden_size} L={cfg.model.num_layers}, clip {cfg.train.clip}, dev perplexity on the first "
+            f"300 dev poems every {max(steps // 10, 1)} steps); wall time {minutes:.1f} minutes.", "",
+            f"Learning rate: rates on the 1-3-10 lattice, starting from three around {starts}; "
+            f"each rate trained {steps} steps (seed {cfg.train.seed}) and scored by its best dev perplexity "
+            f"(a diverged run scores worst); the grid widens by one factor-of-3 step on the side of the best until "
+            f"the best has a worse rate on both sides (at most {MAX_RATES} rates). The chosen rate (bold) then "
+            f"trains with seeds {more_seeds} as well. AdamW with weight decay {ADAMW_DECAY}, the others without. "
+            f"Steps to target: first evaluation with dev perplexity ≤ {target:.1f} (the worst optimiser's mean).", "",
+            f"| optimiser | rates tried (best dev perplexity, seed {cfg.train.seed}) | best dev perplexity"
+            f"{f', {seeds} seeds: mean (min–max)' if seeds > 1 else ''} | steps to target | seconds / step | "
+            "sweep choice settled at step |",
+            "|---|---|---|---|---|---|"]
+
+
+def optim_row(name, r, target):
+    """One optimiser's row: rates tried (chosen bold), best dev perplexity, steps to target, seconds/step."""
+    tried = ", ".join((f"**{lr:g}**" if lr == r["lr"] else f"{lr:g}") + f": {fmt_ppl(p)}"
+                      for lr, p in r["sweep"].items())
+    reach = [next((s for s, p in zip(c["eval_step"], c["dev_ppl"]) if p <= target), None) for c in r["curves"]]
+    per_step = [c["time"][-1] / len(c["time"]) for c in r["curves"]]
+    return (f"| {name} | {tried}{'' if r['bracketed'] else ' (not bracketed)'} | {spread(seed_scores(r))} | "
+            f"{spread(reach, '{:.0f}', 'never')} | {spread(per_step, '{:.3f}')} | {r['settled']} |")
 
 
 def fmt_ppl(p):

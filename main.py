@@ -122,7 +122,8 @@ GEN_MODES = [  # (label, GenConfig overrides, form the metrics judge against)
 ACROSTICS = ["春夏秋冬", "风花雪月", "山高水长"]
 
 
-CI_MODES = [("", False)] + [(name, rhyme) for rhyme in (False, True) for name in ("浣溪沙", "菩萨蛮", "西江月", "水调歌头")]
+CI_NAMES = ("浣溪沙", "菩萨蛮", "西江月", "水调歌头")                   # three short 词牌 and a long one
+CI_MODES = [("", False)] + [(name, rhyme) for rhyme in (False, True) for name in CI_NAMES]   # "": unconstrained
 
 
 def print_ci_metrics(model, corpus, n, seed, device, data_dir="data"):
@@ -134,7 +135,8 @@ def print_ci_metrics(model, corpus, n, seed, device, data_dir="data"):
     by_pattern = {}
     for name, e in table.items():
         by_pattern.setdefault(tuple(map(tuple, e["lines"])), name)
-    tones = poetics.table_for(decoding.Tables(corpus.itos).characters(), decoding.classical_table(Config().gen, data_dir))
+    classical = decoding.classical_table(Config().gen, data_dir)
+    tones = poetics.table_for(decoding.Tables(corpus.itos).characters(), classical)
     unk = corpus.itos.index(dataUtil.UNK)
     real = [corpus.decode(p) for p in corpus.test if unk not in p]        # a dropped <unk> would break a line
     named = [(t, by_pattern[dataUtil.ci_pattern(t)]) for t in real if dataUtil.ci_pattern(t) in by_pattern]
@@ -169,8 +171,8 @@ def judge_ci(poems, name, table, by_pattern, tones):
     want = tuple(map(tuple, table[name]["lines"])) if name else None
     found = [(name if dataUtil.ci_pattern(p) == want else None) if name else by_pattern.get(dataUtil.ci_pattern(p))
              for p in poems]
-    return (poetics.mean(f is not None for f in found),
-            poetics.mean(f is not None and poetics.ci_rhymes(p, table[f]["rhymes"], tones) for p, f in zip(poems, found)))
+    rhymed = [f is not None and poetics.ci_rhymes(p, table[f]["rhymes"], tones) for p, f in zip(poems, found)]
+    return poetics.mean(f is not None for f in found), poetics.mean(rhymed)
 
 
 def print_tone_systems(corpus, classical):
