@@ -128,7 +128,11 @@ def test_list_and_generate_from_the_prepared_table(tmp_path):
 
 @pytest.mark.parametrize("text", ["{broken", "[1, 2]", '{"浣溪沙": {"lines": "x"}}',
                                   '{"浣溪沙": {"lines": [[7, "x"]], "share": 1, "examples": 3, "stanza": 0}}',
-                                  '{"浣溪沙": {"lines": [[-1, "。"]], "share": 1, "examples": 3, "stanza": 0}}'])
+                                  '{"浣溪沙": {"lines": [[-1, "。"]], "share": 1, "examples": 3, "stanza": 0}}',
+                                  '{"浣溪沙": {"lines": [[7, "。"]], "share": 1, "examples": 3, "stanza": 0, '
+                                  '"rhymes": [{"lines": [0, 5], "tones": ["平", "平"]}]}}',
+                                  '{"浣溪沙": {"lines": [[7, "。"]], "share": 1, "examples": 3, "stanza": 0, '
+                                  '"rhymes": [{"lines": [0], "tones": ["上"]}]}}'])
 def test_a_damaged_table_is_refused_in_one_line(tmp_path, text):
     os.makedirs(tmp_path / "processed")
     (tmp_path / "processed" / "cipai.json").write_text(text, encoding="utf-8")
@@ -173,3 +177,12 @@ def test_ci_metrics_judge_pattern_and_rhyme(data_cfg, tmp_path, capsys, monkeypa
     assert rows["| --cipai 浣溪沙"][1:3] == ["6", "100.0%"]                   # 3 per start, the pattern always
     assert rows["| --cipai 浣溪沙 --rhyme"][1:4] == ["6", "100.0%", "100.0%"]  # ... and its rhyme sets rhyme
     assert rows["| --cipai 浣溪沙"][3] != "100.0%"                            # an untrained model does not rhyme
+
+
+def test_a_table_written_before_rhyme_sets_still_loads(tmp_path):
+    path = tmp_path / "cipai.json"
+    path.write_text('{"浣溪沙": {"lines": [[7, "。"]], "share": 1, "examples": 3, "stanza": 0}}', encoding="utf-8")
+    table = dataUtil.load_cipai_table(str(path))
+    assert table["浣溪沙"]["rhymes"] == []
+    with pytest.raises(UserError, match="no rhyme positions"):
+        decoding.spec_from(gen(cipai="浣溪沙", rhyme=True), table)
