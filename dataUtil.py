@@ -595,6 +595,11 @@ def ci_pattern(text):
     return tuple((len(chars), mark) for chars, mark in parts)
 
 
+def cipai_pattern(entry):
+    """A table entry's pattern in ci_pattern's form: ((characters, end mark), ...)."""
+    return tuple((n, mark) for n, mark in entry["lines"])
+
+
 def build_cipai_table(files, classical=None, min_examples=CIPAI_MIN_EXAMPLES):
     """{词牌: {"lines": [[characters, end mark], ...], "share": s, "examples": n, "stanza": k, "rhymes": sets}}
     for every 词牌 with at least min_examples 词: its commonest pattern, the share of its examples that follow

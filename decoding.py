@@ -58,7 +58,7 @@ def spec_from(gcfg, cipai=None):
             raise UserError(f"--cipai {gcfg.cipai}: not a known 词牌 (python main.py generate --list-cipai)"
                             + suggest(gcfg.cipai, list(cipai or {})))
         entry = cipai[gcfg.cipai]
-        s.pattern = tuple((n, mark) for n, mark in entry["lines"])
+        s.pattern = dataUtil.cipai_pattern(entry)
         s.rhyme_sets = tuple(tuple(zip(r["lines"], r["tones"])) for r in entry["rhymes"]) if s.rhyme else ()
         if s.rhyme and not s.rhyme_sets:
             raise UserError(f"--rhyme: no rhyme positions are known for {gcfg.cipai} (its examples share no rhyme "
@@ -162,7 +162,7 @@ class Automaton:
     def in_form(self):
         """A line of fixed length, then its end mark: alternately ，。 for --form, the 词牌's own for --cipai."""
         t, s = self.t, self.spec
-        chars, end = s.pattern[self.line] if s.pattern else (s.chars, "，" if self.line % 2 == 0 else "。")
+        chars, end = self.line_form()
         if self.pos == chars:
             return t.only(end if end in t.stoi else "，")
         if self.pos == 0 and s.heads:
@@ -180,6 +180,11 @@ class Automaton:
         if rhyme is not None:
             mask &= self.rhyme_mask(*rhyme)
         return mask
+
+    def line_form(self):
+        """(characters, end mark) of the current line: alternately ，。 for --form, the 词牌's own for --cipai."""
+        s = self.spec
+        return s.pattern[self.line] if s.pattern else (s.chars, "，" if self.line % 2 == 0 else "。")
 
     def rhyme_here(self):
         """(rhyme set, tone here, tones of all the set's lines) when the current line ends on a rhyme, else None:
@@ -223,8 +228,7 @@ class Automaton:
         level = int(self.t.tone_tables()[1][tok]) if self.spec.tones else -1
         if self.line == 0 and self.first_tone is None and level in (0, 1) and self.pos in (2, 4):
             self.first_tone = level if self.pos == 2 else 1 - level
-        chars = self.spec.pattern[self.line][0] if self.spec.pattern else self.spec.chars
-        rhyme = self.rhyme_here() if self.spec.rhyme and self.pos == chars else None
+        rhyme = self.rhyme_here() if self.spec.rhyme and self.pos == self.line_form()[0] else None
         if rhyme is not None:
             self.groups.setdefault(rhyme[0], int(self.t.tone_tables()[0][tok]))
             self.rhymed.add(tok)

@@ -64,7 +64,7 @@ def short_run(cfg, corpus, steps, eval_every, on_grads=None):
         curve["step"].append(step)
         curve["loss"].append(loss)
         curve["time"].append(time.perf_counter() - t0)
-        if step % eval_every == 0 or step == steps:
+        if evaluates_at(step, steps, eval_every):
             curve["eval_step"].append(step)
             curve["dev_ppl"].append(evaluate(model, corpus.dev, pad, cfg.train.eval_batch_size, device)["ppl"])
     return model, curve
@@ -227,7 +227,7 @@ def run_optim(cfg, corpus, steps, seeds, optimizers, out):
     """Per optimiser: bracket the rate (the configured seed, `steps` steps each, scored by best dev perplexity),
     then the chosen rate again with the next seeds-1 seeds. All runs share the data subset and evaluation steps."""
     t0, results = time.perf_counter(), {}
-    eval_every = max(steps // 10, 1)
+    eval_every = optim_eval_every(steps)
     for name in optimizers:
         sweep_curves = {}
 
@@ -261,9 +261,19 @@ def optim_config(cfg, name, lr, seed=None):
     return c
 
 
+def evaluates_at(step, steps, every):
+    """Whether a run of `steps` steps evaluating every `every` evaluates after `step`: short_run's rule."""
+    return step % every == 0 or step == steps
+
+
 def eval_steps(steps, every):
     """The steps short_run evaluates at."""
-    return [s for s in range(1, steps + 1) if s % every == 0 or s == steps]
+    return [s for s in range(1, steps + 1) if evaluates_at(s, steps, every)]
+
+
+def optim_eval_every(steps):
+    """The optimiser study evaluates ten times a run."""
+    return max(steps // 10, 1)
 
 
 def seed_scores(r):
@@ -297,7 +307,7 @@ def write_optim_table(results, cfg, steps, seeds, minutes, path):
     means = [np.mean(seed_scores(r)) for r in results.values()]
     target = max((m for m in means if math.isfinite(m)), default=math.inf)   # the worst optimiser's mean best
     final = ranking_at(results, steps)
-    taus = [(s, kendall_tau(ranking_at(results, s), final)) for s in eval_steps(steps, max(steps // 10, 1))]
+    taus = [(s, kendall_tau(ranking_at(results, s), final)) for s in eval_steps(steps, optim_eval_every(steps))]
     lines = optim_header(results, cfg, steps, seeds, minutes, target)
     lines += [optim_row(name, r, target) for name, r in results.items()]
     lines += ["", "Where the ranking settles: the last column is the first evaluation step from which a sweep of that "
@@ -318,7 +328,7 @@ def optim_header(results, cfg, steps, seeds, minutes, target):
             f"Command: `python main.py experiment optim --steps {steps} --seeds {seeds} --limit-poems "
             f"{cfg.data.limit_poems}` (batch {cfg.train.batch_size}, model E={cfg.model.embed_dim} "
             f"H={cfg.model.hidden_size} L={cfg.model.num_layers}, clip {cfg.train.clip}, dev perplexity on the first "
-            f"300 dev poems every {max(steps // 10, 1)} steps); wall time {minutes:.1f} minutes.", "",
+            f"300 dev poems every {optim_eval_every(steps)} steps); wall time {minutes:.1f} minutes.", "",
             f"Learning rate: rates on the 1-3-10 lattice, starting from three around {starts}; "
             f"each rate trained {steps} steps (seed {cfg.train.seed}) and scored by its best dev perplexity "
             f"(a diverged run scores worst); the grid widens by one factor-of-3 step on the side of the best until "

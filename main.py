@@ -134,12 +134,12 @@ def print_ci_metrics(model, corpus, n, seed, device, data_dir="data"):
     table = decoding.cipai_table(data_dir)
     by_pattern = {}
     for name, e in table.items():
-        by_pattern.setdefault(tuple(map(tuple, e["lines"])), name)
+        by_pattern.setdefault(dataUtil.cipai_pattern(e), name)
     classical = decoding.classical_table(Config().gen, data_dir)
     tones = poetics.table_for(decoding.Tables(corpus.itos).characters(), classical)
     unk = corpus.itos.index(dataUtil.UNK)
     real = [corpus.decode(p) for p in corpus.test if unk not in p]        # a dropped <unk> would break a line
-    named = [(t, by_pattern[dataUtil.ci_pattern(t)]) for t in real if dataUtil.ci_pattern(t) in by_pattern]
+    named = [(t, f) for t, f in zip(real, cipai_found(real, "", table, by_pattern)) if f is not None]
     print(f"\ntest split 词 (without <unk>): {len(named)} of {len(real)} ({len(named) / max(len(real), 1):.1%}) follow "
           f"a table 词牌's pattern; their rhyme sets rhyme (中华新韵, classical tones) in "
           f"{poetics.mean(poetics.ci_rhymes(t, table[name]['rhymes'], tones) for t, name in named):.1%}")
@@ -149,12 +149,11 @@ def print_ci_metrics(model, corpus, n, seed, device, data_dir="data"):
           "|---|---|---|---|---|---|---|---|")
     examples = []
     for name, rhyme in CI_MODES:
-        poems = []
-        for k, start in enumerate(SAMPLE_STARTS):
-            g = Config().gen
-            g.num, g.seed, g.start, g.cipai, g.rhyme = n, seed * 1000 + k, start, name, rhyme
-            poems += decoding.poems_for(model, corpus.itos, g, device)
-        valid, rhymed = judge_ci(poems, name, table, by_pattern, tones)
+        poems = poems_per_key(model, corpus.itos, n, seed, device, SAMPLE_STARTS, "start", cipai=name, rhyme=rhyme)
+        found = cipai_found(poems, name, table, by_pattern)
+        valid = poetics.mean(f is not None for f in found)
+        rhymed = poetics.mean(f is not None and poetics.ci_rhymes(p, table[f]["rhymes"], tones)
+                              for p, f in zip(poems, found))
         m = poetics.measure(poems, train_lines, tones)
         label = f"--cipai {name}{' --rhyme' if rhyme else ''}" if name else "unconstrained, τ=0.6"
         print(f"| {label} | {m.poems} | {valid:.1%} | {rhymed:.1%} | {m.distinct_1:.3f} | {m.distinct_2:.3f} | "
@@ -164,15 +163,11 @@ def print_ci_metrics(model, corpus, n, seed, device, data_dir="data"):
         print(f"\n{label}:\n{dataUtil.format_poem(poem)}")
 
 
-def judge_ci(poems, name, table, by_pattern, tones):
-    """(share of poems with 词牌 name's pattern, share whose rhyme sets rhyme); name "" accepts any table
-    词牌's pattern (by_pattern: pattern -> 词牌) and judges rhyme by that 词牌's sets."""
-    import poetics
-    want = tuple(map(tuple, table[name]["lines"])) if name else None
-    found = [(name if dataUtil.ci_pattern(p) == want else None) if name else by_pattern.get(dataUtil.ci_pattern(p))
-             for p in poems]
-    rhymed = [f is not None and poetics.ci_rhymes(p, table[f]["rhymes"], tones) for p, f in zip(poems, found)]
-    return poetics.mean(f is not None for f in found), poetics.mean(rhymed)
+def cipai_found(poems, name, table, by_pattern):
+    """For each poem, the 词牌 whose pattern it follows exactly, else None: 词牌 name, or with name "" any
+    table 词牌 (by_pattern: pattern -> 词牌)."""
+    want = {dataUtil.cipai_pattern(table[name]): name} if name else by_pattern
+    return [want.get(dataUtil.ci_pattern(p)) for p in poems]
 
 
 def print_tone_systems(corpus, classical):
@@ -206,14 +201,8 @@ def print_generation_metrics(model, corpus, n, seed, device, tone_system="classi
     print("|---|---|---|---|---|---|---|---|---|")
     examples = []
     for label, overrides, form in GEN_MODES:
-        poems = []
-        for k, key in enumerate(ACROSTICS if "acrostic" in label else SAMPLE_STARTS):
-            g = Config().gen
-            g.num, g.seed, g.tone_system = n, seed * 1000 + k, tone_system
-            for name, value in overrides.items():
-                setattr(g, name, value)
-            g.acrostic, g.start = (key, "") if "acrostic" in label else ("", key)
-            poems += decoding.poems_for(model, itos, g, device)
+        keys, field = (ACROSTICS, "acrostic") if "acrostic" in label else (SAMPLE_STARTS, "start")
+        poems = poems_per_key(model, itos, n, seed, device, keys, field, tone_system=tone_system, **overrides)
         m = poetics.measure(poems, train_lines, table, form)
         nll = text_nll(model, itos, poems, device)
         print(f"| {label} | {m.poems} | {m.form_valid:.1%} | {m.rhyme_rate:.1%} | {m.tone_agreement:.1%} | "
@@ -221,6 +210,19 @@ def print_generation_metrics(model, corpus, n, seed, device, tone_system="classi
         examples.append((label, poems[0]))
     for label, poem in examples:
         print(f"\n{label}:\n{dataUtil.format_poem(poem)}")
+
+
+def poems_per_key(model, itos, n, seed, device, keys, field, **settings):
+    """n poems for each key (a start character or acrostic heads, set as GenConfig.<field>), with the
+    other GenConfig settings given; the k-th key's poems are drawn with seed * 1000 + k."""
+    poems = []
+    for k, key in enumerate(keys):
+        g = Config().gen
+        g.num, g.seed = n, seed * 1000 + k
+        for name, value in {**settings, field: key}.items():
+            setattr(g, name, value)
+        poems += decoding.poems_for(model, itos, g, device)
+    return poems
 
 
 def cmd_export(rest):
