@@ -28,6 +28,7 @@ from config import (Config, TrainConfig, UserError, check_config, make_parser, c
                     run_cli, suggest)
 import dataUtil
 import decoding
+from model import set_precision
 from training import (SAMPLE_STARTS, Diverged, SaveFailed, evaluate, export_weights, load_checkpoint,
                       model_from_checkpoint, pick_device, text_nll, train)
 
@@ -69,6 +70,7 @@ def cmd_generate(rest):
         return 0
     device = pick_device(TrainConfig(device=args.device))
     model, _, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(gcfg.ckpt, ci=bool(gcfg.cipai))), device)
+    set_precision(model, gcfg.precision, device)
     for k, poem in enumerate(decoding.iter_poems(model, itos, gcfg, device)):
         print(("" if k == 0 else "\n") + dataUtil.format_poem(poem), flush=True)
     return 0
@@ -85,12 +87,15 @@ def cmd_evaluate(rest):
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated poems (default: 0)")
     parser.add_argument("--tone-system", choices=("classical", "mandarin"), default="classical",
                         help="tones that --samples generates under and judges by (default: classical)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="the model's matmuls in fp32 or bf16 (default: fp32)")
     args = parser.parse_args(rest)
     if args.samples < 0 or not 0 <= args.seed < 2 ** 63:
         raise UserError("--samples must be >= 0 and --seed in [0, 2^63)")
     device = pick_device(TrainConfig(device=args.device))
     path = pick_checkpoint(args.ckpt)
     model, cfg, itos = model_from_checkpoint(load_checkpoint(path), device)
+    set_precision(model, args.precision, device)
     cfg.data.data_dir, cfg.data.raw_dir, cfg.data.limit_poems = args.data_dir, args.raw_dir, 0
     corpus = dataUtil.load_corpus(cfg)        # with the checkpoint's data settings
     if corpus.itos != itos:

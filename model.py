@@ -15,6 +15,7 @@ Options beyond the seed's model, each a flag measured by `python main.py experim
 between layers, before the output layer) and weight tying. Deliberately left out: peepholes, layer norm.
 """
 import math
+import re
 
 import torch
 import torch.nn as nn
@@ -29,21 +30,29 @@ BACKENDS = CHOICES[("model", "lstm")]
 # ----------------------------------------------------------------------------------------------------------
 # one layer, forward without an autograd graph (shared by training and by no_grad inference)
 
-def layer_forward(x, h0, c0, W, b, keep):
+def layer_forward(x, h0, c0, W, b, keep, md=None):
     """x (T, B, D), h0 and c0 (B, H) -> hs (T+1, B, H) with hs[0] = h0 (hs[1:] is the layer's output), c_T,
     and, when keep, what backward needs: gates (T, B, 4H) holding the activations i, f, o, g of every step,
-    cs (T+1, B, H) with cs[0] = c0, tanh_c (T, B, H). Without keep only two cell states are ever held."""
+    cs (T+1, B, H) with cs[0] = c0, tanh_c (T, B, H). Without keep only two cell states are ever held.
+
+    md is the matmuls' dtype (default W's). With md = bfloat16 (--precision bf16) the matmuls take bfloat16
+    operands (accumulating in float32 inside the kernel) and hs, their input, is held in bfloat16; the gates,
+    the cell states, tanh(c) and the nonlinearities stay float32."""
     T, B, D = x.shape
     H = h0.shape[1]
-    gates = torch.addmm(b, x.reshape(T * B, D), W[:, :D].t()).view(T, B, 4 * H)   # (T, B, 4H)   eq. (12)
-    W_hT = W[:, D:].t()                                                            # (H, 4H)
-    hs = x.new_empty(T + 1, B, H)
+    md = md or W.dtype
+    Wm = W.to(md)                                                                  # a no-op in float32
+    xm, W_xT = x.reshape(T * B, D).to(md), Wm[:, :D].t()
+    gates = (torch.addmm(b, xm, W_xT) if md == b.dtype else torch.add(b, xm @ W_xT)).view(T, B, 4 * H)  # eq. (12)
+    W_hT = Wm[:, D:].t().contiguous()            # (H, 4H); bfloat16 matmuls repack a strided operand per call
+    hs = x.new_empty(T + 1, B, H, dtype=md)
     hs[0] = h0
-    cs = x.new_empty(T + 1 if keep else 2, B, H)
+    cs = c0.new_empty(T + 1 if keep else 2, B, H)
     cs[0] = c0
-    tanh_c = x.new_empty(T if keep else 1, B, H)
+    tanh_c = c0.new_empty(T if keep else 1, B, H)
+    scratch = c0.new_empty(B, 4 * H, dtype=md)
     for t in range(T):
-        z = gates[t].addmm_(hs[t], W_hT)                      # (B, 4H) pre-activations        eq. (1)
+        z = add_matmul_(gates[t], hs[t], W_hT, scratch)        # (B, 4H) pre-activations        eq. (1)
         z[:, :3 * H].sigmoid_()                                # i, f, o                        eq. (1)
         z[:, 3 * H:].tanh_()                                   # g                              eq. (1)
         i, f, o, g = z.split(H, dim=1)
@@ -55,20 +64,33 @@ def layer_forward(x, h0, c0, W, b, keep):
     return hs, c_T, (gates, cs, tanh_c)
 
 
+def add_matmul_(acc, a, b, scratch):
+    """acc += a @ b in place; acc float32, a and b float32 or bfloat16 (then through scratch, as the CPU has
+    no bfloat16 matmul writing float32)."""
+    if a.dtype == acc.dtype:
+        return acc.addmm_(a, b)
+    return acc.add_(torch.mm(a, b, out=scratch))
+
+
 # ----------------------------------------------------------------------------------------------------------
 # one layer, backward through time by hand (docs/derivation.md; MyLSTM_np.layer_backward is the same in NumPy)
 
 def layer_backward(x, W, hs, gates, cs, tanh_c, dout, dh, dc):
     """Gradients at the outputs (T, B, H) and at h_T, c_T (B, H) -> dx (T, B, D), dh0, dc0, dW, db.
     Any of dout, dh, dc may be None (zero). The saved buffers are only read, so a retained graph can run
-    backward again; dz (T, B, 4H), the gradients at the pre-activations, gets a buffer of its own."""
+    backward again; dz (T, B, 4H), the gradients at the pre-activations, gets a buffer of its own.
+    The matmuls run in hs's dtype (bfloat16 under --precision bf16: dz is then held in bfloat16, the matmuls'
+    operand, while every elementwise step and dc run in float32); dW and db come back in W's dtype."""
     T, B, D = x.shape
     H = hs.shape[2]
-    W_h = W[:, D:]                                             # (4H, H)
-    dh = torch.zeros_like(hs[0]) if dh is None else dh
-    dc = torch.zeros_like(hs[0]) if dc is None else dc.clone()  # updated in place below
-    dht, dh_prev, tmp, s = x.new_empty(B, H), x.new_empty(B, H), x.new_empty(B, H), x.new_empty(B, 4 * H)
-    dzs = torch.empty_like(gates)                              # (T, B, 4H)
+    md = hs.dtype
+    Wm = W.to(md)
+    W_h = Wm[:, D:].contiguous()                               # (4H, H), see layer_forward
+    dh = torch.zeros_like(cs[0]) if dh is None else dh
+    dc = torch.zeros_like(cs[0]) if dc is None else dc.clone()  # updated in place below
+    dht, tmp, s = cs.new_empty(B, H), cs.new_empty(B, H), cs.new_empty(B, 4 * H)
+    dh_prev = cs.new_empty(B, H, dtype=md)
+    dzs = gates.new_empty(T, B, 4 * H, dtype=md)               # (T, B, 4H)
     sig_bwd, tanh_bwd = torch.ops.aten.sigmoid_backward.grad_input, torch.ops.aten.tanh_backward.grad_input
     for t in reversed(range(T)):
         i, f, o, g = gates[t].split(H, dim=1)                  # the activations of step t
@@ -87,26 +109,29 @@ def layer_backward(x, W, hs, gates, cs, tanh_c, dout, dh, dc):
         tanh_bwd(s[:, 3 * H:], g, grad_input=z[:, 3 * H:])     # through the tanh                 eq. (9)
         dh = torch.mm(z, W_h, out=dh_prev)                     # into h_{t-1}                    eq. (11)
     dz = dzs.view(T * B, 4 * H)                                # (T*B, 4H)
-    dW = torch.cat([dz.t() @ x.reshape(T * B, D),              # sums over t in one matmul       eq. (14)
+    dW = torch.cat([dz.t() @ x.reshape(T * B, D).to(md),       # sums over t in one matmul       eq. (14)
                     dz.t() @ hs[:-1].reshape(T * B, H)], dim=1)
-    dx = (dz @ W[:, :D]).view(T, B, D)                         # into the layer's input          eq. (11)
-    return dx, dh, dc, dW, dz.sum(0)
+    dx = (dz @ Wm[:, :D]).view(T, B, D)                        # into the layer's input          eq. (11)
+    return dx.to(x.dtype), dh.to(cs.dtype), dc, dW.to(W.dtype), dz.sum(0, dtype=W.dtype)
 
 
 class LSTMLayerFunction(torch.autograd.Function):
-    """One LSTM layer as a single autograd node: forward keeps its buffers, backward is layer_backward."""
+    """One LSTM layer as a single autograd node: forward keeps its buffers, backward is layer_backward. md is
+    the matmuls' dtype; both run with autocast off, since every cast is explicit here."""
 
     @staticmethod
-    def forward(ctx, x, h0, c0, W, b):
-        hs, c_T, (gates, cs, tanh_c) = layer_forward(x, h0, c0, W, b, keep=True)
+    def forward(ctx, x, h0, c0, W, b, md):
+        with torch.autocast(x.device.type, enabled=False):
+            hs, c_T, (gates, cs, tanh_c) = layer_forward(x, h0, c0, W, b, keep=True, md=md)
         ctx.save_for_backward(x, W, hs, gates, cs, tanh_c)
-        return hs[1:], hs[-1].clone(), c_T.clone()             # out (T, B, H), h_T, c_T
+        return hs[1:], hs[-1].to(h0.dtype), c_T.clone()        # out (T, B, H) in md, h_T, c_T
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dout, dh, dc):
         x, W, hs, gates, cs, tanh_c = ctx.saved_tensors
-        return layer_backward(x, W, hs, gates, cs, tanh_c, dout, dh, dc)
+        with torch.autocast(x.device.type, enabled=False):
+            return *layer_backward(x, W, hs, gates, cs, tanh_c, dout, dh, dc), None
 
 
 def autograd_layer(x, h, c, W, b):
@@ -144,10 +169,12 @@ class LSTMLayer(nn.Module):
         """x (T, B, D), h and c (B, H) -> out (T, B, H), h_T, c_T."""
         if backend == "autograd":
             return autograd_layer(x, h, c, self.W, self.b)
+        md = matmul_dtype(x.device.type, self.W.dtype)
         if torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, c, self.W, self.b)):
-            return LSTMLayerFunction.apply(x, h, c, self.W, self.b)
-        hs, c_T, _ = layer_forward(x, h, c, self.W, self.b, keep=False)   # inference: no backward buffers
-        return hs[1:], hs[-1], c_T
+            return LSTMLayerFunction.apply(x, h, c, self.W, self.b, md)
+        with torch.autocast(x.device.type, enabled=False):       # inference: no backward buffers
+            hs, c_T, _ = layer_forward(x, h, c, self.W, self.b, keep=False, md=md)
+        return hs[1:], hs[-1].to(h.dtype), c_T
 
 
 class FusedLSTM(nn.Module):
@@ -170,6 +197,14 @@ class FusedLSTM(nn.Module):
             hs.append(h)
             cs.append(c)
         return x, (torch.stack(hs), torch.stack(cs))
+
+
+def matmul_dtype(device_type, default):
+    """The dtype the LSTM's matmuls run in: autocast's when it is on for this device (torch.autocast with
+    bfloat16, as --precision bf16 sets it), else default (the weights' dtype)."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return default
 
 
 def zero_state(lstm, batch, like):
@@ -263,15 +298,48 @@ class PoetryLM(nn.Module):
         self.proj = TiedOutput(self.embed, mcfg.hidden_size) if mcfg.tie_weights \
             else nn.Linear(mcfg.hidden_size, mcfg.vocab_size)
         self.cudnn = [CudnnLSTM(self.lstm)] if mcfg.lstm == "cudnn" else None
+        self.precision = "fp32"       # fp32 | bf16: a setting of the run, not of the model (set_precision)
         init_weights(self, mcfg.init_embed, mcfg.init_lstm)
 
     def forward(self, tokens, state=None):
-        x = self.drop_embed(self.embed(tokens))                   # (T, B, E)
-        if self.cudnn:
-            out, state = self.cudnn[0](x, state)
-        else:
-            out, state = self.lstm(x, state)                      # (T, B, H)
-        return self.proj(self.drop_out(out)), state               # (T, B, V)
+        with torch.autocast(tokens.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+            x = self.drop_embed(self.embed(tokens))               # (T, B, E)
+            if self.cudnn:
+                out, state = self.cudnn[0](x, state)
+            else:
+                out, state = self.lstm(x, state)                  # (T, B, H)
+            logits = self.proj(self.drop_out(out))                # (T, B, V), bfloat16 under bf16
+        return logits, tuple(s.float() for s in state)           # masked_nll and sampling work in float32
+
+
+# ----------------------------------------------------------------------------------------------------------
+# precision
+
+def native_bf16(device):
+    """Whether the device multiplies bfloat16 natively (faster than float32): a CUDA GPU of compute capability
+    8 or more, or a CPU with AVX512-BF16 or AMX (read from /proc/cpuinfo; elsewhere assumed not)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def set_precision(model, precision, device):
+    """Set the model's precision (fp32 | bf16 | auto: bf16 where native_bf16) and return it with the reason."""
+    if precision == "auto":
+        native = native_bf16(device)
+        precision = "bf16" if native else "fp32"
+        why = f"auto: {device.type} {'has' if native else 'lacks'} native bfloat16 matmul"
+    else:
+        why = "asked for"
+    model.precision = precision
+    return precision, why
 
 
 def init_tensor(t, scheme):
@@ -309,7 +377,37 @@ def init_weights(model, embed_scheme, lstm_scheme):
 
 
 def masked_nll(logits, targets, pad_id):
-    """Summed cross-entropy over real targets (pad_id masked) and their count: (sum (), n int)."""
-    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                          ignore_index=pad_id, reduction="sum")
-    return nll, int((targets != pad_id).sum())
+    """Summed cross-entropy over real targets (pad_id masked) and their count: (sum (), n int).
+    logits (T, B, V) in float32 or bfloat16; the loss is float32 either way (SoftmaxNLL)."""
+    keep = (targets != pad_id).reshape(-1)
+    nll = SoftmaxNLL.apply(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), keep)
+    return nll, int(keep.sum())
+
+
+class SoftmaxNLL(torch.autograd.Function):
+    """sum_n keep_n * (logsumexp(logits_n) - logits_n[target_n]), with its gradient softmax - onehot written
+    in one pass per row chunk, in the logits' own dtype. The maths runs in float32 whatever that dtype; rows of
+    at most ROWS keep the float32 temporaries small (F.cross_entropy instead writes log-probabilities, a zero
+    gradient and a one-hot scatter the size of the whole (N, V) logits, in float32 under autocast)."""
+    ROWS = 512
+
+    @staticmethod
+    def forward(ctx, logits, targets, keep):                 # logits (N, V), targets and keep (N,)
+        acc = torch.promote_types(logits.dtype, torch.float32)          # float32, or float64 in the tests
+        lse = torch.cat([torch.logsumexp(rows.to(acc), -1) for rows in logits.split(SoftmaxNLL.ROWS)])  # (N,)
+        picked = logits.gather(1, targets[:, None]).squeeze(1).to(acc)
+        ctx.save_for_backward(logits, targets, keep, lse)
+        return torch.where(keep, lse - picked, 0.0).sum()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        logits, targets, keep, lse = ctx.saved_tensors
+        grad = torch.empty_like(logits)
+        weight = keep.to(lse.dtype) * g                             # (N,) the upstream gradient, 0 at pads
+        for s in range(0, logits.shape[0], SoftmaxNLL.ROWS):
+            e = min(s + SoftmaxNLL.ROWS, logits.shape[0])
+            p = torch.sub(logits[s:e], lse[s:e, None], out=lse.new_empty(e - s, logits.shape[1])).exp_()
+            p.scatter_add_(1, targets[s:e, None], p.new_full((e - s, 1), -1.0))    # softmax - onehot
+            grad[s:e] = p.mul_(weight[s:e, None])
+        return grad, None, None

@@ -11,7 +11,8 @@ directory (ckpt_dir): best.pt, last.pt, epoch_N.pt, metrics.jsonl, loss.png, per
 written atomically; a run never starts over another run's files unless told to (--resume or --overwrite), and
 a lock keeps two live runs out of one directory. The checkpoint format is in docs/checkpoints.md.
 
-Deliberately left out: mixed precision and gradient accumulation (the model is small).
+Precision (--precision): fp32, or bf16 matmuls with float32 master weights, cell states and loss (model.py).
+Deliberately left out: gradient accumulation and loss scaling (bfloat16 has float32's exponent range).
 """
 import fcntl
 import glob
@@ -30,7 +31,7 @@ import dataUtil
 import decoding
 from config import Config, UserError
 from distributed import Dist
-from model import PoetryLM, masked_nll
+from model import PoetryLM, masked_nll, set_precision
 
 SAMPLE_STARTS = "日红山夜湖海月"
 CKPT_FORMAT = 1
@@ -294,9 +295,10 @@ def train(cfg, ckpt=None):
         if ckpt is not None:
             progress = resume_into(ckpt, tcfg.resume, model, optimizer, corpus.itos)
         run_dir = open_run_dir(tcfg, dd, progress["step"] if ckpt is not None else None)
+        loop = TrainLoop(cfg, model, optimizer, corpus, device, progress, run_dir, dd)
         if dd.main:
-            print_start(cfg, device, model, corpus, progress if ckpt is not None else None, dd.world)
-        return TrainLoop(cfg, model, optimizer, corpus, device, progress, run_dir, dd).run()
+            print_start(cfg, device, model, corpus, progress if ckpt is not None else None, dd.world, loop.precision)
+        return loop.run()
     finally:
         if run_dir:
             run_dir.release()
@@ -325,14 +327,14 @@ def open_run_dir(tcfg, dd, resumed_step):
     return run_dir
 
 
-def print_start(cfg, device, model, corpus, resumed, world=1):
-    """The resolved config, one section a line, and what is trained on what."""
+def print_start(cfg, device, model, corpus, resumed, world=1, precision=("fp32", "asked for")):
+    """The resolved config, one section a line, and what is trained on what in which precision."""
     for section, values in cfg.to_dict().items():
         if section != "gen":
             print(f"{section:<6}" + "  ".join(f"{k}={v}" for k, v in values.items()))
     ranks = f"{world} processes (DistributedDataParallel), " if world > 1 else ""
     print(f"device {ranks}{device}; {sum(p.numel() for p in model.parameters()):,} parameters; "
-          f"{len(corpus.train)} train / {len(corpus.dev)} dev poems")
+          f"{len(corpus.train)} train / {len(corpus.dev)} dev poems; precision {precision[0]} ({precision[1]})")
     if resumed:
         print(f"resumed from step {resumed['step']} (epoch {resumed['epoch']}, best dev perplexity "
               f"{resumed['best_ppl']:.2f})")
@@ -367,6 +369,7 @@ class TrainLoop:
         self.pad_id = corpus.itos.index(dataUtil.PAD)
         self.lengths = [len(x) for x in corpus.train]
         self.sample_gen = torch.Generator().manual_seed(cfg.train.seed)   # sampling never moves training RNG
+        self.precision = set_precision(model, cfg.train.precision, device)  # (fp32 | bf16, why)
         self.batches, self.batches_epoch = None, None
         self.evaluated_step = -1
 

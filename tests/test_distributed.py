@@ -14,7 +14,8 @@ from conftest import FIXTURE_RAW, ROOT
 
 SMALL = ["--raw-dir", FIXTURE_RAW, "--min-freq", "1", "--dev-frac", "0.2", "--test-frac", "0.2", "--embed-dim", "16",
          "--hidden-size", "24", "--num-layers", "2", "--batch-size", "5", "--lr", "0.01", "--pp-every", "3",
-         "--gen-every", "0", "--device", "cpu"]
+         "--gen-every", "0", "--device", "cpu", "--precision", "fp32"]   # bf16 rounds a rank's half-batch sums
+                                                                         # otherwise than the whole: not 1e-4
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
 
 
