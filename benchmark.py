@@ -2,9 +2,10 @@
 
     python benchmark.py              # all the benchmarks below
     python benchmark.py lstm         # LSTM forward+backward: NumPy (MyLSTM_np) vs PyTorch CPU autograd
-    python benchmark.py train [--device cuda] [--backends fused,autograd,cudnn]
-                                     # training tokens/s of PoetryLM on real batches, backends alternated on the
-                                     # same batches; median ratio to the last backend; peak memory of each
+    python benchmark.py train [--device cuda] [--variants fused-bf16,fused-fp32,nnlstm-bf16,nnlstm-fp32]
+                                     # training tokens/s of PoetryLM on real batches, variants (backend and
+                                     # precision) alternated on the same batches; ratios to the nn.LSTM peers;
+                                     # peak memory of each
     python benchmark.py infer        # no-grad forward as evaluate and generate use it, per backend
 
 Numbers depend on the machine and on what else runs: quote them with the hardware and the command.
@@ -41,9 +42,10 @@ def lstm_bench(T=64, B=64, D=128, H=256, L=2, repeats=5):
 
     tx, tdout = torch.from_numpy(x).requires_grad_(), torch.from_numpy(dout)
 
-    def torch_step(module):
-        out, _ = module(tx)
-        out.backward(tdout)
+    def torch_step(module, bf16=False):
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            out, _ = module(tx)
+        out.float().backward(tdout)
 
     fused, auto, ref = FusedLSTM(D, H, L), FusedLSTM(D, H, L, "autograd"), torch.nn.LSTM(D, H, L)
     with torch.no_grad():                                         # nn.LSTM's initial weights in all three
@@ -53,11 +55,14 @@ def lstm_bench(T=64, B=64, D=128, H=256, L=2, repeats=5):
             for m in (fused, auto):
                 m.layers[l].W.copy_(W)
                 m.layers[l].b.copy_(b)
-    print(f"LSTM forward+backward, T={T} B={B} D={D} H={H} layers={L}, float32, {torch.get_num_threads()} threads")
+    print(f"LSTM forward+backward, T={T} B={B} D={D} H={H} layers={L}, float32 unless said, "
+          f"{torch.get_num_threads()} threads")
     res = {"numpy (MyLSTM_np)": timed(numpy_step, repeats),
            "torch, hand-derived backward (fused)": timed(lambda: torch_step(fused), repeats),
            "torch, autograd backward (autograd)": timed(lambda: torch_step(auto), repeats),
-           "torch.nn.LSTM": timed(lambda: torch_step(ref), repeats)}
+           "torch.nn.LSTM": timed(lambda: torch_step(ref), repeats),
+           "fused, bf16 matmuls": timed(lambda: torch_step(fused, True), repeats),
+           "torch.nn.LSTM, autocast bf16": timed(lambda: torch_step(ref, True), repeats)}
     for name, sec in res.items():
         print(f"  {name:<38}{sec * 1000:8.1f} ms")
     return res
@@ -114,17 +119,32 @@ def train_setup(cfg, device, count):
     return tensors, pad
 
 
-def make_trainer(cfg, backend, device, pad):
-    """A fresh default model with the given backend, and one Adam training step on a batch (clipped like train)."""
+# name -> (the model's --lstm backend, precision, loss): "ours" is model.masked_nll, "torch" F.cross_entropy
+# as a PyTorch user writes it (under torch.autocast in bf16). nnlstm-* are the peers a PyTorch user would pick.
+VARIANTS = {f"{b}-{p}": (b, p, "ours") for b in ("fused", "autograd", "cudnn") for p in ("fp32", "bf16")}
+VARIANTS.update({"nnlstm-fp32": ("cudnn", "fp32", "torch"), "nnlstm-bf16": ("cudnn", "bf16", "torch")})
+DEFAULT_VARIANTS = "fused-bf16,fused-fp32,cudnn-bf16,nnlstm-bf16,nnlstm-fp32"
+
+
+def make_trainer(cfg, variant, device, pad):
+    """A fresh default model for the variant, and one Adam training step on a batch (clipped like train)."""
     from config import ModelConfig
     from model import PoetryLM, masked_nll
+    backend, precision, loss = VARIANTS[variant]
     torch.manual_seed(0)
     model = PoetryLM(ModelConfig(**{**cfg.model.__dict__, "lstm": backend})).to(device)
+    model.precision = precision
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
 
     def step(inputs, targets):
         logits, _ = model(inputs)
-        nll, n = masked_nll(logits, targets, pad)
+        if loss == "ours":
+            nll, n = masked_nll(logits, targets, pad)
+        else:
+            with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
+                nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                                        ignore_index=pad, reduction="sum")
+            n = int((targets != pad).sum())
         opt.zero_grad(set_to_none=True)
         (nll / n).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip)
@@ -138,9 +158,9 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def train_bench(device, steps=24, backends=("fused", "cudnn")):
-    """Training tokens/s on real batches: the backends alternate on the same batch (A B A B ...), and the
-    median of the per-batch ratios to the last backend (cudnn) is printed, with each backend's peak memory."""
+def train_bench(device, steps=24, variants=tuple(DEFAULT_VARIANTS.split(","))):
+    """Training tokens/s on real batches: the variants alternate on the same batch (A B C A B C ...); for each,
+    the median of its per-batch ratios to each nnlstm-* peer given (else to the last variant), and its peak memory."""
     from config import Config
     cfg = Config()
     batches, pad = train_setup(cfg, device, steps + 1)
@@ -148,34 +168,35 @@ def train_bench(device, steps=24, backends=("fused", "cudnn")):
           f"L={cfg.model.num_layers} V={cfg.model.vocab_size}), Adam, batch {cfg.train.batch_size}, "
           f"{steps} real batches ({sum(int((t != pad).sum()) for _, t in batches[1:])} target tokens), {device}, "
           f"{torch.get_num_threads()} threads")
-    steppers = {b: make_trainer(cfg, b, device, pad) for b in backends}
-    for b in backends:
-        steppers[b](*batches[0])                                  # warm-up
-    rates = {b: [] for b in backends}
+    steppers = {v: make_trainer(cfg, v, device, pad) for v in variants}
+    for v in variants:
+        steppers[v](*batches[0])                                  # warm-up
+    rates = {v: [] for v in variants}
     for inputs, targets in batches[1:]:
-        for b in backends:                                        # alternate on the same batch
+        for v in variants:                                        # alternate on the same batch
             sync(device)
             t = time.perf_counter()
-            n = steppers[b](inputs, targets)
+            n = steppers[v](inputs, targets)
             sync(device)
-            rates[b].append(n / (time.perf_counter() - t))
-    ref = backends[-1]
-    for b in backends:
-        ratio = np.median(np.array(rates[b]) / np.array(rates[ref]))
-        print(f"  {b:<9}{np.median(rates[b]):9.0f} tokens/s (median)   {b}/{ref} {ratio:.3f}x "
-              "(median of per-batch ratios)"
-              f"   peak memory {peak_memory(b, device, steps) / 2**20:7.1f} MiB")
+            rates[v].append(n / (time.perf_counter() - t))
+    refs = [v for v in variants if v.startswith("nnlstm")] or [variants[-1]]
+    for v in variants:
+        ratios = "   ".join(f"/{r} {np.median(np.array(rates[v]) / np.array(rates[r])):.3f}x" for r in refs)
+        print(f"  {v:<13}{np.median(rates[v]):9.0f} tokens/s   {ratios}   peak memory "
+              f"{peak_memory(v, device, steps) / 2**20:7.1f} MiB")
+    print("  (ratios: median of per-batch ratios; nnlstm-*: torch.nn.LSTM's kernel with F.cross_entropy, "
+          "under torch.autocast in bf16)")
     return rates
 
 
-def peak_memory(backend, device, steps):
-    """Peak memory of training steps with one backend: CUDA's max_memory_allocated, or on a CPU the growth of
+def peak_memory(variant, device, steps):
+    """Peak memory of training steps with one variant: CUDA's max_memory_allocated, or on a CPU the growth of
     the peak resident set of a fresh process (python benchmark.py peak BACKEND) over its steps."""
     if device.type == "cuda":
         from config import Config
         cfg = Config()
         batches, pad = train_setup(cfg, device, steps + 1)
-        step = make_trainer(cfg, backend, device, pad)
+        step = make_trainer(cfg, variant, device, pad)
         step(*batches[0])
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
@@ -183,17 +204,17 @@ def peak_memory(backend, device, steps):
             step(inputs, targets)
         return torch.cuda.max_memory_allocated(device) - base
     import subprocess
-    out = subprocess.run([sys.executable, __file__, "peak", backend, str(steps)], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, __file__, "peak", variant, str(steps)], capture_output=True, text=True)
     return float(out.stdout.strip().split()[-1])
 
 
-def peak_rss_growth(backend, steps):
+def peak_rss_growth(variant, steps):
     """Bytes the peak resident set grows by while training `steps` real batches (CPU, this process)."""
     from config import Config
     cfg = Config()
     device = torch.device("cpu")
     batches, pad = train_setup(cfg, device, steps + 1)
-    step = make_trainer(cfg, backend, device, pad)
+    step = make_trainer(cfg, variant, device, pad)
     before = peak_rss()
     for inputs, targets in batches[:steps + 1]:
         step(inputs, targets)
@@ -211,11 +232,11 @@ def main(argv):
     import argparse
     parser = argparse.ArgumentParser(description="benchmarks that print figures")
     parser.add_argument("which", nargs="?", default="all", choices=("all", "lstm", "train", "infer", "peak"))
-    parser.add_argument("args", nargs="*", help="for peak (internal): BACKEND STEPS")
+    parser.add_argument("args", nargs="*", help="for peak (internal): VARIANT STEPS")
     parser.add_argument("--device", default="cpu", help="cpu | cuda (train only)")
     parser.add_argument("--steps", type=int, default=24, help="real batches per backend (train)")
-    parser.add_argument("--backends", default="fused,cudnn",
-                        help="comma-separated, the last one is the reference of the ratios (train)")
+    parser.add_argument("--variants", default=DEFAULT_VARIANTS,
+                        help=f"comma-separated, from: {', '.join(VARIANTS)} (train)")
     a = parser.parse_args(argv)
     if a.which == "peak":
         print(peak_rss_growth(a.args[0], int(a.args[1])))
@@ -226,7 +247,11 @@ def main(argv):
     if a.which in ("lstm", "all"):
         lstm_bench()
     if a.which in ("train", "all"):
-        train_bench(torch.device(a.device), a.steps, tuple(a.backends.split(",")))
+        bad = [v for v in a.variants.split(",") if v not in VARIANTS]
+        if bad:
+            print(f"error: --variants {bad[0]}: choose from {', '.join(VARIANTS)}", file=sys.stderr)
+            return 2
+        train_bench(torch.device(a.device), a.steps, tuple(a.variants.split(",")))
     if a.which in ("infer", "all"):
         infer_bench(torch.device(a.device))
     return 0

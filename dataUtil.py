@@ -4,13 +4,15 @@
     python dataUtil.py export-npz FILE [--split train|all]          # the widely used tang.npz layout
 
 Data flow (docs/design.md): poet.tang.*.json (traditional) -> clean -> OpenCC t2s -> length filter ->
-dedupe -> split by a stable hash of the text -> fastNLP Vocabulary from train only -> encode -> cache.
+dedupe -> split by a stable hash of the text -> variant characters to standard form (异体字, `standardise`) ->
+fastNLP Vocabulary from train only -> encode -> cache.
 The rest of the project calls `load_corpus(cfg)` and `length_batches` / `pad_batch`.
 
 Deliberately left out: word segmentation (the model is character-level) and any truncation of long poems
 (they are dropped whole, never cut mid-line).
 """
 import base64
+import functools
 import glob
 import hashlib
 import json
@@ -47,7 +49,7 @@ RAW_GLOB = "poet.tang.*.json"
 
 PAD, UNK, BOS, EOS = "</s>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)
-CACHE_VERSION = 2                     # bump whenever cleaning or encoding changes: old caches rebuild
+CACHE_VERSION = 3                     # bump whenever cleaning or encoding changes: old caches rebuild
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -267,6 +269,52 @@ def to_simplified(texts):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# variant characters (异体字) that t2s leaves: 鴈 -> 雁, 猨 -> 猿, 廻 -> 回
+
+# Characters of their own (in the 通用规范汉字表, or with a reading of their own) that the variant table links
+# to a GB 2312 character: 神祇 is not 神只, 坰 (outskirts) is no radical 冂, 甪里 is a place, 邠 a state,
+# 烝 (烝民) is not 蒸, 啰 (啰唝曲) is no 罗, 祐 is a name, 襜 (a skirt) is no 裣. They stay as they are.
+VARIANT_KEEP = frozenset("祇坰甪邠烝啰祐襜")
+VARIANT_PHRASES = {"沈沈": "沉沉"}   # 沈 is a surname (沈佺期) and stays; doubled it is always 沉沉 (deep, dark)
+
+
+def in_gb2312(ch):
+    """Whether ch is one of GB 2312's 6,763 standard simplified characters (Python's own codec)."""
+    try:
+        ch.encode("gb2312")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def standard_form(ch):
+    """The standard form of a variant character, else ch. A character outside GB 2312 whose variants (the
+    `yitizi` package's table of 异体字) include exactly one GB 2312 character that t2s keeps is that variant's
+    different spelling: 鴈 -> 雁 (that one character, the standard simplified form). With several such
+    candidates (勅: 敕 来 徕), in VARIANT_KEEP, or in GB 2312 already, ch stays."""
+    if ch in VARIANT_KEEP or in_gb2312(ch) or not CLEAN_POEM.fullmatch(ch):
+        return ch
+    import yitizi
+    t2s = opencc_t2s()
+    found = [v for v in yitizi.get(ch) if in_gb2312(v) and t2s(v) == v]
+    return found[0] if len(found) == 1 else ch
+
+
+@functools.lru_cache(maxsize=1)
+def opencc_t2s():
+    import opencc
+    return opencc.OpenCC("t2s").convert
+
+
+def standardise(text):
+    """text with its variant characters in standard form (same length: character for character)."""
+    for phrase, standard in VARIANT_PHRASES.items():
+        text = text.replace(phrase, standard)
+    return "".join(map(standard_form, text))
+
+
+# ----------------------------------------------------------------------------------------------------------
 # filter, dedupe, split
 
 def stable_unit(text):
@@ -283,7 +331,8 @@ def max_len_of(cfg):
 
 
 def filter_split(texts, cfg, counts):
-    """Drop poems over max_len and repeats; assign each kept poem to train/dev/test by its hash."""
+    """Drop poems over max_len and repeats; assign each kept poem to train/dev/test by the hash of its t2s
+    text, then standardise its variant characters (so the split is the one from before standardising)."""
     splits, seen = {"train": [], "dev": [], "test": []}, set()
     train_cut = 1.0 - cfg.data.dev_frac - cfg.data.test_frac
     for t in texts:
@@ -296,7 +345,10 @@ def filter_split(texts, cfg, counts):
         else:
             seen.add(t)
             u = stable_unit(t)
-            splits["train" if u < train_cut else "dev" if u < 1.0 - cfg.data.test_frac else "test"].append(t)
+            standard = standardise(t) if cfg.data.variants == "standard" else t
+            counts["variant_poems_changed"] += standard != t
+            counts["variant_chars_changed"] += sum(a != b for a, b in zip(t, standard))
+            splits["train" if u < train_cut else "dev" if u < 1.0 - cfg.data.test_frac else "test"].append(standard)
     return splits
 
 
@@ -387,7 +439,8 @@ def source_files(cfg, tang_files):
 def settings_key(cfg):
     d = cfg.data
     genre = [] if d.genre == "tang" else [d.genre]          # Tang keys stay those of earlier caches
-    return json.dumps([CACHE_VERSION, max_len_of(cfg), d.min_len, d.min_freq, d.dev_frac, d.test_frac, *genre])
+    return json.dumps([CACHE_VERSION, max_len_of(cfg), d.min_len, d.min_freq, d.dev_frac, d.test_frac, *genre,
+                       d.variants])
 
 
 def cache_key(cfg, files):
@@ -442,7 +495,8 @@ def prepare(cfg, verbose=True):
         raise UserError(f"no 宋词 files in {os.path.join(raw_dir_of(cfg), SONGCI)}; "
                         "run without --raw-dir to fetch them")
     raw = read_raw(tqdm(files, desc="read", unit="file", file=sys.stderr, disable=not verbose))
-    counts = Counter({k: 0 for k in CLEAN_RULES + ("dropped_too_long", "dropped_too_short", "dropped_duplicate")})
+    counts = Counter({k: 0 for k in CLEAN_RULES + ("dropped_too_long", "dropped_too_short", "dropped_duplicate",
+                                                   "variant_poems_changed", "variant_chars_changed")})
     cleaned = [c for c in (clean_poem(t, counts) for t in raw) if c is not None]
     splits = filter_split(to_simplified(cleaned), cfg, counts)
     vocab = build_vocab(splits["train"], cfg.data.min_freq)
@@ -538,9 +592,10 @@ def build_tone_table(files, strains):
     for (trad, labels), simp in zip(pairs, simplified):
         if len(simp) != len(trad):
             continue
-        for ch, lab in zip(simp, labels):
+        for ch, standard, lab in zip(simp, standardise(simp), labels):
             if lab in "平仄" and ch not in PUNCT and CLEAN_POEM.fullmatch(ch):
-                counts.setdefault(ch, [0, 0])[lab == "仄"] += 1
+                for c in {ch, standard}:            # a variant's labels count for its standard form too
+                    counts.setdefault(c, [0, 0])[lab == "仄"] += 1
     table = {}
     for ch, (level, oblique) in counts.items():
         n = level + oblique
@@ -670,9 +725,8 @@ SENTENCE_ENDS = "。？！；"
 def encode_start(text, itos):
     """The ids of a start text: traditional converted to simplified; a character outside the vocabulary,
     an empty or non-Chinese start is a UserError naming it."""
-    import opencc
     text = "".join(text.split())
-    simplified = opencc.OpenCC("t2s").convert(text)
+    simplified = standardise(opencc_t2s()(text))
     if not simplified.strip(PUNCT):
         raise UserError("the start text is empty; give the character(s) the poem begins with, e.g. --start 日")
     stoi = {w: i for i, w in enumerate(itos)}
