@@ -35,7 +35,7 @@ class DataConfig:
     dev_frac: float = 0.05            # share of poems in the dev split
     test_frac: float = 0.05           # share of poems in the test split
     limit_poems: int = 0              # keep only the first N train poems (0 = all); for short runs
-    variants: str = "standard"        # 异体字 that t2s leaves: standard (鴈 -> 雁, see dataUtil.standardise) | keep
+    variant_chars: str = "standard"   # 异体字 that t2s leaves: standard (鴈 -> 雁, see dataUtil.standardise) | keep
 
 
 @dataclass
@@ -132,7 +132,7 @@ class Config:
 
 CHOICES = {
     ("data", "genre"): ("tang", "ci"),
-    ("data", "variants"): ("standard", "keep"),
+    ("data", "variant_chars"): ("standard", "keep"),
     ("model", "lstm"): ("fused", "autograd", "cudnn"),
     ("model", "init_embed"): ("default", "zero", "normal", "xavier_normal", "xavier_uniform"),
     ("model", "init_lstm"): ("default", "zero", "normal", "xavier_normal", "xavier_uniform"),
@@ -145,7 +145,7 @@ CHOICES = {
     ("gen", "precision"): ("fp32", "bf16"),
 }
 NO_FLAG = {("model", "vocab_size")}   # computed from the data
-LEGACY = {("data", "variants"): "keep"}   # checkpoints from before the setting were trained on variants as kept
+LEGACY = {("data", "variant_chars"): "keep"}   # checkpoints from before the setting were trained on variants as kept
 POSITIVE = [("data", "min_freq"), ("model", "embed_dim"), ("model", "hidden_size"),
             ("model", "num_layers"), ("train", "batch_size"), ("train", "lr"), ("train", "epoch"),
             ("train", "pp_every"), ("train", "tolerance"), ("train", "eval_batch_size"), ("gen", "num"),

@@ -345,7 +345,7 @@ def filter_split(texts, cfg, counts):
         else:
             seen.add(t)
             u = stable_unit(t)
-            standard = standardise(t) if cfg.data.variants == "standard" else t
+            standard = standardise(t) if cfg.data.variant_chars == "standard" else t
             counts["variant_poems_changed"] += standard != t
             counts["variant_chars_changed"] += sum(a != b for a, b in zip(t, standard))
             splits["train" if u < train_cut else "dev" if u < 1.0 - cfg.data.test_frac else "test"].append(standard)
@@ -440,7 +440,7 @@ def settings_key(cfg):
     d = cfg.data
     genre = [] if d.genre == "tang" else [d.genre]          # Tang keys stay those of earlier caches
     return json.dumps([CACHE_VERSION, max_len_of(cfg), d.min_len, d.min_freq, d.dev_frac, d.test_frac, *genre,
-                       d.variants])
+                       d.variant_chars])
 
 
 def cache_key(cfg, files):

@@ -447,6 +447,13 @@ RECIPES = [  # (label, overrides of ModelConfig / TrainConfig fields); the first
     ("cosine schedule, 100 warm-up steps", {"lr_schedule": "cosine", "warmup_steps": 100}),
     ("lr 2e-3", {"lr": 2e-3}),
     ("chosen: weight tying + dropout 0.2 + lr 2e-3", {"tie_weights": True, "dropout": 0.2, "lr": 2e-3}),
+    # larger models for the second shipped pair (rows 7-9), each with the chosen recipe
+    ("E 192 H 384 L 2, tying, dropout 0.25, lr 2e-3",
+     {"embed_dim": 192, "hidden_size": 384, "tie_weights": True, "dropout": 0.25, "lr": 2e-3}),
+    ("E 256 H 512 L 2, tying, dropout 0.3, lr 2e-3",
+     {"embed_dim": 256, "hidden_size": 512, "tie_weights": True, "dropout": 0.3, "lr": 2e-3}),
+    ("E 256 H 384 L 3, tying, dropout 0.3, lr 2e-3",
+     {"embed_dim": 256, "hidden_size": 384, "num_layers": 3, "tie_weights": True, "dropout": 0.3, "lr": 2e-3}),
 ]
 
 
