@@ -21,13 +21,17 @@ class UserError(Exception):
     """A mistake the user can fix (bad flag, missing file, unknown character): one line, exit code 2."""
 
 
+class EnvironmentFailure(Exception):
+    """The machine failed the command (full disk, read-only folder): one line, exit code 1, nothing lost."""
+
+
 # ----------------------------------------------------------------------------------------------------------
 # settings
 
 @dataclass
 class DataConfig:
     data_dir: str = "data"            # raw/ and processed/ live under it
-    raw_dir: str = ""                 # a local copy of poet.tang.*.json; empty means data_dir/raw
+    raw_dir: str = ""                 # a local copy of poet.tang.*.json; empty means the --data-dir's raw/
     genre: str = "tang"               # the corpus: tang (全唐诗) | ci (宋词)
     max_len: int = 0                  # longer poems are dropped; 0 = the genre's cap (tang 125, ci 160)
     min_len: int = 4                  # shorter ones are fragments or placeholders such as 空。
@@ -47,7 +51,7 @@ class ModelConfig:
     lstm: str = "fused"               # fused (hand-derived backward) | autograd (same loop) | cudnn (nn.LSTM's kernel)
     init_embed: str = "default"       # embedding init: default | zero | normal | xavier_normal | xavier_uniform
     init_lstm: str = "default"        # LSTM weight init, same choices
-    dropout: float = 0.0              # dropout rate at the places named by dropout_at (0 = the seed's model)
+    dropout: float = 0.0              # dropout rate at the places --dropout-at names (0 = the seed's model)
     dropout_at: str = "embed,layers,output"   # comma-separated: embed | layers (between them) | output
     tie_weights: bool = False         # the output layer shares the embedding (through an H -> E projection)
 
@@ -68,15 +72,15 @@ class TrainConfig:
     tolerance: int = 10               # evaluations without a new best before early stopping
     gen_every: int = 50               # steps between sample poems (0 = none)
     save_every: int = 5               # epochs between numbered checkpoints (0 = none)
-    use_gpu: bool = True              # use CUDA when available (without --device)
-    device: str = ""                  # cpu | cuda | cuda:1; empty means cuda when available and use_gpu
+    use_gpu: bool = True              # use CUDA when it is available and --device is not given
+    device: str = ""                  # cpu | cuda | cuda:1; empty means cuda when available (and not --no-use-gpu)
     seed: int = 0                     # fixes initialisation, batch order and samples
     max_minutes: float = 0.0          # stop (saving last.pt) after this many minutes; 0 = no limit
     max_steps: int = 0                # stop after this many optimizer steps; 0 = no limit
     ckpt_dir: str = "checkpoints"     # the run's directory: checkpoints, metrics.jsonl, figures
-    figures_dir: str = ""             # where the run's loss.png and perplexity.png go; empty means ckpt_dir
+    figures_dir: str = ""             # where the run's loss.png and perplexity.png go; empty means the --ckpt-dir
     resume: str = ""                  # a checkpoint to continue from (its settings; flags given win)
-    overwrite: bool = False           # start anew in a ckpt_dir that holds an earlier run, deleting its files
+    overwrite: bool = False           # start anew in a --ckpt-dir that holds an earlier run, deleting that run's files
     eval_batch_size: int = 256        # poems per batch when measuring perplexity
     precision: str = "auto"           # matmuls in fp32 | bf16 (float32 accumulation); auto = bf16 where the CPU or GPU multiplies it natively
 
@@ -84,7 +88,7 @@ class TrainConfig:
 @dataclass
 class GenConfig:
     ckpt: str = ""                    # the model; empty: checkpoints/best.pt if it exists, else pretrained/tang.pt
-    start: str = ""                   # the poem begins with these characters
+    start: str = ""                   # the poem begins with these characters (needed unless --form, --acrostic or --cipai)
     num: int = 1                      # how many poems
     temperature: float = 0.6          # below 1 safer, above 1 wilder
     top_k: int = 0                    # sample among the k likeliest characters (0 = all)
@@ -206,10 +210,18 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def field_help():
-    """{field name: its comment in this file}: the one-line help of each flag, kept next to its default."""
+    """{(section, field name): its comment in this file}: the one-line help of each flag, kept next to its
+    default (train's --seed and generate's --seed have their own)."""
     import inspect
-    src = inspect.getsource(sys.modules[__name__])
-    return dict(re.findall(r"^    (\w+): \w+ = .*?  # (.*)$", src, flags=re.M))
+    helps, section = {}, None
+    for line in inspect.getsource(sys.modules[__name__]).splitlines():
+        m = re.match(r"^class (\w+)Config\b", line)
+        if m:
+            section = m.group(1).lower()
+        m = re.match(r"^    (\w+): \w+ = .*?  # (.*)$", line)
+        if m and section:
+            helps[section, m.group(1)] = m.group(2)
+    return helps
 
 
 def make_parser(prog, description, sections, only=None):
@@ -221,7 +233,7 @@ def make_parser(prog, description, sections, only=None):
         group = parser.add_argument_group(name)
         for f in dataclasses.fields(getattr(defaults, name)):
             if (name, f.name) not in NO_FLAG and (only is None or f.name in only):
-                add_field_flag(group, name, f, getattr(getattr(defaults, name), f.name), helps.get(f.name, ""))
+                add_field_flag(group, name, f, getattr(getattr(defaults, name), f.name), helps.get((name, f.name), ""))
     return parser
 
 
@@ -286,16 +298,23 @@ def suggest(word, choices):
 
 
 def run_cli(main_fn, argv=None):
-    """Call main_fn(argv); a UserError becomes one line on stderr and exit code 2, Ctrl-C one line and 130,
-    a closed pipe (`generate | head`) a quiet exit."""
+    """Call main_fn(argv); a UserError becomes one line on stderr and exit code 2, a failure of the machine
+    (EnvironmentFailure, OSError) one line and 1, Ctrl-C one line and 130, a closed pipe a quiet exit."""
     try:
         return main_fn(sys.argv[1:] if argv is None else argv)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except EnvironmentFailure as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
         return 0
+    except OSError as e:              # a file this command writes or reads failed: the machine, not the code
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1

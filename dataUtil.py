@@ -1,4 +1,4 @@
-"""The Tang corpus: fetch, clean, convert to simplified, split, build the vocabulary, encode, cache, batch.
+"""The corpora (全唐诗, and 宋词 with --genre ci): fetch, clean, convert to simplified, split, vocabulary, cache.
 
     python dataUtil.py prepare [--raw-dir DIR] [--min-freq N] ...   # prints and writes data/processed/stats.json
     python dataUtil.py export-npz FILE [--split train|all]          # the widely used tang.npz layout
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from config import Config, UserError, check_config, make_parser, config_from_args, run_cli
+import fileio
 import poetics
 
 NPM_PACKAGE = "chinese-poetry@2.0.1"
@@ -355,9 +356,18 @@ def filter_split(texts, cfg, counts):
 # ----------------------------------------------------------------------------------------------------------
 # vocabulary
 
+def fastnlp_vocabulary():
+    """fastNLP's Vocabulary class, imported without its pkg_resources deprecation warning."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastNLP import Vocabulary
+    return Vocabulary
+
+
 def build_vocab(train_texts, min_freq):
     """fastNLP Vocabulary over the train split's target tokens (characters and <eos>; <bos> as often)."""
-    from fastNLP import Vocabulary
+    Vocabulary = fastnlp_vocabulary()
     vocab = Vocabulary(padding=PAD, unknown=UNK, min_freq=min_freq)
     for t in train_texts:
         vocab.add_word_lst([BOS, *t, EOS])
@@ -367,7 +377,7 @@ def build_vocab(train_texts, min_freq):
 
 def vocab_from_itos(itos):
     """The fastNLP Vocabulary whose index i is itos[i] (as saved in the cache or a checkpoint)."""
-    from fastNLP import Vocabulary
+    Vocabulary = fastnlp_vocabulary()
     if tuple(itos[:2]) != (PAD, UNK) or BOS not in itos or EOS not in itos:
         raise UserError("vocabulary list lacks the special tokens </s> <unk> <bos> <eos>; rebuild it with prepare")
     vocab = Vocabulary(padding=PAD, unknown=UNK)
@@ -452,21 +462,22 @@ def cache_key(cfg, files):
 def save_cache(path, key, itos, encoded, settings):
     """Write the cache atomically; False (with one line on stderr) when the folder cannot be written, in
     which case the corpus is used from memory and prepared again next time."""
-    tmp = path + ".tmp.npz"
     arrays = {"key": np.array(key), "settings": np.array(settings), "itos": np.array(itos)}
     for name, (flat, offsets) in encoded.items():
         arrays[f"{name}_ids"], arrays[f"{name}_offsets"] = flat, offsets
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        fileio.atomic_write(path, lambda tmp: save_npz(tmp, np.savez, arrays))
         return True
     except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         print(f"warning: could not write the corpus cache {path} ({e.strerror}); using it from memory",
               file=sys.stderr)
         return False
+
+
+def save_npz(path, saver, arrays):
+    """np.savez / np.savez_compressed into exactly path (they would add .npz to a bare file name)."""
+    with open(path, "wb") as f:
+        saver(f, **arrays)
 
 
 def read_cache(path, key, settings=None):
@@ -540,10 +551,7 @@ def corpus_stats(cfg, n_raw, counts, splits, encoded, stoi, seconds):
 
 
 def write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=2)
-    os.replace(tmp, path)
+    fileio.write_json(path, obj)
 
 
 def load_corpus(cfg, verbose=True):
@@ -796,10 +804,9 @@ def export_npz(corpus, path, split, width=125):
     data = np.zeros((len(fits), width), dtype=np.int32)       # </s> is index 0
     for row, p in zip(data, fits):
         row[width - len(p):] = p
-    tmp = path + ".tmp.npz"
-    np.savez_compressed(tmp, data=data, word2ix=np.array({w: i for i, w in ix2word.items()}, dtype=object),
-                        ix2word=np.array(ix2word, dtype=object))
-    os.replace(tmp, path)
+    arrays = {"data": data, "word2ix": np.array({w: i for i, w in ix2word.items()}, dtype=object),
+              "ix2word": np.array(ix2word, dtype=object)}
+    fileio.atomic_write(path, lambda tmp: save_npz(tmp, np.savez_compressed, arrays))
     return len(fits), len(poems) - len(fits)
 
 
@@ -821,6 +828,9 @@ def print_stats(s):
 
 
 def main(argv):
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
     if not argv or argv[0] not in ("prepare", "export-npz"):
         raise UserError("usage: python dataUtil.py prepare|export-npz [flags]  (see --help after the command)")
     command, rest = argv[0], argv[1:]

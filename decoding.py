@@ -140,6 +140,14 @@ class Automaton:
         self.groups = {}                       # rhyme set -> group chosen at its first rhyme (for --rhyme)
         self.rhymed = set()                    # rhyme characters used, never repeated
 
+    def describe(self):
+        """The constraints in force, as the flags that asked for them."""
+        s = self.spec
+        parts = [f"--cipai's pattern" if s.pattern else f"--form {s.chars}" if s.chars else "",
+                 f"--lines {s.lines}" if s.lines else "", "--acrostic" if s.heads else "",
+                 "--rhyme" if s.rhyme else "", "--tones" if s.tones else ""]
+        return " ".join(p for p in parts if p) or "the form"
+
     def allowed(self):
         """Boolean mask (V,) of the tokens allowed next, or None when anything goes."""
         t, s = self.t, self.spec
@@ -254,11 +262,12 @@ def sample(model, itos, starts, gcfg, device, generator=None, spec=None, prime=(
                 raise UserError(f"the start {''.join(itos[i] for i in p)!r} does not fit the form asked for")
             a.advance(tok)
     tokens = torch.tensor([[tables.stoi[dataUtil.BOS], *prime, *p] for p in starts], device=device).t()
-    logits, state = model(tokens)                                           # (P, B, V)
+    logits, state = read_in_chunks(model, tokens)                           # (1, B, V)
     out = [list(p) for p in starts]
     done = np.zeros(B, bool)
     for _ in range(gcfg.max_gen_len):
         masks = [a.allowed() for a in autos]
+        check_masks(masks, autos, tables, done)
         nxt = pick_next(logits[-1], tables, gcfg, generator, masks, out).cpu().numpy()   # (B,)
         for b in np.flatnonzero(~done):
             if nxt[b] == tables.eos:
@@ -270,6 +279,24 @@ def sample(model, itos, starts, gcfg, device, generator=None, spec=None, prime=(
             break
         logits, state = model(torch.from_numpy(nxt).to(device).view(1, B), state)
     return [dataUtil.decode(o, itos) for o in out]
+
+
+def read_in_chunks(model, tokens, chunk=64):
+    """Run tokens (P, B) through the model `chunk` steps at a time, carrying the state: only the last step's
+    logits (1, B, V) are kept, so a long --prefix costs chunk x B x V logits of memory, not P x B x V."""
+    state = None
+    for t in range(0, tokens.shape[0], chunk):
+        logits, state = model(tokens[t:t + chunk], state)
+    return logits[-1:], state
+
+
+def check_masks(masks, autos, tables, done):
+    """A constraint that leaves no token to choose is a UserError naming it (a small vocabulary, a hand-edited
+    table), never a sampling crash."""
+    for b, (mask, a) in enumerate(zip(masks, autos)):
+        if mask is not None and not done[b] and not (mask & tables.any).any():
+            raise UserError(f"no character of this vocabulary fits {a.describe()} at line {a.line + 1}, "
+                            f"position {a.pos + 1}; loosen the constraints or use another model")
 
 
 def pick_next(logits, tables, gcfg, generator, masks=None, history=None):

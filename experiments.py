@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import dataUtil
+import fileio
 from config import Config, UserError, make_parser, config_from_args, check_config
 from model import PoetryLM
 from training import Diverged, TrainLoop, evaluate, make_optimizer, pick_device
@@ -418,8 +419,7 @@ def finish(plt, fig, axes, path):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fileio.save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -431,9 +431,7 @@ def smooth(x, y, k=10):
 
 
 def write_text(path, text):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
+    fileio.write_text(path, text)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -515,6 +513,9 @@ def plot_recipe(results, figures_dir):
 
 def cmd_experiment(rest):
     """python main.py experiment init|optim|recipe [--steps N] [--limit-poems N] [model/train flags]."""
+    if rest and rest[0] in ("-h", "--help"):
+        print(cmd_experiment.__doc__ + "\n\n" + __doc__)
+        return 0
     if not rest or rest[0] not in ("init", "optim", "recipe"):
         raise UserError("usage: python main.py experiment init|optim|recipe [--steps N] [--limit-poems N] ...")
     which = rest[0]
@@ -536,8 +537,8 @@ def cmd_experiment(rest):
     args = parser.parse_args(rest[1:])
     cfg = check_config(config_from_args(args, base))
     optimizers = [o for o in args.optimizers.split(",") if o]
-    if which == "optim" and any(o not in START_RATE for o in optimizers):
-        raise UserError(f"--optimizers: choose from {', '.join(START_RATE)}")
+    if which == "optim" and (not optimizers or any(o not in START_RATE for o in optimizers)):
+        raise UserError(f"--optimizers: one or more of {', '.join(START_RATE)}, comma-separated")
     if args.quick:
         args.steps, args.seeds = QUICK["steps"], QUICK["seeds"]
     if args.steps < 1 or args.seeds < 1:
@@ -551,7 +552,10 @@ def cmd_experiment(rest):
     if which == "init":
         run_init(cfg, corpus, args.steps, out)
     elif which == "recipe":
-        rows = [int(k) for k in args.variants.split(",") if k.strip()] if args.variants else range(len(RECIPES))
+        rows = [k.strip() for k in args.variants.split(",") if k.strip()] if args.variants else range(len(RECIPES))
+        if any(not str(k).isdigit() or int(k) >= len(RECIPES) for k in rows) or not rows:
+            raise UserError(f"--variants: comma-separated row numbers 0-{len(RECIPES) - 1} of RECIPES")
+        rows = [int(k) for k in rows]
         run_recipe(cfg, corpus, args.steps, [RECIPES[k] for k in rows], out)
     else:
         run_optim(cfg, corpus, args.steps, args.seeds, optimizers, out)

@@ -28,6 +28,7 @@ from config import (Config, TrainConfig, UserError, check_config, make_parser, c
                     run_cli, suggest)
 import dataUtil
 import decoding
+import fileio
 from model import set_precision
 from training import (SAMPLE_STARTS, Diverged, SaveFailed, evaluate, export_weights, load_checkpoint,
                       model_from_checkpoint, pick_device, text_nll, train)
@@ -238,16 +239,28 @@ def cmd_export(rest):
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--data-dir", default="data", help="where the prepared corpus and its tone table live")
     args = parser.parse_args(rest)
-    if os.path.exists(args.out) and not args.overwrite:
-        raise UserError(f"{args.out} exists; pass --overwrite to replace it or --out NEW")
+    if os.path.isdir(args.out) or args.out.endswith(os.sep):
+        raise UserError(f"--out {args.out} is a folder; give the file to write, e.g. {os.path.join(args.out, 'tang.pt')}")
+    tables = [(src, os.path.join(os.path.dirname(os.path.abspath(args.out)), name)) for name in ("tones.json", "cipai.json")
+              for src in [os.path.join(args.data_dir, "processed", name)] if os.path.isfile(src)]
+    clash = [p for p in [args.out] + [dst for src, dst in tables if not same_file_content(src, dst)] if os.path.exists(p)]
+    if clash and not args.overwrite:
+        raise UserError(f"{', '.join(clash)} exist(s); pass --overwrite to replace, or --out in another folder")
     size = export_weights(args.ckpt, args.out, half=not args.float32)
     print(f"wrote {args.out} ({size / 2**20:.1f} MiB, weights only)")
-    for name in ("tones.json", "cipai.json"):   # the tone and 词牌 tables travel with the model
-        table = os.path.join(args.data_dir, "processed", name)
-        if os.path.isfile(table):
-            shutil.copyfile(table, os.path.join(os.path.dirname(os.path.abspath(args.out)), name))
-            print(f"copied {table} beside it")
+    for src, dst in tables:                       # the tone and 词牌 tables travel with the model
+        if not same_file_content(src, dst):
+            fileio.atomic_write(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))
+            print(f"copied {src} beside it")
     return 0
+
+
+def same_file_content(a, b):
+    """Whether file b exists with a's exact bytes."""
+    if not os.path.isfile(b):
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        return fa.read() == fb.read()
 
 
 def cmd_experiment(rest):

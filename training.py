@@ -15,21 +15,23 @@ Precision (--precision): fp32, or bf16 matmuls with float32 master weights, cell
 Deliberately left out: gradient accumulation and loss scaling (bfloat16 has float32's exponent range).
 """
 import fcntl
-import glob
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
 
 import dataUtil
 import decoding
-from config import Config, UserError
+import fileio
+from config import Config, EnvironmentFailure, UserError
 from distributed import Dist
 from model import PoetryLM, masked_nll, set_precision
 
@@ -41,13 +43,14 @@ CKPT_FORMAT = 1
 PROGRESS = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_ppl": math.inf, "track_ppl": math.inf,
             "bad_evals": 0, "lr_scale": 1.0}
 RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl")
+RUN_FILE = re.compile(r"^(best\.pt|last\.pt|metrics\.jsonl|epoch_\d+\.pt|loss\.png|perplexity\.png)$")
 
 
 class Diverged(Exception):
     """The loss became NaN or infinite."""
 
 
-class SaveFailed(Exception):
+class SaveFailed(EnvironmentFailure):
     """A checkpoint or log could not be written (full disk, read-only folder); earlier files are intact."""
 
 
@@ -97,14 +100,10 @@ def save_checkpoint(path, model, optimizer, cfg, itos, progress):
 
 
 def save_atomically(ckpt, path):
-    """torch.save to path.tmp, then rename; a failure removes the temporary file and raises SaveFailed."""
-    tmp = path + ".tmp"
+    """torch.save through fileio.atomic_write; a failure leaves path as it was and raises SaveFailed."""
     try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
+        fileio.atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
     except (OSError, RuntimeError) as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         raise SaveFailed(f"could not write {path} ({save_error_cause(e, path, ckpt)}); "
                          "the checkpoints written before are kept")
 
@@ -137,7 +136,9 @@ def load_checkpoint(path):
     if not os.path.isfile(path):
         raise UserError(f"checkpoint {path} not found; train first (python main.py train) or pass --ckpt PATH")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():            # torch warns of pickle protocol 4 before any error
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:       # truncated zip, pickle with code, not a torch file at all ...
         raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}); pass a file written by train")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT or "model" not in ckpt \
@@ -226,12 +227,17 @@ class RunDir:
     def metrics(self):
         return os.path.join(self.path, "metrics.jsonl")
 
+    def run_files(self):
+        """The files in the folder that a run writes (RUN_FILE); nothing else here is ever touched."""
+        return sorted(n for n in os.listdir(self.path) if RUN_FILE.match(n))
+
     def prepare(self, tcfg, resumed_step):
-        """Refuse an earlier run's files unless resuming or overwriting; drop leftovers of killed saves, and
-        metrics past the step resumed from (they belong to the abandoned continuation)."""
-        for tmp in glob.glob(os.path.join(self.path, "*.tmp")):
-            os.remove(tmp)
-        earlier = [n for n in RUN_FILES if os.path.exists(os.path.join(self.path, n))]
+        """Refuse an earlier run's files unless resuming or overwriting; drop leftovers of killed saves (the
+        run's own names + .tmp only), and metrics past the step resumed from (the abandoned continuation)."""
+        for n in os.listdir(self.path):
+            if n.endswith(fileio.TMP_SUFFIX) and RUN_FILE.match(n[:-len(fileio.TMP_SUFFIX)]):
+                os.remove(os.path.join(self.path, n))
+        earlier = self.run_files()
         foreign = resumed_step is not None and \
             os.path.dirname(os.path.abspath(tcfg.resume)) != os.path.abspath(self.path)
         if foreign and earlier and not tcfg.overwrite:          # resuming another run into this one's folder
@@ -247,16 +253,23 @@ class RunDir:
                             + (f"--resume {hint} to continue it, " if hint else "")
                             + "--overwrite to replace it, or --ckpt-dir NEW")
         if resumed_step is None:
-            for f in [*earlier, *glob.glob(os.path.join(self.path, "epoch_*.pt"))]:
-                os.remove(os.path.join(self.path, os.path.basename(f)))
-            open(self.metrics(), "w").close()
-        elif os.path.exists(self.metrics()):
-            rows = [line for line in open(self.metrics()) if line.strip()]
-            keep = [line for line in rows if json.loads(line).get("step", 0) <= resumed_step]
-            if len(keep) < len(rows):
-                with open(self.metrics() + ".tmp", "w") as f:
-                    f.writelines(keep)
-                os.replace(self.metrics() + ".tmp", self.metrics())
+            for n in earlier:                                    # --overwrite: the run's own files only
+                os.remove(os.path.join(self.path, n))
+            fileio.write_text(self.metrics(), "")
+        elif os.path.exists(self.metrics()):                     # rows past the step resumed from, torn lines go
+            rows = fileio.read_jsonl(self.metrics())
+            keep = [r for r in rows if isinstance(r.get("step", 0), (int, float)) and r.get("step", 0) <= resumed_step]
+            fileio.write_text(self.metrics(), "".join(json.dumps(r) + "\n" for r in keep))
+
+    def best_on_disk(self):
+        """The dev perplexity of the best.pt in the folder (inf when none is readable): a resumed run replaces
+        best.pt only with a better model, whichever checkpoint it resumed from."""
+        path = os.path.join(self.path, "best.pt")
+        try:
+            value = float(load_checkpoint(path).get("best_ppl", math.inf)) if os.path.exists(path) else math.inf
+        except (UserError, TypeError, ValueError):
+            return math.inf
+        return value if value == value else math.inf
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -370,6 +383,7 @@ class TrainLoop:
         self.lengths = [len(x) for x in corpus.train]
         self.sample_gen = torch.Generator().manual_seed(cfg.train.seed)   # sampling never moves training RNG
         self.precision = set_precision(model, cfg.train.precision, device)  # (fp32 | bf16, why)
+        self.disk_best = run_dir.best_on_disk() if run_dir else math.inf
         self.batches, self.batches_epoch = None, None
         self.evaluated_step = -1
 
@@ -427,6 +441,7 @@ class TrainLoop:
             reason = reason or "epochs done"
             if self.evaluated_step != self.p["step"]:          # every stop leaves best.pt right
                 self.evaluate_dev(bar, scheduled=False)
+            bar.set_postfix(best=f"{self.p['best_ppl']:.1f}", refresh=False)
         finally:                                   # a Diverged error leaves through here: no last.pt
             stopper.restore()
             bar.close()
@@ -492,8 +507,9 @@ class TrainLoop:
             self.p["bad_evals"] += 1
             if tcfg.lr_schedule == "plateau" and self.p["bad_evals"] % tcfg.plateau_patience == 0:
                 self.p["lr_scale"] *= tcfg.plateau_factor
-        if res["ppl"] < self.p["best_ppl"]:
-            self.p["best_ppl"] = res["ppl"]
+        self.p["best_ppl"] = min(self.p["best_ppl"], res["ppl"])
+        if res["ppl"] < self.disk_best:                 # best.pt is only ever replaced by a better model
+            self.disk_best = res["ppl"]
             self.save("best.pt")
         self.log({"step": self.p["step"], "dev_ppl": res["ppl"], "dev_batch_mean_ppl": res["batch_mean_ppl"],
                   "lr": self.current_lr()})
@@ -523,8 +539,7 @@ class TrainLoop:
     def log(self, record):
         if self.run_dir:
             try:
-                with open(self.run_dir.metrics(), "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                fileio.append_line(self.run_dir.metrics(), json.dumps(record))
             except OSError as e:
                 raise SaveFailed(f"could not write {self.run_dir.metrics()} ({e.strerror})")
 
@@ -541,7 +556,7 @@ def plot_metrics(metrics_path, figures_dir):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rows = [json.loads(line) for line in open(metrics_path)]
+    rows = fileio.read_jsonl(metrics_path)
     os.makedirs(figures_dir, exist_ok=True)
     for key, name, label in (("loss", "loss.png", "train loss (nats/token)"),
                              ("dev_ppl", "perplexity.png", "dev perplexity")):
@@ -554,5 +569,5 @@ def plot_metrics(metrics_path, figures_dir):
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(os.path.join(figures_dir, name), dpi=120)
+        fileio.save_figure(fig, os.path.join(figures_dir, name), dpi=120)
         plt.close(fig)

@@ -3,6 +3,7 @@ torch-free checkpoint reader refusing crafted files."""
 import io
 import os
 import pickle
+import re
 import subprocess
 import sys
 import zipfile
@@ -38,9 +39,13 @@ def test_every_train_flag_has_a_description_and_choices_are_listed():
     assert "(default: " in out and " (default: " in gen
     import config
     helps = config.field_help()
+    fields = {f.name for s in ("data", "model", "train", "gen")
+              for f in config.dataclasses.fields(getattr(config.Config(), s)) if "_" in f.name}
     for section in ("data", "model", "train", "gen"):
         for f in config.dataclasses.fields(getattr(config.Config(), section)):
-            assert helps.get(f.name), f.name                  # every field carries its one-line help
+            text = helps.get((section, f.name))
+            assert text, f.name                                # every field carries its one-line help ...
+            assert not fields & set(re.findall(r"\w+", text)), (f.name, text)   # ... naming flags, not fields
 
 
 @pytest.mark.parametrize("args,hint", [(["main.py", "genrate"], "did you mean generate?"),
@@ -52,7 +57,8 @@ def test_misspellings_get_a_suggestion(args, hint):
 
 
 @pytest.mark.parametrize("args,message", [(["--seeds", "0"], "--seeds must be at least 1"),
-                                          (["--optimizers", "sgd,lbfgs"], "--optimizers: choose from"),
+                                          (["--optimizers", "sgd,lbfgs"], "--optimizers: one or more of"),
+                                          (["--optimizers", ""], "--optimizers: one or more of"),   # no empty study
                                           (["--sweep-steps", "40"], "unrecognized arguments: --sweep-steps")])
 def test_the_optimiser_study_refuses_bad_requests_before_any_work(args, message):
     r = run("main.py", "experiment", "optim", *args)

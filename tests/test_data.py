@@ -34,7 +34,7 @@ EXPECTED = {
     "86952cb3-b622-4398-a56a-01dd39f6c6ec": "芳辰追逸趣，禁苑信多奇。桥形通汉上，峰势接云危。烟霞交隐映，花鸟自参差。"
                                             "何如肆辙迹？万里赏瑶池。",
     # half-width , . and an ASCII (…) note (the fixture's one edited poem)
-    "fixture-halfwidth": "秦川雄帝宅，函谷壮皇居。绮殿千寻起，离宫百雉余。连甍遥接汉，飞观迥凌虚。云日隐层阙，风烟出绮疎。",  # 疎: a variant t2s keeps
+    "fixture-halfwidth": "秦川雄帝宅，函谷壮皇居。绮殿千寻起，离宫百雉余。连甍遥接汉，飞观迥凌虚。云日隐层阙，风烟出绮疏。",  # 疎 -> 疏: a variant t2s keeps
 }
 DROPPED = {
     "527b27aa-af81-41ed-b7f4-31c4eb7bb57f": "dropped_missing_glyph",     # 冰□已鏤津
@@ -54,7 +54,7 @@ def fixture_poems():
 def clean_one(text):
     counts = Counter()
     out = dataUtil.clean_poem(text, counts)
-    return dataUtil.to_simplified([out])[0] if out is not None else None, counts
+    return dataUtil.standardise(dataUtil.to_simplified([out])[0]) if out is not None else None, counts
 
 
 @pytest.mark.parametrize("pid", sorted(EXPECTED))
@@ -100,6 +100,38 @@ def test_prepare_counts_and_texts(data_cfg):
     assert sum(s["kept"].values()) == kept == 27
     texts = [corpus.decode(p) for p in corpus.train]
     assert set(EXPECTED.values()) <= set(texts) and len(set(texts)) == kept
+    assert r["variant_chars_changed"] >= 1 and r["variant_poems_changed"] >= 1       # 疎 at least
+    keep = dataUtil.prepare(data_cfg_with(data_cfg, variant_chars="keep"), verbose=False)
+    assert "疎" in {c for p in keep.train for c in keep.decode(p)} and keep.stats["rules"]["variant_chars_changed"] == 0
+
+
+def data_cfg_with(cfg, **data):
+    import copy
+    c = copy.deepcopy(cfg)
+    for k, v in data.items():
+        setattr(c.data, k, v)
+    return c
+
+
+@pytest.mark.parametrize("text,want", [
+    ("鴈飞猨啸廻", "雁飞猿啸回"),          # variants t2s leaves, each with one standard form
+    ("沈沈夜", "沉沉夜"),                  # doubled 沈 is always 沉沉 ...
+    ("沈约诗", "沈约诗"),                  # ... the surname stays
+    ("神祇", "神祇"),                      # a character of its own (VARIANT_KEEP)
+    ("勅", "勅"),                          # several standard candidates (敕 来 徕): left as it is
+    ("春风，雁。", "春风，雁。"),           # standard text and punctuation unchanged
+])
+def test_standardise_maps_variants_to_their_standard_form(text, want):
+    assert dataUtil.standardise(text) == want and len(want) == len(text)
+
+
+def test_the_split_is_keyed_on_the_text_before_standardising(data_cfg):
+    variant = "鴈飞秋水远，猨啸夜山空。"
+    splits = dataUtil.filter_split([variant], data_cfg, Counter())
+    unit = dataUtil.stable_unit(variant)                    # the hash of the unstandardised text decides
+    cut = 1 - data_cfg.data.dev_frac - data_cfg.data.test_frac
+    want = "train" if unit < cut else "dev" if unit < 1 - data_cfg.data.test_frac else "test"
+    assert splits[want] == ["雁飞秋水远，猿啸夜山空。"]
 
 
 def test_split_is_a_pure_function_of_the_text(data_cfg):
