@@ -71,7 +71,8 @@ def spec_from(gcfg, cipai=None):
     if s.lines and not s.chars:
         raise UserError("--lines needs --form 5 or --form 7")
     if (s.rhyme or s.tones) and not s.chars:
-        raise UserError("--rhyme and --tones need --form 5 or --form 7")
+        given = " and ".join(f for f, on in (("--rhyme", s.rhyme), ("--tones", s.tones)) if on)
+        raise UserError(f"{given} need{'s' if ' and ' not in given else ''} --form 5 or --form 7 (or --cipai for --rhyme)")
     if s.heads and s.lines and len(s.heads) != s.lines:
         raise UserError(f"--acrostic has {len(s.heads)} heads but --lines is {s.lines}; give one head per line")
     bad = [h for h in s.heads if h in dataUtil.PUNCT or not dataUtil.CLEAN_POEM.fullmatch(h)]

@@ -1,0 +1,204 @@
+"""The failures found by the second reliability search (docs/reliability.md lists every case tried), each
+reproduced: lost or overwritten work, tracebacks, unbounded memory, misleading output."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import decoding
+import fileio
+import training
+from config import Config, ModelConfig, UserError
+from conftest import FIXTURE_RAW
+from test_model_train import run, tiny_cfg
+from tests_helpers import TINY_ITOS, tiny_checkpoint
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# work never lost or overwritten
+
+def test_resuming_an_older_checkpoint_never_replaces_a_better_best(tmp_path):
+    cfg = tiny_cfg(tmp_path, max_steps=30, pp_every=5)
+    done = training.train(cfg)
+    d = cfg.train.ckpt_dir
+    best_before = read(os.path.join(d, "best.pt"))
+    young = tiny_cfg(tmp_path / "young", max_steps=1)               # an older state of the run: one step in
+    training.train(young)
+    older = os.path.join(d, "epoch_0.pt")
+    shutil.copyfile(os.path.join(young.train.ckpt_dir, "last.pt"), older)
+    cfg.train.resume, cfg.train.max_steps = older, 2
+    resumed = training.train(cfg, training.load_checkpoint(older))
+    assert resumed["best_ppl"] > done["best_ppl"]              # the resumed model is worse ...
+    assert read(os.path.join(d, "best.pt")) == best_before     # ... so best.pt stays the better one
+
+
+def test_a_new_run_never_deletes_files_it_did_not_write(tmp_path):
+    cfg = tiny_cfg(tmp_path, max_steps=2)
+    d = cfg.train.ckpt_dir
+    os.makedirs(d)
+    for name, data in (("epoch_2.pt", b"a user's checkpoint"), ("notes.tmp", b"a user's notes")):
+        open(os.path.join(d, name), "wb").write(data)
+    with pytest.raises(UserError, match="earlier run.*epoch_2.pt"):
+        training.train(cfg)
+    assert read(os.path.join(d, "epoch_2.pt")) == b"a user's checkpoint"
+    assert read(os.path.join(d, "notes.tmp")) == b"a user's notes"
+    os.remove(os.path.join(d, "epoch_2.pt"))
+    training.train(cfg)                                        # notes only: the run starts, notes kept
+    assert read(os.path.join(d, "notes.tmp")) == b"a user's notes"
+    cfg.train.overwrite = True
+    training.train(cfg)                                        # --overwrite: the run's own files only
+    assert read(os.path.join(d, "notes.tmp")) == b"a user's notes"
+
+
+def test_a_torn_metrics_line_does_not_stop_a_resume(tmp_path):
+    cfg = tiny_cfg(tmp_path, max_steps=4, pp_every=2)
+    training.train(cfg)
+    d = cfg.train.ckpt_dir
+    with open(os.path.join(d, "metrics.jsonl"), "a") as f:
+        f.write('{"step": 5, "lo')                            # a full disk cut the last write short
+    cfg.train.resume, cfg.train.max_steps = os.path.join(d, "last.pt"), 6
+    training.train(cfg, training.load_checkpoint(cfg.train.resume))
+    rows = [json.loads(line) for line in open(os.path.join(d, "metrics.jsonl"))]   # every line parses
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 7))
+
+
+def test_a_failed_append_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+    path = str(tmp_path / "m.jsonl")
+    fileio.append_line(path, '{"step": 1}')
+    before = read(path)
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:3]))    # the disk filled mid-line
+    with pytest.raises(OSError):
+        fileio.append_line(path, '{"step": 2, "loss": 1.0}')
+    monkeypatch.setattr(os, "write", real_write)
+    assert read(path) == before
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = str(tmp_path / "study.md")
+    fileio.write_text(path, "the committed study\n")
+
+    def fail(tmp):
+        open(tmp, "w").write("half")
+        raise OSError(28, "No space left on device")
+    with pytest.raises(OSError):
+        fileio.atomic_write(path, fail)
+    assert open(path).read() == "the committed study\n" and os.listdir(tmp_path) == ["study.md"]
+
+
+def test_export_refuses_a_folder_and_keeps_the_tables_kept_beside_it(tmp_path, tiny_ckpt_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run("export", "--ckpt", tiny_ckpt_path, "--out", str(out))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "is a folder" in r.stderr, r.stderr
+    data = tmp_path / "data" / "processed"
+    data.mkdir(parents=True)
+    (data / "tones.json").write_text('{"table": {"春": "平"}}')
+    (out / "tones.json").write_text("the user's own table")
+    r = run("export", "--ckpt", tiny_ckpt_path, "--out", str(out / "m.pt"), "--data-dir", str(tmp_path / "data"))
+    assert r.returncode == 2 and "tones.json" in r.stderr and not (out / "m.pt").exists()
+    assert (out / "tones.json").read_text() == "the user's own table"
+    r = run("export", "--ckpt", tiny_ckpt_path, "--out", str(out / "m.pt"), "--data-dir", str(tmp_path / "data"),
+            "--overwrite")
+    assert r.returncode == 0 and (out / "tones.json").read_text() == '{"table": {"春": "平"}}'
+
+
+def test_export_into_a_read_only_folder_is_one_line_exit_1(tmp_path, tiny_ckpt_path):
+    if os.geteuid() == 0:
+        ro = "/proc/tang.pt"                                   # root writes anywhere but here
+    else:
+        (tmp_path / "ro").mkdir(mode=0o500)
+        ro = str(tmp_path / "ro" / "tang.pt")
+    r = run("export", "--ckpt", tiny_ckpt_path, "--out", ro)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.fixture
+def tiny_ckpt_path(tmp_path):
+    return tiny_checkpoint(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# memory and sampling
+
+class CountingModel(torch.nn.Module):
+    """A model wrapper that records the time length of every call."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.lengths = inner, []
+
+    def forward(self, tokens, state=None):
+        self.lengths.append(tokens.shape[0])
+        return self.inner(tokens, state)
+
+
+def test_a_long_prefix_is_read_in_chunks_with_the_same_result(tmp_path):
+    model, _, itos = training.model_from_checkpoint(training.load_checkpoint(tiny_checkpoint(tmp_path)), "cpu")
+    tokens = torch.randint(4, len(itos), (300, 3))
+    counted = CountingModel(model)
+    with torch.no_grad():
+        logits, (h, c) = decoding.read_in_chunks(counted, tokens)
+        full, (h_full, c_full) = model(tokens)
+    assert max(counted.lengths) <= 64 and sum(counted.lengths) == 300
+    assert logits.shape[0] == 1                                 # only the last step's logits are kept
+    torch.testing.assert_close(logits[0], full[-1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(h, h_full, atol=1e-5, rtol=0)
+
+
+def test_an_empty_constraint_mask_is_a_one_line_error_naming_the_constraint(tmp_path, monkeypatch):
+    model, _, itos = training.model_from_checkpoint(training.load_checkpoint(tiny_checkpoint(tmp_path)), "cpu")
+    g = Config().gen
+    g.form, g.lines, g.rhyme = 5, 4, True
+    monkeypatch.setattr(decoding.Automaton, "in_form", lambda self: np.zeros(len(itos), bool))   # nothing fits
+    with pytest.raises(UserError, match="no character .* fits --form 5 --lines 4 --rhyme at line 1, position 1"):
+        decoding.sample(model, itos, [[]], g, "cpu", torch.Generator().manual_seed(0), decoding.spec_from(g))
+
+
+def test_tones_alone_names_tones(tmp_path):
+    g = Config().gen
+    g.tones = True
+    with pytest.raises(UserError, match=r"^--tones needs --form"):
+        decoding.spec_from(g)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# every command answers --help
+
+@pytest.mark.parametrize("argv", [["main.py", "--help"], ["main.py", "train", "--help"],
+                                  ["main.py", "generate", "--help"], ["main.py", "evaluate", "--help"],
+                                  ["main.py", "export", "--help"], ["main.py", "experiment", "--help"],
+                                  ["main.py", "experiment", "optim", "--help"], ["dataUtil.py", "--help"],
+                                  ["dataUtil.py", "prepare", "--help"], ["MyLSTM_np.py", "--help"],
+                                  ["benchmark.py", "--help"]])
+def test_every_command_answers_help_with_exit_0(argv):
+    import subprocess
+    import sys
+    from conftest import ROOT
+    r = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONWARNINGS": "default"})
+    assert r.returncode == 0 and r.stdout.strip() and not r.stderr.strip(), (argv, r.stderr[-500:])
+
+
+def test_no_library_warning_before_a_one_line_error(tmp_path):
+    """fastNLP's pkg_resources warning and torch's pickle-protocol warning never reach the user."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    env = {**os.environ, "PYTHONWARNINGS": "default"}
+    r = subprocess.run([sys.executable, "-c", "import dataUtil; dataUtil.fastnlp_vocabulary()"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+    foreign = str(tmp_path / "foreign.pt")
+    torch.save({"format": 1, "weights": torch.zeros(2)}, foreign, pickle_protocol=4)
+    r = subprocess.run([sys.executable, "main.py", "generate", "--ckpt", foreign, "--start", "春"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
