@@ -150,10 +150,31 @@ CHOICES = {
 }
 NO_FLAG = {("model", "vocab_size")}   # computed from the data
 LEGACY = {("data", "variant_chars"): "keep"}   # checkpoints from before the setting were trained on variants as kept
-POSITIVE = [("data", "min_freq"), ("model", "embed_dim"), ("model", "hidden_size"),
-            ("model", "num_layers"), ("train", "batch_size"), ("train", "lr"), ("train", "epoch"),
-            ("train", "pp_every"), ("train", "tolerance"), ("train", "eval_batch_size"), ("gen", "num"),
-            ("gen", "max_gen_len"), ("gen", "temperature"), ("gen", "top_p"), ("gen", "repetition_penalty")]
+BIG = 10 ** 9
+# The range of every numeric setting, checked in one place (check_config): "[a, b]" closed, "(a, b]" open at a.
+# The upper ends keep a typo from asking for terabytes (a hidden size of 10^6) or for a loop without end.
+RANGES = {
+    ("data", "max_len"): f"[0, {10 ** 4}]", ("data", "min_len"): f"[1, {10 ** 4}]", ("data", "min_freq"): f"[1, {BIG}]",
+    ("data", "dev_frac"): "[0, 1)", ("data", "test_frac"): "[0, 1)", ("data", "limit_poems"): f"[0, {BIG}]",
+    ("model", "embed_dim"): "[1, 4096]", ("model", "hidden_size"): "[1, 8192]", ("model", "num_layers"): "[1, 16]",
+    ("model", "dropout"): "[0, 1)",
+    ("train", "batch_size"): "[1, 65536]", ("train", "lr"): "(0, 100]", ("train", "weight_decay"): "[0, 10]",
+    ("train", "warmup_steps"): f"[0, {BIG}]", ("train", "plateau_patience"): f"[1, {BIG}]",
+    ("train", "plateau_factor"): "(0, 1)", ("train", "epoch"): f"[1, {BIG}]", ("train", "clip"): f"[0, {BIG}]",
+    ("train", "pp_every"): f"[1, {BIG}]", ("train", "tolerance"): f"[1, {BIG}]", ("train", "gen_every"): f"[0, {BIG}]",
+    ("train", "save_every"): f"[0, {BIG}]", ("train", "seed"): f"[0, {2 ** 63 - 1}]",
+    ("train", "max_minutes"): f"[0, {BIG}]", ("train", "max_steps"): f"[0, {BIG}]",
+    ("train", "eval_batch_size"): "[1, 65536]",
+    ("gen", "num"): f"[1, {BIG}]", ("gen", "temperature"): "(0, 100]", ("gen", "top_k"): f"[0, {BIG}]",
+    ("gen", "top_p"): "(0, 1]", ("gen", "repetition_penalty"): "(0, 100]", ("gen", "seed"): f"[0, {2 ** 63 - 1}]",
+    ("gen", "max_gen_len"): f"[1, {10 ** 4}]",
+}
+
+
+def in_range(value, interval):
+    """Whether value lies in an interval written "[a, b]", "(a, b]", "[a, b)" or "(a, b)"."""
+    lo, hi = (float(x) for x in interval[1:-1].split(","))
+    return (lo < value if interval[0] == "(" else lo <= value) and (value < hi if interval[-1] == ")" else value <= hi)
 
 
 def check_config(cfg):
@@ -167,31 +188,20 @@ def check_config(cfg):
             value = getattr(part, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise UserError(f"{flag(f.name)} must be a finite number, not {value}")
-    if not (0 <= cfg.train.seed < 2 ** 63 and 0 <= cfg.gen.seed < 2 ** 63):
-        raise UserError("--seed must be in [0, 2^63)")
-    if cfg.gen.top_k < 0:
-        raise UserError("--top-k must be 0 (off) or positive")
     for (section, name), allowed in CHOICES.items():
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:
             raise UserError(f"{flag(name)} {value!r} is not one of: {', '.join(map(str, allowed))}")
-    for section, name in POSITIVE:
-        if getattr(getattr(cfg, section), name) <= 0:
-            raise UserError(f"{flag(name)} must be positive")
-    if cfg.data.max_len < 0:
-        raise UserError("--max-len must be 0 (the genre's cap) or positive")
-    if not 0 <= cfg.model.dropout < 1:
-        raise UserError("--dropout must be in [0, 1)")
+    for (section, name), interval in RANGES.items():
+        value = getattr(getattr(cfg, section), name)
+        if not in_range(value, interval):
+            raise UserError(f"{flag(name)} must be in {interval}, not {value}")
     bad = set(filter(None, cfg.model.dropout_at.split(","))) - {"embed", "layers", "output"}
     if bad:
         raise UserError(f"--dropout-at {','.join(sorted(bad))}: choose from embed, layers, output (comma-separated)")
-    if not 0 < cfg.train.plateau_factor < 1 or cfg.train.plateau_patience < 1 or cfg.train.warmup_steps < 0:
-        raise UserError("--plateau-factor must be in (0, 1), --plateau-patience >= 1, --warmup-steps >= 0")
-    if cfg.gen.top_p > 1:
-        raise UserError("--top-p must be in (0, 1]")
     d = cfg.data
-    if not (0 <= d.dev_frac < 1 and 0 <= d.test_frac < 1 and d.dev_frac + d.test_frac < 1):
-        raise UserError("--dev-frac and --test-frac must be in [0, 1) and leave room for train")
+    if d.dev_frac + d.test_frac >= 1:
+        raise UserError("--dev-frac and --test-frac must leave room for train (their sum below 1)")
     return cfg
 
 
@@ -317,4 +327,13 @@ def run_cli(main_fn, argv=None):
     except OSError as e:              # a file this command writes or reads failed: the machine, not the code
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except UnicodeEncodeError as e:   # PYTHONIOENCODING=ascii and the like
+        print(f"error: the output encoding ({e.encoding}) cannot show Chinese; set PYTHONIOENCODING=utf-8",
+              file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise                     # a bug: its traceback
+        print("error: not enough memory for this setting; choose a smaller model, batch or --num", file=sys.stderr)
         return 1

@@ -342,6 +342,9 @@ def prepared_or_shipped(name, load, data_dir):
         table = load(path) if os.path.isfile(path) else None
         if table:
             return table
+        if os.path.lexists(path):
+            print(f"warning: {path} is not a readable {name} (a folder, a pipe, or damaged: its schema does not "
+                  "hold); trying the next table", file=sys.stderr)
     return None
 
 

@@ -1,6 +1,6 @@
 """Writing files so that nothing is ever half-written: every writer of the project goes through here.
 
-    atomic_write(path, write)     write(tmp) fills a temporary file beside path, which then replaces path in
+    atomic_write(path, write)     write(tmp) fills a temporary file beside path (PATH.PID.tmp), which replaces path in
                                   one rename; on any failure (full disk, read-only folder, Ctrl-C) the
                                   temporary file is removed and path is left as it was
     append_line(path, line)       one line appended whole, or the file truncated back to where it was
@@ -21,7 +21,7 @@ def atomic_write(path, write):
     """Call write(tmp_path), then rename tmp_path over path. Raises what write or the rename raised."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = path + TMP_SUFFIX
+    tmp = f"{path}.{os.getpid()}{TMP_SUFFIX}"         # two processes writing one path never share a temporary
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -44,6 +44,7 @@ PROGRESS = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_ppl": math.inf, "t
             "bad_evals": 0, "lr_scale": 1.0}
 RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl")
 RUN_FILE = re.compile(r"^(best\.pt|last\.pt|metrics\.jsonl|epoch_\d+\.pt|loss\.png|perplexity\.png)$")
+LEFTOVER = re.compile(r"^(.+?)(?:\.\d+)?\.tmp$")          # a killed save's temporary file (fileio.atomic_write)
 
 
 class Diverged(Exception):
@@ -58,13 +59,17 @@ class SaveFailed(EnvironmentFailure):
 # small helpers
 
 def pick_device(tcfg):
+    """cpu, cuda or cuda:N, checked against what this machine has (mps, meta and the rest are refused)."""
     if tcfg.device:
+        m = re.fullmatch(r"cpu|cuda(?::(\d+))?", tcfg.device)
+        if not m:
+            raise UserError(f"--device {tcfg.device!r}: use cpu, cuda or cuda:N")
         if tcfg.device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError(f"--device {tcfg.device} asked for, but CUDA is not available here; use --device cpu")
-        try:
-            return torch.device(tcfg.device)
-        except RuntimeError:
-            raise UserError(f"--device {tcfg.device!r} is not a device; use cpu, cuda or cuda:N")
+        if m.group(1) is not None and int(m.group(1)) >= torch.cuda.device_count():
+            raise UserError(f"--device {tcfg.device}: this machine has {torch.cuda.device_count()} GPU(s), "
+                            f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        return torch.device(tcfg.device)
     return torch.device("cuda" if tcfg.use_gpu and torch.cuda.is_available() else "cpu")
 
 
@@ -133,8 +138,10 @@ def export_weights(src, dst, half=True):
 
 def load_checkpoint(path):
     """The checkpoint dict; a missing, truncated or foreign file is a UserError (never code execution)."""
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise UserError(f"checkpoint {path} not found; train first (python main.py train) or pass --ckpt PATH")
+    if not os.path.isfile(path):
+        raise UserError(f"{path} is not a file (a folder or a pipe); pass a checkpoint written by train")
     try:
         with warnings.catch_warnings():            # torch warns of pickle protocol 4 before any error
             warnings.simplefilter("ignore")
@@ -235,7 +242,8 @@ class RunDir:
         """Refuse an earlier run's files unless resuming or overwriting; drop leftovers of killed saves (the
         run's own names + .tmp only), and metrics past the step resumed from (the abandoned continuation)."""
         for n in os.listdir(self.path):
-            if n.endswith(fileio.TMP_SUFFIX) and RUN_FILE.match(n[:-len(fileio.TMP_SUFFIX)]):
+            m = LEFTOVER.match(n)
+            if m and RUN_FILE.match(m.group(1)):
                 os.remove(os.path.join(self.path, n))
         earlier = self.run_files()
         foreign = resumed_step is not None and \
