@@ -173,7 +173,7 @@ RANGES = {
 
 def in_range(value, interval):
     """Whether value lies in an interval written "[a, b]", "(a, b]", "[a, b)" or "(a, b)"."""
-    lo, hi = (float(x) for x in interval[1:-1].split(","))
+    lo, hi = (int(x) if x.strip().lstrip("-").isdigit() else float(x) for x in interval[1:-1].split(","))
     return (lo < value if interval[0] == "(" else lo <= value) and (value < hi if interval[-1] == ")" else value <= hi)
 
 

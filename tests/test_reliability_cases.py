@@ -202,3 +202,65 @@ def test_no_library_warning_before_a_one_line_error(tmp_path):
     r = subprocess.run([sys.executable, "main.py", "generate", "--ckpt", foreign, "--start", "春"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------
+# every flag's range, from one table
+
+def numeric_fields():
+    import dataclasses
+    cfg = Config()
+    return [(s, f.name) for s in ("data", "model", "train", "gen") for f in dataclasses.fields(getattr(cfg, s))
+            if type(getattr(getattr(cfg, s), f.name)) in (int, float) and (s, f.name) != ("model", "vocab_size")]
+
+
+def test_every_numeric_setting_has_a_range_or_choices():
+    import config
+    missing = [k for k in numeric_fields() if k not in config.RANGES and k not in config.CHOICES]
+    assert not missing, missing
+
+
+def outside(interval, kind):
+    """Values just outside an interval "[a, b]" / "(a, b]" ..., of the field's type."""
+    lo, hi = (int(x) if x.strip().lstrip("-").isdigit() else float(x) for x in interval[1:-1].split(","))
+    step = 1 if kind is int else 1e-9 * max(1.0, abs(hi))
+    below = lo if interval[0] == "(" else lo - (1 if kind is int else max(step, 1e-9))
+    above = hi if interval[-1] == ")" else hi + (1 if kind is int else step)
+    return [kind(below), kind(above)]
+
+
+@pytest.mark.parametrize("section,name", sorted(__import__("config").RANGES))
+def test_each_range_refuses_values_just_outside_it(section, name):
+    import config
+    kind = type(getattr(getattr(Config(), section), name))
+    for value in outside(config.RANGES[section, name], kind):
+        cfg = Config()
+        setattr(getattr(cfg, section), name, value)
+        with pytest.raises(UserError, match="--" + name.replace("_", "-")):
+            config.check_config(cfg)
+    config.check_config(Config())                       # the defaults lie inside every range
+
+
+@pytest.mark.parametrize("flags", [["--hidden-size", "1000000"], ["--embed-dim", "0"], ["--num-layers", "100"],
+                                   ["--batch-size", "-1"], ["--lr", "1e9"], ["--max-len", "99999"]])
+def test_train_refuses_huge_or_negative_sizes_in_one_line(flags, tmp_path):
+    r = run("train", *flags, "--data-dir", str(tmp_path / "d"), "--ckpt-dir", str(tmp_path / "c"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and flags[0] in r.stderr, r.stderr
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()     # refused before any work
+
+
+@pytest.mark.parametrize("device", ["mps", "meta", "cuda:7", "cpu:0", "CUDA"])
+def test_devices_this_machine_lacks_are_one_line_exit_2(device, tiny_ckpt_path):
+    r = run("generate", "--ckpt", tiny_ckpt_path, "--start", TINY_ITOS[10], "--device", device)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--device" in r.stderr, r.stderr
+
+
+def test_an_output_that_cannot_show_chinese_is_one_line(tiny_ckpt_path):
+    import subprocess
+    import sys
+    from conftest import ROOT
+    r = subprocess.run([sys.executable, "main.py", "generate", "--ckpt", tiny_ckpt_path, "--start", TINY_ITOS[10]],
+                       cwd=ROOT, capture_output=True, timeout=120,
+                       env={**os.environ, "PYTHONIOENCODING": "ascii", "PYTHONWARNINGS": "ignore"})
+    err = r.stderr.decode("ascii", "replace")
+    assert r.returncode == 1 and len(err.strip().splitlines()) == 1 and "PYTHONIOENCODING" in err, err
