@@ -238,6 +238,9 @@ def main(argv):
     parser.add_argument("--variants", default=DEFAULT_VARIANTS,
                         help=f"comma-separated, from: {', '.join(VARIANTS)} (train)")
     a = parser.parse_args(argv)
+    if a.steps < 1:
+        print("error: --steps must be at least 1", file=sys.stderr)
+        return 2
     if a.which == "peak":
         print(peak_rss_growth(a.args[0], int(a.args[1])))
         return 0

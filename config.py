@@ -188,6 +188,8 @@ def check_config(cfg):
             value = getattr(part, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise UserError(f"{flag(f.name)} must be a finite number, not {value}")
+            if isinstance(value, str) and any("\ud800" <= c <= "\udfff" for c in value):   # undecodable bytes
+                raise UserError(f"{flag(f.name)} holds bytes that are not UTF-8 text")
     for (section, name), allowed in CHOICES.items():
         value = getattr(getattr(cfg, section), name)
         if value not in allowed:

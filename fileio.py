@@ -25,9 +25,11 @@ def atomic_write(path, write):
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.lexists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError) and e.filename == tmp:          # name the file asked for, not the temporary
+            raise OSError(e.errno, e.strerror, path) from e
         raise
 
 

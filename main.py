@@ -69,6 +69,7 @@ def cmd_generate(rest):
         for name, entry in sorted(decoding.cipai_table().items(), key=lambda kv: -kv[1]["examples"]):
             print(decoding.format_cipai(name, entry))
         return 0
+    decoding.spec_from(gcfg, decoding.cipai_table() if gcfg.cipai else None)   # a bad request fails before any work
     device = pick_device(TrainConfig(device=args.device))
     model, _, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(gcfg.ckpt, ci=bool(gcfg.cipai))), device)
     set_precision(model, gcfg.precision, device)

@@ -14,6 +14,7 @@ a lock keeps two live runs out of one directory. The checkpoint format is in doc
 Precision (--precision): fp32, or bf16 matmuls with float32 master weights, cell states and loss (model.py).
 Deliberately left out: gradient accumulation and loss scaling (bfloat16 has float32's exponent range).
 """
+import errno
 import fcntl
 import json
 import math
@@ -115,6 +116,11 @@ def save_atomically(ckpt, path):
 
 def save_error_cause(e, path, ckpt):
     """A short reason for a failed save; torch's own message for a full disk is cryptic, so check the space."""
+    if isinstance(e, OSError) and e.errno not in (None, errno.ENOSPC):
+        return e.strerror
+    said = re.search(r"strerror: ([^.]+)", str(e))                # torch: "open file failed with strerror: ..."
+    if said and "No space" not in said.group(1):
+        return said.group(1).strip()
     tensors = [*ckpt["model"].values()]
     if ckpt["optimizer"] is not None:
         tensors += [v for s in ckpt["optimizer"]["state"].values() for v in s.values() if torch.is_tensor(v)]
