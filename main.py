@@ -105,12 +105,13 @@ def cmd_evaluate(rest):
     pad_id = itos.index(dataUtil.PAD)
     for split in ("dev", "test"):
         poems = getattr(corpus, split)
+        print(f"evaluating {split} ({len(poems)} poems) ...", file=sys.stderr, flush=True)
         r = evaluate(model, poems, pad_id, cfg.train.eval_batch_size, device)
         width = dataUtil.max_len_of(cfg)
         padded = math.exp(r["nll"] * r["tokens"] / (len(poems) * width))
-        print(f"{split:<5} perplexity {r['ppl']:.3f}  (NLL {r['nll']:.4f} nats over {r['tokens']} real tokens; "
-              f"batch-mean of exp(batch loss) {r['batch_mean_ppl']:.3f}; with every poem padded to {width} and the "
-              f"pads predicted perfectly, as a pads-included figure would count them, {padded:.3f})")
+        print(f"{split:<5} perplexity {r['ppl']:.3f}  NLL {r['nll']:.4f} nats/token over {r['tokens']} real tokens\n"
+              f"      batch-mean of exp(batch loss) {r['batch_mean_ppl']:.3f}; pads-included figure (every poem "
+              f"padded to {width}, pads predicted perfectly) {padded:.3f}", flush=True)
     if args.samples > 0 and cfg.data.genre == "ci":
         print_ci_metrics(model, corpus, args.samples, args.seed, device, args.data_dir)
     elif args.samples > 0:
@@ -156,6 +157,7 @@ def print_ci_metrics(model, corpus, n, seed, device, data_dir="data"):
           "|---|---|---|---|---|---|---|---|")
     examples = []
     for name, rhyme in CI_MODES:
+        print(f"generating: {name or 'unconstrained'}{' --rhyme' if rhyme else ''} ...", file=sys.stderr, flush=True)
         poems = poems_per_key(model, corpus.itos, n, seed, device, SAMPLE_STARTS, "start", cipai=name, rhyme=rhyme)
         found = cipai_found(poems, name, table, by_pattern)
         valid = poetics.mean(f is not None for f in found)
@@ -208,6 +210,7 @@ def print_generation_metrics(model, corpus, n, seed, device, tone_system="classi
     print("|---|---|---|---|---|---|---|---|---|")
     examples = []
     for label, overrides, form in GEN_MODES:
+        print(f"generating: {label} ...", file=sys.stderr, flush=True)
         keys, field = (ACROSTICS, "acrostic") if "acrostic" in label else (SAMPLE_STARTS, "start")
         poems = poems_per_key(model, itos, n, seed, device, keys, field, tone_system=tone_system, **overrides)
         m = poetics.measure(poems, train_lines, table, form)

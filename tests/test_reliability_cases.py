@@ -264,3 +264,98 @@ def test_an_output_that_cannot_show_chinese_is_one_line(tiny_ckpt_path):
                        env={**os.environ, "PYTHONIOENCODING": "ascii", "PYTHONWARNINGS": "ignore"})
     err = r.stderr.decode("ascii", "replace")
     assert r.returncode == 1 and len(err.strip().splitlines()) == 1 and "PYTHONIOENCODING" in err, err
+
+
+# ----------------------------------------------------------------------------------------------------------
+# found by the probe (docs/reliability.md)
+
+@pytest.mark.parametrize("section,name", [("gen", "start"), ("gen", "prefix"), ("gen", "ckpt"), ("train", "ckpt_dir")])
+def test_text_flags_with_undecodable_bytes_are_refused_by_name(section, name):
+    import config
+    cfg = Config()
+    setattr(getattr(cfg, section), name, "\udcff\udcfe")         # what Python makes of the bytes ff fe
+    with pytest.raises(UserError, match="--" + name.replace("_", "-") + " holds bytes that are not UTF-8"):
+        config.check_config(cfg)
+
+
+@pytest.mark.parametrize("args", [["--cipai", "不存在"], ["--start", "日", "--tones"],
+                                  ["--acrostic", "春夏秋冬", "--form", "7", "--lines", "8"]])
+def test_a_bad_generate_request_is_one_line_before_any_model_is_named(args):
+    r = run("generate", *args)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "using" not in r.stderr, r.stderr
+
+
+def test_a_save_into_a_missing_place_is_not_called_a_full_disk(tmp_path, tiny_ckpt_path):
+    (tmp_path / "file.txt").write_text("a file where a folder should be")
+    r = run("export", "--ckpt", tiny_ckpt_path, "--out", str(tmp_path / "file.txt" / "x.pt"))
+    assert r.returncode == 1 and "no space" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_two_prepares_into_one_folder_at_once_both_succeed(tmp_path):
+    import subprocess
+    import sys
+    from conftest import ROOT
+    cmd = [sys.executable, "dataUtil.py", "prepare", "--raw-dir", FIXTURE_RAW, "--data-dir", str(tmp_path / "d"),
+           "--min-freq", "1", "--dev-frac", "0.2", "--test-frac", "0.2"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert not [n for n in os.listdir(tmp_path / "d" / "processed") if ".tmp" in n]
+    cfg = Config()
+    cfg.data.raw_dir, cfg.data.data_dir, cfg.data.min_freq = FIXTURE_RAW, str(tmp_path / "d"), 1
+    cfg.data.dev_frac = cfg.data.test_frac = 0.2
+    import dataUtil
+    assert dataUtil.read_cache(os.path.join(str(tmp_path / "d"), "processed", "corpus.npz"),
+                               dataUtil.cache_key(cfg, dataUtil.source_files(cfg, dataUtil.raw_files(FIXTURE_RAW))),
+                               dataUtil.settings_key(cfg)) is not None
+
+
+def test_ctrl_c_during_generation_is_one_line_and_130(tiny_ckpt_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import ROOT
+    p = subprocess.Popen([sys.executable, "main.py", "generate", "--ckpt", tiny_ckpt_path, "--start", TINY_ITOS[10],
+                          "--num", "100000"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert p.stdout.readline()                               # generating
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("argv,code,says", [
+    (["main.py", "experiment", "recipe", "--variants", "99"], 2, "--variants"),
+    (["main.py", "experiment", "recipe", "--variants", "abc"], 2, "--variants"),
+    (["main.py", "generate", "--start", "日", "--precision", "fp16"], 2, "--precision"),
+    (["main.py", "generate", "--ckpt", "/tmp", "--start", "日"], 2, "not a file"),
+    (["dataUtil.py", "export-npz", "/tmp"], 1, "/tmp"),
+    (["benchmark.py", "train", "--steps", "0"], 2, "--steps"),
+    (["benchmark.py", "train", "--variants", "bogus"], 2, "--variants"),
+])
+def test_probe_cases_are_one_line(argv, code, says):
+    import subprocess
+    import sys
+    from conftest import ROOT
+    r = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONWARNINGS": "default"})
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == code and len(lines) == 1 and says in lines[0], r.stderr[-800:]
+
+
+@pytest.mark.parametrize("damage", ["folder", "schema"])
+def test_a_damaged_prepared_table_falls_back_to_the_shipped_one_with_a_warning(tmp_path, capsys, damage):
+    import dataUtil
+    processed = tmp_path / "processed"
+    processed.mkdir()
+    if damage == "folder":
+        (processed / "tones.json").mkdir()
+    else:
+        (processed / "tones.json").write_text('{"table": {"春": "rising"}}', encoding="utf-8")   # not 平/仄/both
+    table = decoding.prepared_or_shipped("tones.json", dataUtil.load_tone_table, str(tmp_path))
+    shipped = dataUtil.load_tone_table(os.path.join(os.path.dirname(decoding.__file__), "pretrained", "tones.json"))
+    assert table == shipped and table
+    assert "warning:" in capsys.readouterr().err
