@@ -7,6 +7,7 @@
                                      # precision) alternated on the same batches; ratios to the nn.LSTM peers;
                                      # peak memory of each
     python benchmark.py infer        # no-grad forward as evaluate and generate use it, per backend
+    python benchmark.py profile --variants fused-bf16,cudnn-bf16   # where a training step's time goes
 
 Numbers depend on the machine and on what else runs: quote them with the hardware and the command.
 """
@@ -189,6 +190,25 @@ def train_bench(device, steps=24, variants=tuple(DEFAULT_VARIANTS.split(","))):
     return rates
 
 
+def profile_bench(device, steps=5, variants=("fused-bf16",), rows=12):
+    """torch.profiler over `steps` real training steps of each variant: where the time goes, by operator."""
+    from torch.profiler import profile, ProfilerActivity
+    from config import Config
+    cfg = Config()
+    batches, pad = train_setup(cfg, device, steps + 1)
+    for v in variants:
+        step = make_trainer(cfg, v, device, pad)
+        step(*batches[0])                                         # warm-up
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for inputs, targets in batches[1:]:
+                step(inputs, targets)
+        events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        total = sum(e.self_cpu_time_total for e in events)
+        print(f"{v}: {steps} real batches, {total / 1e6:.2f} s of CPU time (self time by operator)")
+        for e in events[:rows]:
+            print(f"  {e.key[:44]:<44} {e.self_cpu_time_total / total:6.1%}  {e.count:6d} calls")
+
+
 def peak_memory(variant, device, steps):
     """Peak memory of training steps with one variant: CUDA's max_memory_allocated, or on a CPU the growth of
     the peak resident set of a fresh process (python benchmark.py peak BACKEND) over its steps."""
@@ -229,14 +249,14 @@ def peak_rss():
 
 
 def main(argv):
-    import argparse
-    parser = argparse.ArgumentParser(description="benchmarks that print figures")
-    parser.add_argument("which", nargs="?", default="all", choices=("all", "lstm", "train", "infer", "peak"))
+    from config import OneLineParser
+    parser = OneLineParser(prog="benchmark.py", description="benchmarks that print figures")
+    parser.add_argument("which", nargs="?", default="all", choices=("all", "lstm", "train", "infer", "profile", "peak"))
     parser.add_argument("args", nargs="*", help="for peak (internal): VARIANT STEPS")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda (train only)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (train, infer, profile)")
     parser.add_argument("--steps", type=int, default=24, help="real batches per backend (train)")
     parser.add_argument("--variants", default=DEFAULT_VARIANTS,
-                        help=f"comma-separated, from: {', '.join(VARIANTS)} (train)")
+                        help=f"comma-separated, from: {', '.join(VARIANTS)} (train, profile)")
     a = parser.parse_args(argv)
     if a.steps < 1:
         print("error: --steps must be at least 1", file=sys.stderr)
@@ -247,16 +267,18 @@ def main(argv):
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda asked for, but CUDA is not available here", file=sys.stderr)
         return 2
+    bad = [v for v in a.variants.split(",") if v not in VARIANTS]
+    if bad:
+        print(f"error: --variants {bad[0]}: choose from {', '.join(VARIANTS)}", file=sys.stderr)
+        return 2
     if a.which in ("lstm", "all"):
         lstm_bench()
     if a.which in ("train", "all"):
-        bad = [v for v in a.variants.split(",") if v not in VARIANTS]
-        if bad:
-            print(f"error: --variants {bad[0]}: choose from {', '.join(VARIANTS)}", file=sys.stderr)
-            return 2
         train_bench(torch.device(a.device), a.steps, tuple(a.variants.split(",")))
     if a.which in ("infer", "all"):
         infer_bench(torch.device(a.device))
+    if a.which == "profile":
+        profile_bench(torch.device(a.device), min(a.steps, 5), tuple(a.variants.split(",")))
     return 0
 
 

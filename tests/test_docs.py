@@ -49,3 +49,25 @@ def test_model_py_references_land_on_their_equations():
     checked, code = linked_equations("model.py", r"model\.py", MODEL_LINK)
     assert set(range(1, 15)) - {10} <= checked          # the whole layer; (10) is the one-step form of (14)
     assert tagged_equations(code) == checked
+
+
+def test_readme_gradient_table_is_what_the_command_prints():
+    """The README quotes `python MyLSTM_np.py test` in full: the same rows, and each figure within a factor of
+    10 of what it prints now (rounding-error figures move in their last digits from one CPU to another)."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "MyLSTM_np.py", "test"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300).stdout
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+
+    def table(text):
+        block = text[text.index("tensor                                     vs autograd"):]
+        rows = block[:block.index("failed")].splitlines()[1:-1]
+        return [(re.split(r"\s{2,}", r.strip())[0], [float(x) for x in re.findall(r"\d\.\d\de[-+]\d\d", r)])
+                for r in rows]
+    quoted, printed = table(readme), table(out)
+    assert [name for name, _ in quoted] == [name for name, _ in printed]
+    for (name, q), (_, p) in zip(quoted, printed):
+        assert len(q) == len(p), name
+        for a, b in zip(q, p):
+            assert (a == b == 0) or (a > 0 and b > 0 and 0.1 <= a / b <= 10) or max(a, b) < 1e-15, (name, a, b)
