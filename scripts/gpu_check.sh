@@ -18,10 +18,11 @@ if ! python -c "import pytest" 2>/dev/null && [ -d .whl ]; then
   python -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 fi
 # 1. the CUDA tests and the model tests that need no fastNLP/OpenCC/pypinyin (about a minute)
-timeout 120 python -m pytest -q tests/test_cuda.py tests/test_fused_backward.py -p no:cacheprovider 2>&1 | tail -5 \
+timeout 120 python -m pytest -q tests/test_cuda.py tests/test_fused_backward.py tests/test_bf16.py -p no:cacheprovider 2>&1 | tail -5 \
   | tee "$OUT/tests.txt"
-# 2. training speed: backends alternated on the same real batches (about a minute)
-timeout 150 python benchmark.py train --device cuda --steps 40 --backends fused,autograd,cudnn 2>&1 \
+# 2. training speed: backends and precisions alternated on the same real batches (about a minute)
+timeout 150 python benchmark.py train --device cuda --steps 40 \
+  --variants fused-bf16,fused-fp32,cudnn-bf16,nnlstm-bf16,nnlstm-fp32 2>&1 \
   | tee "$OUT/benchmark.txt"
 # 3. a 3-minute training on the full corpus, then its perplexity (about 4 minutes)
 timeout 260 python main.py train --device cuda --max-minutes 3 --ckpt-dir "$OUT/run" --overwrite --gen-every 0 \

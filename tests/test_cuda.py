@@ -48,3 +48,21 @@ def test_inference_on_cuda_matches_cpu():
         cpu = m(x)[0]
         gpu = m.cuda()(x.cuda())[0].cpu()
     torch.testing.assert_close(cpu, gpu, atol=1e-5, rtol=0)
+
+
+def test_bf16_gradients_on_cuda_match_float64():
+    """The bf16 path on the GPU (cuBLAS bfloat16 matmuls) within the tolerance of tests/test_bf16.py."""
+    from test_bf16 import BF16_TOL, gradients, stack_and_inputs
+    ref, inputs, upstream = stack_and_inputs(0)
+    want, _ = gradients(ref, inputs, upstream, torch.float64, False)
+    m = FusedLSTM(ref.layers[0].input_size, ref.hidden_size, ref.num_layers).cuda()
+    m.load_state_dict({k: v.float() for k, v in ref.state_dict().items()})
+    leaves = [t.float().cuda().requires_grad_() for t in inputs]
+    with torch.autocast("cuda", torch.bfloat16):
+        out, (h, c) = m(leaves[0], (leaves[1], leaves[2]))
+    assert out.dtype == torch.bfloat16
+    dout, dh, dc = (u.float().cuda() for u in upstream)
+    ((out.float() * dout).sum() + (h * dh).sum() + (c * dc).sum()).backward()
+    got = [t.grad for t in leaves] + [p.grad for p in m.parameters()]
+    errs = [((a.double().cpu() - b).norm() / b.norm()).item() for a, b in zip(got, want)]
+    assert max(errs) <= BF16_TOL, errs
