@@ -276,9 +276,9 @@ def read_torch_checkpoint(path):
 # ----------------------------------------------------------------------------------------------------------
 # generation without torch
 
-def sample_np(model, itos, starts, gcfg, rng):
+def sample_np(model, itos, starts, gcfg, rngs):
     """NumPy twin of decoding.sample without constraints: len(starts) poems as one batch, each ends at <eos> or
-    max_gen_len."""
+    max_gen_len; rngs holds each poem's own random stream (poem k is the same whatever else is in the batch)."""
     import dataUtil
     stoi = {w: i for i, w in enumerate(itos)}
     eos = stoi[dataUtil.EOS]
@@ -287,7 +287,7 @@ def sample_np(model, itos, starts, gcfg, rng):
     logits, state, _ = model.forward(tokens)
     out, done = [list(p) for p in starts], np.zeros(len(starts), bool)
     for _ in range(gcfg.max_gen_len):
-        nxt = pick_next_np(logits[-1], banned, gcfg, rng)
+        nxt = pick_next_np(logits[-1], banned, gcfg, rngs)
         for b in np.flatnonzero(~done & (nxt != eos)):
             out[b].append(int(nxt[b]))
         done |= nxt == eos
@@ -297,7 +297,7 @@ def sample_np(model, itos, starts, gcfg, rng):
     return [dataUtil.decode(o, itos) for o in out]
 
 
-def pick_next_np(logits, banned, gcfg, rng):
+def pick_next_np(logits, banned, gcfg, rngs):
     logits = logits.astype(np.float64)
     logits[:, banned] = -np.inf
     if gcfg.greedy:
@@ -308,7 +308,7 @@ def pick_next_np(logits, banned, gcfg, rng):
         logits[logits < kth] = -np.inf
     p = np.exp(logits - logits.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
-    return np.array([rng.choice(len(row), p=row) for row in p])
+    return np.array([rng.choice(len(row), p=row) for row, rng in zip(p, rngs)])
 
 
 NP_GEN_FLAGS = {"ckpt", "start", "num", "temperature", "top_k", "greedy", "seed", "max_gen_len"}
@@ -330,9 +330,9 @@ def cmd_generate(rest):
     if not gcfg.start.strip():
         raise UserError("--start is empty; give the character(s) the poem begins with, e.g. --start 日")
     start = dataUtil.encode_start(gcfg.start, itos)
-    rng = np.random.default_rng(gcfg.seed)
     for first in range(0, gcfg.num, 64):                 # bounded batches, printed as they are done
-        for k, poem in enumerate(sample_np(model, itos, [start] * min(64, gcfg.num - first), gcfg, rng)):
+        rngs = [np.random.default_rng([gcfg.seed, k]) for k in range(first, min(first + 64, gcfg.num))]
+        for k, poem in enumerate(sample_np(model, itos, [start] * len(rngs), gcfg, rngs)):
             print(("" if first + k == 0 else "\n") + dataUtil.format_poem(poem), flush=True)
     return 0
 

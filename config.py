@@ -106,6 +106,8 @@ class GenConfig:
     tone_system: str = "classical"    # classical (the corpus's 平仄 labels) | mandarin (pypinyin), for --tones, --rhyme
     cipai: str = ""                   # write a 宋词 to this 词牌's pattern of lines (see --list-cipai)
     precision: str = "fp32"           # the model's matmuls in fp32 | bf16 (faster on a CPU or GPU with native bfloat16)
+    candidates: int = 1               # poems sampled for each one printed; the best by fluency and defects is kept
+    free: bool = False                # let the model end the poem where it likes (default: a real poem's form)
 
 
 @dataclass
@@ -167,7 +169,7 @@ RANGES = {
     ("train", "eval_batch_size"): "[1, 65536]",
     ("gen", "num"): f"[1, {BIG}]", ("gen", "temperature"): "(0, 100]", ("gen", "top_k"): f"[0, {BIG}]",
     ("gen", "top_p"): "(0, 1]", ("gen", "repetition_penalty"): "(0, 100]", ("gen", "seed"): f"[0, {2 ** 63 - 1}]",
-    ("gen", "max_gen_len"): f"[1, {10 ** 4}]",
+    ("gen", "max_gen_len"): f"[1, {10 ** 4}]", ("gen", "candidates"): "[1, 64]",
 }
 
 

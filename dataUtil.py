@@ -446,6 +446,13 @@ def source_files(cfg, tang_files):
     return tang_files if cfg.data.genre == "tang" else ci_files(raw_dir_of(cfg))
 
 
+def cache_path(cfg):
+    """The corpus cache; the older corpus that keeps variant characters has a file of its own, so evaluating a
+    model of before never makes a training run rebuild its cache."""
+    keep = "" if cfg.data.variant_chars == "standard" else f"-{cfg.data.variant_chars}"
+    return os.path.join(processed_dir(cfg), f"corpus{keep}.npz")
+
+
 def settings_key(cfg):
     d = cfg.data
     genre = [] if d.genre == "tang" else [d.genre]          # Tang keys stay those of earlier caches
@@ -515,12 +522,13 @@ def prepare(cfg, verbose=True):
     stoi = {w: i for i, w in enumerate(itos)}
     encoded = {s: encode(texts, stoi) for s, texts in splits.items()}
     stats = corpus_stats(cfg, len(raw), counts, splits, encoded, stoi, time.time() - t0)
-    if save_cache(os.path.join(processed_dir(cfg), "corpus.npz"), cache_key(cfg, files), itos, encoded,
+    if save_cache(cache_path(cfg), cache_key(cfg, files), itos, encoded,
                   settings_key(cfg)):
         write_json(os.path.join(processed_dir(cfg), "stats.json"), stats)
         if cfg.data.genre == "tang":             # the tables live beside the Tang corpus
             write_tone_table(cfg, tang_files, verbose)
             write_cipai_table(cfg, verbose)
+            write_forms_table(cfg, splits["train"])
     return corpus_of(itos, encoded, stats=stats, _vocab=vocab)
 
 
@@ -560,7 +568,7 @@ def load_corpus(cfg, verbose=True):
     When data/raw is absent but a cache with the same data settings exists (a machine the prepared cache was
     carried to, with no network), the cache is used as it is.
     `cfg.data.limit_poems` keeps only the first N train poems (dev and test stay whole)."""
-    path = os.path.join(processed_dir(cfg), "corpus.npz")
+    path = cache_path(cfg)
     corpus = None
     if not cfg.data.raw_dir and not raw_files(raw_dir_of(cfg)):
         corpus = read_cache(path, None, settings_key(cfg))
@@ -639,6 +647,32 @@ def load_tone_table(path):
             table = dict(json.load(f)["table"])
         return table if all(v in ("平", "仄", "both") for v in table.values()) else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the forms of real poems (what a default poem's shape is drawn from)
+
+def write_forms_table(cfg, train_texts):
+    """data/processed/forms.json: how many train poems have each regular form (5/7 characters, an even number
+    of lines) and how many have another shape."""
+    counts = poetics.form_counts(train_texts)
+    forms = sorted([[c, n, k] for (c, n), k in ((f, k) for f, k in counts.items() if f is not None)])
+    try:
+        write_json(os.path.join(processed_dir(cfg), "forms.json"), {"forms": forms, "other": counts.get(None, 0)})
+    except OSError as e:
+        print(f"warning: could not write forms.json ({e.strerror})", file=sys.stderr)
+
+
+def load_forms_table(path):
+    """[(characters, lines, poems), ...] from a forms.json, or None when unreadable or malformed."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            forms = [tuple(x) for x in json.load(f)["forms"]]
+        ok = forms and all(len(x) == 3 and x[0] in (5, 7) and isinstance(x[1], int) and 2 <= x[1] <= 60
+                           and x[1] % 2 == 0 and isinstance(x[2], int) and x[2] > 0 for x in forms)
+        return forms if ok else None
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 

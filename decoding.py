@@ -14,10 +14,11 @@ Each poem in a batch has its own `Automaton`, which says which tokens may come n
 chosen. Sampling options: temperature, top-k, top-p (nucleus), greedy, repetition penalty.
 Deliberately left out: beam search (sampling under masks already meets every constraint).
 """
+import dataclasses
+import hashlib
 import math
 import os
 import sys
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -248,29 +249,44 @@ class Automaton:
 
 @torch.no_grad()
 def sample(model, itos, starts, gcfg, device, generator=None, spec=None, prime=(), tables=None):
-    """Generate len(starts) poems as one batch and return their texts (no special tokens).
+    """Generate len(starts) poems as one batch and return their texts (see sample_scored)."""
+    return sample_scored(model, itos, starts, gcfg, device, generator, spec, prime, tables)[0]
+
+
+@torch.no_grad()
+def sample_scored(model, itos, starts, gcfg, device, generator=None, spec=None, prime=(), tables=None):
+    """Generate len(starts) poems as one batch: their texts (no special tokens) and each one's mean NLL per
+    generated token (<eos> included) under the model's own distribution (untempered, unmasked).
 
     Each poem is `<bos> prime start…`: the prime ids (--prefix) set the state and are not returned; the start
-    ids (--start) open the poem (all of one length) and pass through the constraints like generated ones."""
-    spec = spec or Spec()
-    tables = tables or Tables(itos)
+    ids (--start) open the poem and pass through the constraints like generated ones. spec and generator are
+    one for all rows or a list with one per row (a poem's own random stream: the same poem whatever else is
+    in the batch)."""
     B = len(starts)
-    autos = [Automaton(spec, tables) for _ in range(B)]
+    specs = spec if isinstance(spec, list) else [spec or Spec()] * B
+    tables = tables or Tables(itos)
+    autos = [Automaton(s, tables) for s in specs]
     for a, p in zip(autos, starts):
         for tok in p:
             mask = a.allowed()
             if mask is not None and not mask[tok]:
                 raise UserError(f"the start {''.join(itos[i] for i in p)!r} does not fit the form asked for")
             a.advance(tok)
+    width = max(map(len, starts))
+    assert all(len(p) == width for p in starts), "the starts of one batch have one length"
     tokens = torch.tensor([[tables.stoi[dataUtil.BOS], *prime, *p] for p in starts], device=device).t()
     logits, state = read_in_chunks(model, tokens)                           # (1, B, V)
     out = [list(p) for p in starts]
     done = np.zeros(B, bool)
+    nll, count = np.zeros(B), np.zeros(B)
     for _ in range(gcfg.max_gen_len):
         masks = [a.allowed() for a in autos]
         check_masks(masks, autos, tables, done)
-        nxt = pick_next(logits[-1], tables, gcfg, generator, masks, out).cpu().numpy()   # (B,)
+        nxt = pick_next(logits[-1], tables, gcfg, generator, masks, out)   # (B,)
+        step_nll = -torch.log_softmax(logits[-1].float(), -1).gather(1, nxt[:, None])[:, 0]
+        nxt, step_nll = nxt.cpu().numpy(), step_nll.cpu().numpy()
         for b in np.flatnonzero(~done):
+            nll[b], count[b] = nll[b] + step_nll[b], count[b] + 1
             if nxt[b] == tables.eos:
                 done[b] = True
             else:
@@ -279,7 +295,7 @@ def sample(model, itos, starts, gcfg, device, generator=None, spec=None, prime=(
         if done.all():
             break
         logits, state = model(torch.from_numpy(nxt).to(device).view(1, B), state)
-    return [dataUtil.decode(o, itos) for o in out]
+    return [dataUtil.decode(o, itos) for o in out], nll / np.maximum(count, 1)
 
 
 def read_in_chunks(model, tokens, chunk=64):
@@ -309,6 +325,9 @@ def pick_next(logits, tables, gcfg, generator, masks=None, history=None):
         for b, m in enumerate(masks):
             if m is not None:
                 logits[b, torch.from_numpy(~m).to(logits.device)] = -math.inf
+    for b, seen in enumerate(history or ()):                 # never three of one character in a row (凄凄凄),
+        if len(seen) >= 2 and seen[-1] == seen[-2] and torch.isfinite(logits[b]).sum() > 1:   # when any
+            logits[b, seen[-1]] = -math.inf                                                      # other fits
     if gcfg.repetition_penalty != 1.0 and history:
         for b, seen in enumerate(history):
             if seen:
@@ -323,7 +342,10 @@ def pick_next(logits, tables, gcfg, generator, masks=None, history=None):
         logits[logits < kth] = -math.inf
     if gcfg.top_p < 1.0:
         logits = nucleus(logits, gcfg.top_p)
-    return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(1)
+    probs = torch.softmax(logits, -1)
+    if isinstance(generator, list):                           # a random stream per poem
+        return torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generator)])
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
 def nucleus(logits, p):
@@ -384,13 +406,23 @@ def classical_table(gcfg, data_dir="data"):
 
 
 def poems_for(model, itos, gcfg, device):
-    """gcfg.num poems, with every option of GenConfig applied (a list; see iter_poems)."""
-    return list(iter_poems(model, itos, gcfg, device))
+    """gcfg.num poems, with every option of GenConfig applied (a list of texts; see iter_poems)."""
+    return [c.text for c in iter_poems(model, itos, gcfg, device)]
+
+
+@dataclass
+class Candidate:
+    text: str
+    terms: dict             # poetics.rerank_terms
+    score: float            # poetics.rerank_score: lower is better
+    others: list            # the poem's other candidates (Candidate), best first
 
 
 def iter_poems(model, itos, gcfg, device, batch=64):
-    """The CLI's generation: gcfg.num poems in batches of at most `batch`, yielded as each batch is done, so
-    memory stays bounded and output starts at once however many are asked for."""
+    """The CLI's generation: gcfg.num poems, each the best of gcfg.candidates samples by poetics.rerank_score,
+    yielded as each batch is done (at most `batch` samples at once), so memory stays bounded and output starts
+    at once however many are asked for. Without --form, --cipai or --acrostic a poem's form is drawn from the
+    real poems' forms (forms.json) unless --free. Poem k of a request is the same whatever --num is."""
     spec = spec_from(gcfg, cipai_table() if gcfg.cipai else None)
     tables = Tables(itos, classical_table(gcfg) if spec.rhyme or spec.tones else None)
     for ch in spec.heads:
@@ -402,8 +434,47 @@ def iter_poems(model, itos, gcfg, device, batch=64):
     if not start and not spec.constrained:
         raise UserError("--start is empty; give the character(s) the poem begins with, e.g. --start 日")
     prime = dataUtil.encode_start(gcfg.prefix, itos) if gcfg.prefix.strip() else []
-    # the random stream depends on the seed and the asked-for text, so 日 and 月 do not share their draws
-    gen = torch.Generator(device=device).manual_seed(gcfg.seed * 1_000_003 + zlib.crc32(
-        str((start, spec.heads) + ((gcfg.cipai,) if gcfg.cipai else ())).encode()))
-    for first in range(0, gcfg.num, batch):
-        yield from sample(model, itos, [start] * min(batch, gcfg.num - first), gcfg, device, gen, spec, prime, tables)
+    forms = None if spec.constrained or gcfg.free else default_forms(len(start))
+    # the random streams depend on the seed, the asked-for text and the poem's number (never on --num)
+    key = (gcfg.seed, str((start, spec.heads) + ((gcfg.cipai,) if gcfg.cipai else ())))
+    n = gcfg.candidates
+    per_batch = max(1, batch // n)
+    for first in range(0, gcfg.num, per_batch):
+        poems = range(first, min(first + per_batch, gcfg.num))
+        specs = [sampled_form(spec, forms, stream(key, k, -1, device)) if forms else spec for k in poems]
+        texts, nlls = sample_scored(model, itos, [start] * (len(poems) * n), gcfg, device,
+                                    [stream(key, k, j, device) for k in poems for j in range(n)],
+                                    [s for s in specs for _ in range(n)], prime, tables)
+        for i in range(len(poems)):
+            yield best_of(texts[i * n:(i + 1) * n], nlls[i * n:(i + 1) * n])
+
+
+def stream(key, poem, candidate, device):
+    """The random stream of one candidate of one poem of a request (candidate -1: the poem's form)."""
+    digest = hashlib.blake2b(repr((key, poem, candidate)).encode(), digest_size=8).digest()
+    return torch.Generator(device=device).manual_seed(int.from_bytes(digest, "big") >> 1)
+
+
+def best_of(texts, nlls):
+    """The candidate with the lowest score, the others behind it."""
+    ranked = sorted((Candidate(t, terms, poetics.rerank_score(terms), [])
+                     for t, terms in ((t, poetics.rerank_terms(t, float(v))) for t, v in zip(texts, nlls))),
+                    key=lambda c: c.score)
+    ranked[0].others = ranked[1:]
+    return ranked[0]
+
+
+def default_forms(start_chars):
+    """The regular forms of real poems a default poem's form is drawn from, [(characters, lines, poems)], or
+    None (then the model decides the length) when no forms table is at hand; forms too short for the start
+    are left out."""
+    forms = prepared_or_shipped("forms.json", dataUtil.load_forms_table, "data")
+    forms = [f for f in forms or () if f[0] >= start_chars]
+    return forms or None
+
+
+def sampled_form(spec, forms, generator):
+    """spec with a form drawn from forms in proportion to how many real poems have it."""
+    weights = torch.tensor([float(k) for _, _, k in forms])
+    chars, lines, _ = forms[int(torch.multinomial(weights, 1, generator=generator))]
+    return dataclasses.replace(spec, chars=chars, lines=lines)

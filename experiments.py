@@ -543,6 +543,10 @@ def cmd_experiment(rest):
         args.steps, args.seeds = QUICK["steps"], QUICK["seeds"]
     if args.steps < 1 or args.seeds < 1:
         raise UserError("--steps and --seeds must be at least 1")
+    if which == "recipe":
+        rows = [k.strip() for k in args.variants.split(",") if k.strip()] if args.variants else range(len(RECIPES))
+        if any(not str(k).isdigit() or int(k) >= len(RECIPES) for k in rows) or not rows:
+            raise UserError(f"--variants: comma-separated row numbers 0-{len(RECIPES) - 1} of RECIPES")
     corpus = dataUtil.load_corpus(cfg)
     corpus.dev = corpus.dev[:300]                     # a fixed dev subset keeps each evaluation short
     cfg.model.vocab_size = len(corpus.itos)
@@ -552,11 +556,7 @@ def cmd_experiment(rest):
     if which == "init":
         run_init(cfg, corpus, args.steps, out)
     elif which == "recipe":
-        rows = [k.strip() for k in args.variants.split(",") if k.strip()] if args.variants else range(len(RECIPES))
-        if any(not str(k).isdigit() or int(k) >= len(RECIPES) for k in rows) or not rows:
-            raise UserError(f"--variants: comma-separated row numbers 0-{len(RECIPES) - 1} of RECIPES")
-        rows = [int(k) for k in rows]
-        run_recipe(cfg, corpus, args.steps, [RECIPES[k] for k in rows], out)
+        run_recipe(cfg, corpus, args.steps, [RECIPES[int(k)] for k in rows], out)
     else:
         run_optim(cfg, corpus, args.steps, args.seeds, optimizers, out)
     print(f"wrote {out['doc']} and figures in {out['figures']}/")

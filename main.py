@@ -63,6 +63,8 @@ def cmd_generate(rest):
     parser = make_parser("main.py generate", "write poems from a checkpoint", ["gen"])
     device_flag(parser)
     parser.add_argument("--list-cipai", action="store_true", help="print the known 词牌 with their patterns")
+    parser.add_argument("--show-scores", action="store_true",
+                        help="print every candidate with its score's terms (see --candidates)")
     args = parser.parse_args(rest)
     gcfg = check_config(config_from_args(args)).gen
     if args.list_cipai:
@@ -71,10 +73,16 @@ def cmd_generate(rest):
         return 0
     decoding.spec_from(gcfg, decoding.cipai_table() if gcfg.cipai else None)   # a bad request fails before any work
     device = pick_device(TrainConfig(device=args.device))
-    model, _, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(gcfg.ckpt, ci=bool(gcfg.cipai))), device)
+    model, cfg, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(gcfg.ckpt, ci=bool(gcfg.cipai))), device)
     set_precision(model, gcfg.precision, device)
-    for k, poem in enumerate(decoding.iter_poems(model, itos, gcfg, device)):
-        print(("" if k == 0 else "\n") + dataUtil.format_poem(poem), flush=True)
+    gcfg.free = gcfg.free or (cfg.data.genre == "ci" and not gcfg.cipai)   # a 词 takes its 词牌's form, not a 诗's
+    for k, best in enumerate(decoding.iter_poems(model, itos, gcfg, device)):
+        print(("" if k == 0 else "\n") + dataUtil.format_poem(best.text), flush=True)
+        if args.show_scores:
+            for rank, c in enumerate([best] + best.others, 1):
+                terms = "  ".join(f"{name} {value:.3f}" if isinstance(value, float) else f"{name} {value}"
+                                  for name, value in c.terms.items())
+                print(f"  [{rank}] score {c.score:.3f}  {terms}  {c.text}", flush=True)
     return 0
 
 
@@ -121,7 +129,8 @@ def cmd_evaluate(rest):
 
 
 GEN_MODES = [  # (label, GenConfig overrides, form the metrics judge against)
-    ("unconstrained, τ=0.6", {}, None),
+    ("default (a real poem's form, best of --candidates)", {}, None),
+    ("old default: --free --candidates 1", dict(free=True, candidates=1), None),
     ("--form 5 --lines 4", dict(form=5, lines=4), (5, 4)),
     ("--form 7 --lines 4 --rhyme", dict(form=7, lines=4, rhyme=True), (7, 4)),
     ("--form 5 --lines 8 --rhyme --tones", dict(form=5, lines=8, rhyme=True, tones=True), (5, 8)),
@@ -158,7 +167,8 @@ def print_ci_metrics(model, corpus, n, seed, device, data_dir="data"):
     examples = []
     for name, rhyme in CI_MODES:
         print(f"generating: {name or 'unconstrained'}{' --rhyme' if rhyme else ''} ...", file=sys.stderr, flush=True)
-        poems = poems_per_key(model, corpus.itos, n, seed, device, SAMPLE_STARTS, "start", cipai=name, rhyme=rhyme)
+        poems = poems_per_key(model, corpus.itos, n, seed, device, SAMPLE_STARTS, "start", cipai=name, rhyme=rhyme,
+                              free=not name)
         found = cipai_found(poems, name, table, by_pattern)
         valid = poetics.mean(f is not None for f in found)
         rhymed = poetics.mean(f is not None and poetics.ci_rhymes(p, table[f]["rhymes"], tones)
@@ -204,10 +214,16 @@ def print_generation_metrics(model, corpus, n, seed, device, tone_system="classi
     classical = decoding.classical_table(base, data_dir)
     table = poetics.table_for(decoding.Tables(itos).characters(), classical)
     train_lines = poetics.train_line_set(corpus.decode(p) for p in corpus.train)
+    real = [t for t in map(corpus.decode, corpus.dev + corpus.test) if t[0] in SAMPLE_STARTS]
     print(f"\n{n} poems per start character ({SAMPLE_STARTS}) or acrostic ({' '.join(ACROSTICS)}), seed {seed}, "
-          f"tone system {tone_system}")
-    print("| mode | poems | form valid | rhyme | tone agreement | distinct-1 | distinct-2 | copy rate | NLL/token |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"tone system {tone_system}, {Config().gen.candidates} candidates a poem by default; real: the "
+          f"{len(real)} dev/test poems opening with those characters; disc. = a logistic regression on character "
+          "1-2-grams telling the mode's poems from as many real ones (5-fold cross-validated accuracy, 50% = "
+          "indistinguishable)")
+    print("| mode | poems | form valid | rhyme | tone agreement | distinct-1 | distinct-2 | copy rate | NLL/token | "
+          "length | doubled | disc. |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| real poems | {len(real)} | | | | | | | {text_nll(model, itos, real, device):.3f} | "
+          f"{poetics.mean(map(len, real)):.1f} | {doubled_share(real):.1%} | |")
     examples = []
     for label, overrides, form in GEN_MODES:
         print(f"generating: {label} ...", file=sys.stderr, flush=True)
@@ -215,11 +231,19 @@ def print_generation_metrics(model, corpus, n, seed, device, tone_system="classi
         poems = poems_per_key(model, itos, n, seed, device, keys, field, tone_system=tone_system, **overrides)
         m = poetics.measure(poems, train_lines, table, form)
         nll = text_nll(model, itos, poems, device)
+        disc = poetics.discriminator_accuracy(poems, real, seed=seed) if field == "start" else float("nan")
         print(f"| {label} | {m.poems} | {m.form_valid:.1%} | {m.rhyme_rate:.1%} | {m.tone_agreement:.1%} | "
-              f"{m.distinct_1:.3f} | {m.distinct_2:.3f} | {m.copy_rate:.1%} | {nll:.3f} |")
+              f"{m.distinct_1:.3f} | {m.distinct_2:.3f} | {m.copy_rate:.1%} | {nll:.3f} | "
+              f"{poetics.mean(map(len, poems)):.1f} | {doubled_share(poems):.1%} | {disc:.1%} |")
         examples.append((label, poems[0]))
     for label, poem in examples:
         print(f"\n{label}:\n{dataUtil.format_poem(poem)}")
+
+
+def doubled_share(poems):
+    """The share of poems with a character doubled inside a line, away from its first use (poetics.rerank_terms)."""
+    import poetics
+    return poetics.mean(poetics.rerank_terms(p, 0.0)["doubled"] > 0 for p in poems)
 
 
 def poems_per_key(model, itos, n, seed, device, keys, field, **settings):
@@ -245,7 +269,8 @@ def cmd_export(rest):
     args = parser.parse_args(rest)
     if os.path.isdir(args.out) or args.out.endswith(os.sep):
         raise UserError(f"--out {args.out} is a folder; give the file to write, e.g. {os.path.join(args.out, 'tang.pt')}")
-    tables = [(src, os.path.join(os.path.dirname(os.path.abspath(args.out)), name)) for name in ("tones.json", "cipai.json")
+    tables = [(src, os.path.join(os.path.dirname(os.path.abspath(args.out)), name))
+              for name in ("tones.json", "cipai.json", "forms.json")
               for src in [os.path.join(args.data_dir, "processed", name)] if os.path.isfile(src)]
     clash = [p for p in [args.out] + [dst for src, dst in tables if not same_file_content(src, dst)] if os.path.exists(p)]
     if clash and not args.overwrite:

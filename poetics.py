@@ -13,9 +13,15 @@ Characters the classical table lacks (too few labels) fall back to Mandarin. No 
 
 The tone pattern used is the classical 二四六分明 rule: within a line positions 2, 4, 6 alternate; the two
 lines of a couplet are opposite (对) and the first line of a couplet repeats the one before it (粘).
+Also here: the terms a generated candidate is ranked by (rerank_terms), the forms real poems take
+(form_counts), and an adversarial measure — the cross-validated accuracy of a logistic regression on character
+n-grams telling generated poems from real ones (discriminator_accuracy).
+
 Deliberately left out: 孤平 and 三平尾 checks, and positions 1, 3, 5 (which tradition leaves free).
 """
 from dataclasses import dataclass
+
+import numpy as np
 
 LINE_ENDS = "，。？！；"
 RHYME_GROUPS = {          # 中华新韵: group -> pypinyin finals (strict, ü written v)
@@ -222,3 +228,87 @@ def mean(xs):
 
 def train_line_set(texts):
     return {l.rstrip(LINE_ENDS) for t in texts for l in split_lines(t)}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# re-ranking candidates, and the real poems' forms
+
+RERANK_WEIGHTS = {"nll": 1.0, "repeated_lines": 1.0, "doubled": 0.3, "runs": 1.0}   # nats per defect
+
+
+def rerank_terms(text, nll):
+    """The terms of a candidate's score (lower is better): nll, the model's mean NLL per token of the poem
+    (fluency); repeated_lines, lines that occur earlier in the poem; doubled, characters met a second time in
+    one line, away from their first use (萧萧 and other reduplication, two in a row, are not counted); runs,
+    three or more of one character in a row (凄凄凄)."""
+    lines = [l.rstrip(LINE_ENDS + "、") for l in split_lines(text)]
+    lines = [l for l in lines if l]
+    doubled = runs = 0
+    for l in lines:
+        for k, ch in enumerate(l):
+            seen_before = ch in l[:k]
+            doubled += seen_before and not (k > 0 and l[k - 1] == ch)
+            runs += k >= 2 and l[k - 2] == l[k - 1] == ch
+    return {"nll": nll, "repeated_lines": len(lines) - len(set(lines)), "doubled": doubled, "runs": runs}
+
+
+def rerank_score(terms, weights=RERANK_WEIGHTS):
+    return sum(weights[k] * terms[k] for k in weights)
+
+
+def form_counts(texts):
+    """{(characters per line, lines): poems} over the poems of a regular shape — every line 5 or 7 characters,
+    ，。 alternating, an even number of lines — and the count of the others under None."""
+    counts = {}
+    for t in texts:
+        f = form_of(t)
+        key = f if f is not None and f[0] in (5, 7) and f[1] % 2 == 0 else None
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+# ----------------------------------------------------------------------------------------------------------
+# an adversarial measure: can a simple classifier tell generated poems from real ones?
+
+def ngram_matrix(texts, n_max=2):
+    """Rows: texts as L2-normalised counts of their character n-grams (n = 1 .. n_max, punctuation included)."""
+    grams = [[t[i:i + n] for n in range(1, n_max + 1) for i in range(len(t) - n + 1)] for t in texts]
+    index = {g: k for k, g in enumerate(sorted({g for gs in grams for g in gs}))}
+    X = np.zeros((len(texts), max(len(index), 1)), np.float64)
+    for row, gs in zip(X, grams):
+        for g in gs:
+            row[index[g]] += 1
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
+def logistic_fit(X, y, l2=1e-3, steps=400):
+    """L2-regularised logistic regression by gradient descent (rows of X have unit norm, so a step of
+    1 / (1/4 + l2) is safe): weights (D,) and bias."""
+    w, b = np.zeros(X.shape[1]), 0.0
+    lr = 1.0 / (0.25 + l2)
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(X @ w + b)))
+        g = p - y
+        w -= lr * (X.T @ g / len(y) + l2 * w)
+        b -= lr * g.mean()
+    return w, b
+
+
+def discriminator_accuracy(generated, real, folds=5, seed=0):
+    """Cross-validated accuracy of logistic regression on character 1-2-grams telling generated texts (label 1)
+    from real ones (label 0), on equally many of each: 0.5 means indistinguishable, 1.0 always told apart."""
+    k = min(len(generated), len(real))
+    if k < folds:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    texts = [generated[i] for i in rng.permutation(len(generated))[:k]] + [real[i] for i in rng.permutation(len(real))[:k]]
+    y = np.array([1.0] * k + [0.0] * k)
+    X = ngram_matrix(texts)
+    order = rng.permutation(2 * k)
+    correct = 0
+    for f in range(folds):
+        test = order[f::folds]
+        train = np.setdiff1d(order, test)
+        w, b = logistic_fit(X[train], y[train])
+        correct += int(((X[test] @ w + b > 0) == (y[test] > 0.5)).sum())
+    return correct / (2 * k)

@@ -127,12 +127,17 @@ def test_generate_many_poems_comes_in_bounded_batches(tmp_path, monkeypatch):
     ckpt = tiny_checkpoint(tmp_path)
     model, _, itos = training.model_from_checkpoint(training.load_checkpoint(ckpt), __import__("torch").device("cpu"))
     sizes = []
-    real = decoding.sample
-    monkeypatch.setattr(decoding, "sample", lambda m, i, starts, *a, **k: sizes.append(len(starts)) or real(m, i, starts, *a, **k))
+    real = decoding.sample_scored
+    monkeypatch.setattr(decoding, "sample_scored",
+                        lambda m, i, starts, *a, **k: sizes.append(len(starts)) or real(m, i, starts, *a, **k))
     g = Config().gen
-    g.start, g.num, g.max_gen_len = "一", 150, 3
+    g.start, g.num, g.max_gen_len, g.candidates = "一", 150, 3, 1
     poems = list(decoding.iter_poems(model, itos, g, __import__("torch").device("cpu")))
     assert len(poems) == 150 and sizes == [64, 64, 22]
+    sizes.clear()
+    g.num, g.candidates = 20, 4                            # 16 poems of 4 candidates fill a batch of 64
+    poems = list(decoding.iter_poems(model, itos, g, __import__("torch").device("cpu")))
+    assert len(poems) == 20 and sizes == [64, 16] and all(len(p.others) == 3 for p in poems)
 
 
 def test_the_model_used_is_ckpt_then_best_then_pretrained(tmp_path, monkeypatch, capsys):
