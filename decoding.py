@@ -26,7 +26,7 @@ import torch
 
 import dataUtil
 import poetics
-from config import UserError, suggest
+from config import GenConfig, UserError, suggest
 
 END_MARKS = poetics.LINE_ENDS
 
@@ -478,3 +478,16 @@ def sampled_form(spec, forms, generator):
     weights = torch.tensor([float(k) for _, _, k in forms])
     chars, lines, _ = forms[int(torch.multinomial(weights, 1, generator=generator))]
     return dataclasses.replace(spec, chars=chars, lines=lines)
+
+
+def poems_per_key(model, itos, n, seed, device, keys, field, **settings):
+    """n poems for each key (a start character or acrostic heads, set as GenConfig.<field>), with the
+    other GenConfig settings given; the k-th key's poems are drawn with seed * 1000 + k."""
+    poems = []
+    for k, key in enumerate(keys):
+        g = GenConfig()
+        g.num, g.seed = n, seed * 1000 + k
+        for name, value in {**settings, field: key}.items():
+            setattr(g, name, value)
+        poems += poems_for(model, itos, g, device)
+    return poems

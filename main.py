@@ -167,7 +167,7 @@ def print_ci_metrics(model, corpus, n, seed, device, data_dir="data"):
     examples = []
     for name, rhyme in CI_MODES:
         print(f"generating: {name or 'unconstrained'}{' --rhyme' if rhyme else ''} ...", file=sys.stderr, flush=True)
-        poems = poems_per_key(model, corpus.itos, n, seed, device, SAMPLE_STARTS, "start", cipai=name, rhyme=rhyme,
+        poems = decoding.poems_per_key(model, corpus.itos, n, seed, device, SAMPLE_STARTS, "start", cipai=name, rhyme=rhyme,
                               free=not name)
         found = cipai_found(poems, name, table, by_pattern)
         valid = poetics.mean(f is not None for f in found)
@@ -228,7 +228,7 @@ def print_generation_metrics(model, corpus, n, seed, device, tone_system="classi
     for label, overrides, form in GEN_MODES:
         print(f"generating: {label} ...", file=sys.stderr, flush=True)
         keys, field = (ACROSTICS, "acrostic") if "acrostic" in label else (SAMPLE_STARTS, "start")
-        poems = poems_per_key(model, itos, n, seed, device, keys, field, tone_system=tone_system, **overrides)
+        poems = decoding.poems_per_key(model, itos, n, seed, device, keys, field, tone_system=tone_system, **overrides)
         m = poetics.measure(poems, train_lines, table, form)
         nll = text_nll(model, itos, poems, device)
         disc = poetics.discriminator_accuracy(poems, real, seed=seed) if field == "start" else float("nan")
@@ -244,19 +244,6 @@ def doubled_share(poems):
     """The share of poems with a character doubled inside a line, away from its first use (poetics.rerank_terms)."""
     import poetics
     return poetics.mean(poetics.rerank_terms(p, 0.0)["doubled"] > 0 for p in poems)
-
-
-def poems_per_key(model, itos, n, seed, device, keys, field, **settings):
-    """n poems for each key (a start character or acrostic heads, set as GenConfig.<field>), with the
-    other GenConfig settings given; the k-th key's poems are drawn with seed * 1000 + k."""
-    poems = []
-    for k, key in enumerate(keys):
-        g = Config().gen
-        g.num, g.seed = n, seed * 1000 + k
-        for name, value in {**settings, field: key}.items():
-            setattr(g, name, value)
-        poems += decoding.poems_for(model, itos, g, device)
-    return poems
 
 
 def cmd_export(rest):

@@ -233,7 +233,7 @@ def train_line_set(texts):
 # ----------------------------------------------------------------------------------------------------------
 # re-ranking candidates, and the real poems' forms
 
-RERANK_WEIGHTS = {"nll": 1.0, "repeated_lines": 1.0, "doubled": 0.3, "runs": 1.0}   # nats per defect
+RERANK_WEIGHTS = {"nll": 1.0, "repeated_lines": 1.0, "doubled": 1.0, "runs": 1.0}   # nats per defect
 
 
 def rerank_terms(text, nll):
@@ -294,14 +294,29 @@ def logistic_fit(X, y, l2=1e-3, steps=400):
     return w, b
 
 
+def matched_by_first_character(generated, real, rng):
+    """Equally many generated and real texts for each first character (the smaller count of the two), so the
+    opening character alone tells nothing."""
+    pick_g, pick_r = [], []
+    for ch in sorted({t[0] for t in generated if t} & {t[0] for t in real if t}):
+        g = [t for t in generated if t[0] == ch]
+        r = [t for t in real if t[0] == ch]
+        k = min(len(g), len(r))
+        pick_g += [g[i] for i in rng.permutation(len(g))[:k]]
+        pick_r += [r[i] for i in rng.permutation(len(r))[:k]]
+    return pick_g, pick_r
+
+
 def discriminator_accuracy(generated, real, folds=5, seed=0):
     """Cross-validated accuracy of logistic regression on character 1-2-grams telling generated texts (label 1)
-    from real ones (label 0), on equally many of each: 0.5 means indistinguishable, 1.0 always told apart."""
-    k = min(len(generated), len(real))
+    from real ones (label 0), equally many of each for each first character: 0.5 means indistinguishable, 1.0
+    always told apart; NaN when fewer than `folds` pairs match."""
+    rng = np.random.default_rng(seed)
+    gen, real = matched_by_first_character(generated, real, rng)
+    k = len(gen)
     if k < folds:
         return float("nan")
-    rng = np.random.default_rng(seed)
-    texts = [generated[i] for i in rng.permutation(len(generated))[:k]] + [real[i] for i in rng.permutation(len(real))[:k]]
+    texts = gen + real
     y = np.array([1.0] * k + [0.0] * k)
     X = ngram_matrix(texts)
     order = rng.permutation(2 * k)
