@@ -90,7 +90,7 @@ class GenConfig:
     ckpt: str = ""                    # the model; empty: checkpoints/best.pt if it exists, else pretrained/tang.pt
     start: str = ""                   # the poem begins with these characters (needed unless --form, --acrostic or --cipai)
     num: int = 1                      # how many poems
-    temperature: float = 0.6          # below 1 safer, above 1 wilder
+    temperature: float = 1.0          # below 1 safer and blander, above 1 wilder (re-ranking keeps the fluent ones)
     top_k: int = 0                    # sample among the k likeliest characters (0 = all)
     top_p: float = 1.0                # nucleus sampling: the likeliest characters up to this mass (1 = off)
     repetition_penalty: float = 1.0   # > 1 makes characters already in the poem less likely
@@ -106,7 +106,7 @@ class GenConfig:
     tone_system: str = "classical"    # classical (the corpus's 平仄 labels) | mandarin (pypinyin), for --tones, --rhyme
     cipai: str = ""                   # write a 宋词 to this 词牌's pattern of lines (see --list-cipai)
     precision: str = "fp32"           # the model's matmuls in fp32 | bf16 (faster on a CPU or GPU with native bfloat16)
-    candidates: int = 1               # poems sampled for each one printed; the best by fluency and defects is kept
+    candidates: int = 8               # poems sampled for each one printed; the best by fluency and defects is kept
     free: bool = False                # let the model end the poem where it likes (default: a real poem's form)
 
 

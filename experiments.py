@@ -568,6 +568,7 @@ def real_row(model, itos, real):
     return {"setting": "real poems", "poems": len(real), "length": poetics.mean(map(len, real)),
             "short": poetics.mean(len(poetics.split_lines(p)) <= 2 for p in real),
             "doubled": poetics.mean(poetics.rerank_terms(p, 0)["doubled"] > 0 for p in real),
+            "opening": poetics.mean(poetics.rerank_terms(p, 0)["opening"] > 0 for p in real),
             "nll": text_nll(model, itos, real, "cpu"), "copy": float("nan"), "disc": float("nan"),
             "seconds": float("nan")}
 
@@ -577,7 +578,8 @@ def poem_row(label, poems, real, train_lines, seconds, nll):
     lines = [l.rstrip(poetics.LINE_ENDS) for p in poems for l in poetics.split_lines(p)]
     return {"setting": label, "poems": len(poems), "length": poetics.mean(map(len, poems)),
             "short": poetics.mean(len(poetics.split_lines(p)) <= 2 for p in poems),
-            "doubled": poetics.mean(poetics.rerank_terms(p, 0)["doubled"] > 0 for p in poems), "nll": nll,
+            "doubled": poetics.mean(poetics.rerank_terms(p, 0)["doubled"] > 0 for p in poems),
+            "opening": poetics.mean(poetics.rerank_terms(p, 0)["opening"] > 0 for p in poems), "nll": nll,
             "copy": poetics.mean(l in train_lines for l in lines if l),
             "disc": poetics.discriminator_accuracy(poems, real), "seconds": seconds / len(poems)}
 
@@ -591,12 +593,13 @@ def write_rerank_table(rows, path, args, doc):
              "open with those characters. disc.: a logistic regression on character 1-2-grams telling the "
              "setting's poems from real ones with the same first characters, equally many (5-fold "
              "cross-validated accuracy; 50% = indistinguishable). doubled: poems with a character twice in a line "
-             "away from its first use (萧萧 not counted). short: poems of 1-2 lines.", "",
-             "| setting (candidates x temperature) | poems | mean length | short | doubled | NLL/token | copy rate | "
-             "disc. | seconds / poem |", "|---|---|---|---|---|---|---|---|---|"]
+             "away from its first use (萧萧 not counted). opening: poems whose first character comes three times or "
+             "more. short: poems of 1-2 lines.", "",
+             "| setting (candidates x temperature) | poems | mean length | short | doubled | opening | NLL/token | "
+             "copy rate | disc. | seconds / poem |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['setting']} | {r['poems']} | {r['length']:.1f} | {r['short']:.1%} | {r['doubled']:.1%} | "
-                     f"{r['nll']:.3f} | {r['copy']:.1%} | {r['disc']:.1%} | {r['seconds']:.3f} |")
+                     f"{r['opening']:.1%} | {r['nll']:.3f} | {r['copy']:.1%} | {r['disc']:.1%} | {r['seconds']:.3f} |")
     fileio.write_text(doc, "\n".join(lines).replace("nan%", "—").replace("| nan |", "| — |") + "\n")
     print(f"wrote {doc}")
 

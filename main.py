@@ -130,7 +130,7 @@ def cmd_evaluate(rest):
 
 GEN_MODES = [  # (label, GenConfig overrides, form the metrics judge against)
     ("default (a real poem's form, best of --candidates)", {}, None),
-    ("old default: --free --candidates 1", dict(free=True, candidates=1), None),
+    ("old default: --free --candidates 1 --temperature 0.6", dict(free=True, candidates=1, temperature=0.6), None),
     ("--form 5 --lines 4", dict(form=5, lines=4), (5, 4)),
     ("--form 7 --lines 4 --rhyme", dict(form=7, lines=4, rhyme=True), (7, 4)),
     ("--form 5 --lines 8 --rhyme --tones", dict(form=5, lines=8, rhyme=True, tones=True), (5, 8)),
@@ -234,7 +234,8 @@ def print_generation_metrics(model, corpus, n, seed, device, tone_system="classi
         disc = poetics.discriminator_accuracy(poems, real, seed=seed) if field == "start" else float("nan")
         print(f"| {label} | {m.poems} | {m.form_valid:.1%} | {m.rhyme_rate:.1%} | {m.tone_agreement:.1%} | "
               f"{m.distinct_1:.3f} | {m.distinct_2:.3f} | {m.copy_rate:.1%} | {nll:.3f} | "
-              f"{poetics.mean(map(len, poems)):.1f} | {doubled_share(poems):.1%} | {disc:.1%} |")
+              f"{poetics.mean(map(len, poems)):.1f} | {doubled_share(poems):.1%} | "
+              f"{'—' if disc != disc else f'{disc:.1%}'} |")
         examples.append((label, poems[0]))
     for label, poem in examples:
         print(f"\n{label}:\n{dataUtil.format_poem(poem)}")

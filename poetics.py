@@ -233,14 +233,15 @@ def train_line_set(texts):
 # ----------------------------------------------------------------------------------------------------------
 # re-ranking candidates, and the real poems' forms
 
-RERANK_WEIGHTS = {"nll": 1.0, "repeated_lines": 1.0, "doubled": 1.0, "runs": 1.0}   # nats per defect
+RERANK_WEIGHTS = {"nll": 1.0, "repeated_lines": 1.0, "doubled": 1.0, "runs": 1.0, "opening": 0.5}   # per defect
 
 
 def rerank_terms(text, nll):
     """The terms of a candidate's score (lower is better): nll, the model's mean NLL per token of the poem
     (fluency); repeated_lines, lines that occur earlier in the poem; doubled, characters met a second time in
     one line, away from their first use (萧萧 and other reduplication, two in a row, are not counted); runs,
-    three or more of one character in a row (凄凄凄)."""
+    three or more of one character in a row (凄凄凄); opening, uses of the poem's first character beyond two
+    (月 opening a poem and coming back in every line)."""
     lines = [l.rstrip(LINE_ENDS + "、") for l in split_lines(text)]
     lines = [l for l in lines if l]
     doubled = runs = 0
@@ -249,7 +250,9 @@ def rerank_terms(text, nll):
             seen_before = ch in l[:k]
             doubled += seen_before and not (k > 0 and l[k - 1] == ch)
             runs += k >= 2 and l[k - 2] == l[k - 1] == ch
-    return {"nll": nll, "repeated_lines": len(lines) - len(set(lines)), "doubled": doubled, "runs": runs}
+    opening = max(0, text.count(text[0]) - 2) if text else 0
+    return {"nll": nll, "repeated_lines": len(lines) - len(set(lines)), "doubled": doubled, "runs": runs,
+            "opening": opening}
 
 
 def rerank_score(terms, weights=RERANK_WEIGHTS):
