@@ -44,7 +44,7 @@ def layer_forward(x, h0, c0, W, b, keep, md=None):
     Wm = W.to(md)                                                                  # a no-op in float32
     xm, W_xT = x.reshape(T * B, D).to(md), Wm[:, :D].t()
     gates = (torch.addmm(b, xm, W_xT) if md == b.dtype else torch.add(b, xm @ W_xT)).view(T, B, 4 * H)  # eq. (12)
-    W_hT = Wm[:, D:].t().contiguous()            # (H, 4H); bfloat16 matmuls repack a strided operand per call
+    W_hT = Wm[:, D:].t().contiguous()            # (H, 4H), one contiguous copy a call, read at every step
     hs = x.new_empty(T + 1, B, H, dtype=md)
     hs[0] = h0
     cs = c0.new_empty(T + 1 if keep else 2, B, H)
@@ -124,7 +124,7 @@ class LSTMLayerFunction(torch.autograd.Function):
         with torch.autocast(x.device.type, enabled=False):
             hs, c_T, (gates, cs, tanh_c) = layer_forward(x, h0, c0, W, b, keep=True, md=md)
         ctx.save_for_backward(x, W, hs, gates, cs, tanh_c)
-        return hs[1:], hs[-1].to(h0.dtype), c_T.clone()        # out (T, B, H) in md, h_T, c_T
+        return hs[1:], hs[-1].to(h0.dtype, copy=True), c_T.clone()   # out (T, B, H) in md, h_T, c_T
 
     @staticmethod
     @torch.autograd.function.once_differentiable
