@@ -265,12 +265,12 @@ def sample_scored(model, itos, starts, gcfg, device, generator=None, spec=None, 
     B = len(starts)
     specs = spec if isinstance(spec, list) else [spec or Spec()] * B
     tables = tables or Tables(itos)
+    for s, p in zip(specs, starts):
+        if not fits(s, p, tables):
+            raise UserError(f"the start {''.join(itos[i] for i in p)!r} does not fit the form asked for")
     autos = [Automaton(s, tables) for s in specs]
     for a, p in zip(autos, starts):
         for tok in p:
-            mask = a.allowed()
-            if mask is not None and not mask[tok]:
-                raise UserError(f"the start {''.join(itos[i] for i in p)!r} does not fit the form asked for")
             a.advance(tok)
     width = max(map(len, starts))
     assert all(len(p) == width for p in starts), "the starts of one batch have one length"
@@ -434,7 +434,7 @@ def iter_poems(model, itos, gcfg, device, batch=64):
     if not start and not spec.constrained:
         raise UserError("--start is empty; give the character(s) the poem begins with, e.g. --start 日")
     prime = dataUtil.encode_start(gcfg.prefix, itos) if gcfg.prefix.strip() else []
-    forms = None if spec.constrained or gcfg.free else default_forms(len(start))
+    forms = None if spec.constrained or gcfg.free else default_forms(spec, start, tables)
     # the random streams depend on the seed, the asked-for text and the poem's number (never on --num)
     key = (gcfg.seed, str((start, spec.heads) + ((gcfg.cipai,) if gcfg.cipai else ())))
     n = gcfg.candidates
@@ -464,13 +464,23 @@ def best_of(texts, nlls):
     return ranked[0]
 
 
-def default_forms(start_chars):
+def default_forms(spec, start, tables):
     """The regular forms of real poems a default poem's form is drawn from, [(characters, lines, poems)], or
-    None (then the model decides the length) when no forms table is at hand; forms too short for the start
-    are left out."""
+    None (then the model decides the length) when no forms table is at hand; forms the start does not fit
+    (a start of six characters, or one with a five-character first line) are left out."""
     forms = prepared_or_shipped("forms.json", dataUtil.load_forms_table, "data")
-    forms = [f for f in forms or () if f[0] >= start_chars]
-    return forms or None
+    return [f for f in forms or () if fits(dataclasses.replace(spec, chars=f[0], lines=f[1]), start, tables)] or None
+
+
+def fits(spec, start, tables):
+    """Whether the start tokens keep to spec's form."""
+    a = Automaton(spec, tables)
+    for tok in start:
+        mask = a.allowed()
+        if mask is not None and not mask[tok]:
+            return False
+        a.advance(tok)
+    return True
 
 
 def sampled_form(spec, forms, generator):

@@ -67,7 +67,7 @@ def test_the_form_sampler_draws_forms_in_proportion_to_real_poems():
 
 def test_default_poems_take_a_real_form_and_free_ones_do_not_have_to(tmp_path, monkeypatch):
     model, _, itos = training.model_from_checkpoint(training.load_checkpoint(tiny_checkpoint(tmp_path)), "cpu")
-    monkeypatch.setattr(decoding, "default_forms", lambda start_chars: [(5, 4, 1), (7, 8, 1)])
+    monkeypatch.setattr(decoding, "default_forms", lambda spec, start, tables: [(5, 4, 1), (7, 8, 1)])
     g = GenConfig(start=TINY_ITOS[10], num=6, candidates=2)
     poems = decoding.poems_for(model, itos, g, "cpu")
     assert all(poetics.form_of(p) in {(5, 4), (7, 8)} for p in poems), poems
@@ -154,3 +154,15 @@ def test_the_discriminator_cannot_tell_one_distribution_from_itself_and_tells_sh
 
 def test_the_discriminator_needs_enough_of_each():
     assert np.isnan(poetics.discriminator_accuracy(["春风"], ["秋月"] * 10))
+
+
+def test_a_start_only_draws_forms_it_fits():
+    tables = decoding.Tables(ITOS)
+    forms = [(5, 4, 1), (7, 4, 1)]
+    ids = [ITOS.index(c) for c in "春夏秋冬日月山"]                    # seven characters: only 七言 fits
+    import unittest.mock as mock
+    with mock.patch.object(decoding, "prepared_or_shipped", lambda *a: forms):
+        assert decoding.default_forms(decoding.Spec(), ids, tables) == [(7, 4, 1)]
+        five = [ITOS.index(c) for c in "春夏秋冬日，月"]              # a five-character first line: only 五言
+        assert decoding.default_forms(decoding.Spec(), five, tables) == [(5, 4, 1)]
+        assert decoding.default_forms(decoding.Spec(), [ITOS.index(c) for c in "春夏秋冬日月山水"], tables) is None
