@@ -174,7 +174,7 @@ def print_ci_metrics(model, corpus, n, seed, device, data_dir="data"):
         rhymed = poetics.mean(f is not None and poetics.ci_rhymes(p, table[f]["rhymes"], tones)
                               for p, f in zip(poems, found))
         m = poetics.measure(poems, train_lines, tones)
-        label = f"--cipai {name}{' --rhyme' if rhyme else ''}" if name else "unconstrained, τ=0.6"
+        label = f"--cipai {name}{' --rhyme' if rhyme else ''}" if name else "unconstrained (the model's own length)"
         print(f"| {label} | {m.poems} | {valid:.1%} | {rhymed:.1%} | {m.distinct_1:.3f} | {m.distinct_2:.3f} | "
               f"{m.copy_rate:.1%} | {text_nll(model, corpus.itos, poems, device):.3f} |")
         examples.append((label, poems[0]))
