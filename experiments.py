@@ -565,10 +565,7 @@ def run_rerank(model, itos, corpus, n, counts, temps, starts="日红山夜湖海
 def real_row(model, itos, real):
     import poetics
     from training import text_nll
-    return {"setting": "real poems", "poems": len(real), "length": poetics.mean(map(len, real)),
-            "short": poetics.mean(len(poetics.split_lines(p)) <= 2 for p in real),
-            "doubled": poetics.mean(poetics.rerank_terms(p, 0)["doubled"] > 0 for p in real),
-            "opening": poetics.mean(poetics.rerank_terms(p, 0)["opening"] > 0 for p in real),
+    return {"setting": "real poems", "poems": len(real), **poetics.shape_measures(real),
             "nll": text_nll(model, itos, real, "cpu"), "copy": float("nan"), "disc": float("nan"),
             "seconds": float("nan")}
 
@@ -576,10 +573,7 @@ def real_row(model, itos, real):
 def poem_row(label, poems, real, train_lines, seconds, nll):
     import poetics
     lines = [l.rstrip(poetics.LINE_ENDS) for p in poems for l in poetics.split_lines(p)]
-    return {"setting": label, "poems": len(poems), "length": poetics.mean(map(len, poems)),
-            "short": poetics.mean(len(poetics.split_lines(p)) <= 2 for p in poems),
-            "doubled": poetics.mean(poetics.rerank_terms(p, 0)["doubled"] > 0 for p in poems),
-            "opening": poetics.mean(poetics.rerank_terms(p, 0)["opening"] > 0 for p in poems), "nll": nll,
+    return {"setting": label, "poems": len(poems), **poetics.shape_measures(poems), "nll": nll,
             "copy": poetics.mean(l in train_lines for l in lines if l),
             "disc": poetics.discriminator_accuracy(poems, real), "seconds": seconds / len(poems)}
 

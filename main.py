@@ -222,8 +222,9 @@ def print_generation_metrics(model, corpus, n, seed, device, tone_system="classi
           "indistinguishable)")
     print("| mode | poems | form valid | rhyme | tone agreement | distinct-1 | distinct-2 | copy rate | NLL/token | "
           "length | doubled | disc. |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    real_shape = poetics.shape_measures(real)
     print(f"| real poems | {len(real)} | | | | | | | {text_nll(model, itos, real, device):.3f} | "
-          f"{poetics.mean(map(len, real)):.1f} | {doubled_share(real):.1%} | |")
+          f"{real_shape['length']:.1f} | {real_shape['doubled']:.1%} | |")
     examples = []
     for label, overrides, form in GEN_MODES:
         print(f"generating: {label} ...", file=sys.stderr, flush=True)
@@ -232,19 +233,14 @@ def print_generation_metrics(model, corpus, n, seed, device, tone_system="classi
         m = poetics.measure(poems, train_lines, table, form)
         nll = text_nll(model, itos, poems, device)
         disc = poetics.discriminator_accuracy(poems, real, seed=seed) if field == "start" else float("nan")
+        shape = poetics.shape_measures(poems)
         print(f"| {label} | {m.poems} | {m.form_valid:.1%} | {m.rhyme_rate:.1%} | {m.tone_agreement:.1%} | "
               f"{m.distinct_1:.3f} | {m.distinct_2:.3f} | {m.copy_rate:.1%} | {nll:.3f} | "
-              f"{poetics.mean(map(len, poems)):.1f} | {doubled_share(poems):.1%} | "
+              f"{shape['length']:.1f} | {shape['doubled']:.1%} | "
               f"{'—' if disc != disc else f'{disc:.1%}'} |")
         examples.append((label, poems[0]))
     for label, poem in examples:
         print(f"\n{label}:\n{dataUtil.format_poem(poem)}")
-
-
-def doubled_share(poems):
-    """The share of poems with a character doubled inside a line, away from its first use (poetics.rerank_terms)."""
-    import poetics
-    return poetics.mean(poetics.rerank_terms(p, 0.0)["doubled"] > 0 for p in poems)
 
 
 def cmd_export(rest):

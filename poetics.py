@@ -259,6 +259,14 @@ def rerank_score(terms, weights=RERANK_WEIGHTS):
     return sum(weights[k] * terms[k] for k in weights)
 
 
+def shape_measures(poems):
+    """What a reader sees at once, over a set of poems: mean length (characters with punctuation), and the
+    shares of poems of 1-2 lines, with a doubled character in a line, with the opening character overused."""
+    terms = [rerank_terms(p, 0.0) for p in poems]
+    return {"length": mean(map(len, poems)), "short": mean(len(split_lines(p)) <= 2 for p in poems),
+            "doubled": mean(t["doubled"] > 0 for t in terms), "opening": mean(t["opening"] > 0 for t in terms)}
+
+
 def form_counts(texts):
     """{(characters per line, lines): poems} over the poems of a regular shape — every line 5 or 7 characters,
     ，。 alternating, an even number of lines — and the count of the others under None."""
