@@ -101,7 +101,9 @@ class GenConfig:
     lines: int = 0                    # lines with --form: 4 (绝句) | 8 (律诗)
     acrostic: str = ""                # 藏头诗: line k starts with the k-th character
     prefix: str = ""                  # style priming text, run through the model first and not printed
-    rhyme: bool = False               # rhyme (中华新韵): --form's even lines on a level tone; --cipai's rhyme sets
+    rhyme: bool = False               # rhyme: --form's even lines end in one rhyme group; --cipai's rhyme sets
+    rhyme_system: str = "pingshui"    # pingshui (平水韵; 词林正韵 for --cipai) | xinyun (中华新韵, modern finals)
+    rhyme_tone: str = "level"         # the tone --form's rhymes are on: level (平, as 律诗/绝句) | oblique (仄)
     tones: bool = False               # 平仄 at positions 2, 4, 6 (二四六分明), with --form
     tone_system: str = "classical"    # classical (the corpus's 平仄 labels) | mandarin (pypinyin), for --tones, --rhyme
     cipai: str = ""                   # write a 宋词 to this 词牌's pattern of lines (see --list-cipai)
@@ -146,6 +148,8 @@ CHOICES = {
     ("train", "optimizer"): ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "adam", "adamw", "rmsprop"),
     ("gen", "form"): (0, 5, 7),
     ("gen", "tone_system"): ("classical", "mandarin"),
+    ("gen", "rhyme_system"): ("pingshui", "xinyun"),
+    ("gen", "rhyme_tone"): ("level", "oblique"),
     ("gen", "lines"): (0, 4, 8),
     ("train", "precision"): ("auto", "fp32", "bf16"),
     ("gen", "precision"): ("fp32", "bf16"),

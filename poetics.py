@@ -1,15 +1,16 @@
 """What makes a 绝句 / 律诗: line forms, rhyme groups, level and oblique tones, and the metrics that check them;
 and which line ends of a 词牌 rhyme together, learnt from its examples (rhyme_sets).
 
-Rhyme follows 中华新韵 (the modern 14-group standard), computed from each character's Mandarin final with
-pypinyin. Tones come from one of two systems (`--tone-system`):
+Rhyme is judged by a rhyme book (rhymebook.Book: each character's groups, each with a tone): 平水韵 for 诗 and
+词林正韵 for 词 by default (rhymebook), or 中华新韵, the modern 14-group standard computed here from each
+character's Mandarin final with pypinyin (xinyun_book). Tones come from one of two systems (`--tone-system`):
 - classical (the default): each character's 平 / 仄 as the corpus's own labels give it (dataUtil's tone table,
   learnt from the 平仄 annotations of 52,929 Tang poems): entering-tone characters (入声: 国 白 石 一) are 仄, as in
   Tang verse, and characters read both ways (看 思 过) fit either position;
 - mandarin: Mandarin tones from pypinyin, 1-2 level (平) and 3-4 oblique (仄), where 入声 characters that are
   level in Mandarin count as level.
-Characters the classical table lacks (too few labels) fall back to Mandarin. No maintained package ships the
-平水韵 rhyme table, so rhyme groups stay modern.
+Characters the classical table lacks (too few labels) fall back to Mandarin. A 平水韵 rhyme's tone is its
+group's (上平/下平 level, 上/去/入 oblique); a 中华新韵 rhyme's is the tone system's.
 
 The tone pattern used is the classical 二四六分明 rule: within a line positions 2, 4, 6 alternate; the two
 lines of a couplet are opposite (对) and the first line of a couplet repeats the one before it (粘).
@@ -22,6 +23,8 @@ Deliberately left out: 孤平 and 三平尾 checks, and positions 1, 3, 5 (which
 from dataclasses import dataclass
 
 import numpy as np
+
+import rhymebook
 
 LINE_ENDS = "，。？！；"
 RHYME_GROUPS = {          # 中华新韵: group -> pypinyin finals (strict, ü written v)
@@ -64,6 +67,18 @@ def table_for(chars, classical=None):
     return out
 
 
+def xinyun_book(table):
+    """中华新韵 as a rhymebook.Book over the characters of table {character: (group, level)} (table_for): a
+    character read both ways rhymes in either tone, one of unknown tone in its group with tone None."""
+    names = list(RHYME_GROUPS)
+    entries = {}
+    for ch, (group, level) in table.items():
+        if group is not None:
+            tones = (LEVEL, OBLIQUE) if level == BOTH else (level,)
+            entries[ch] = frozenset((names.index(group), t) for t in tones)
+    return rhymebook.Book("xinyun", names, entries)
+
+
 def required_tone(line, pos, first):
     """Level (1) or oblique (0) required at 1-based position pos (2, 4 or 6) of 0-based line, given the tone
     `first` chosen at position 2 of line 0. 粘 and 对 give line k's position-2 tone as first when k % 4 is 0 or 3."""
@@ -101,13 +116,12 @@ def form_of(text):
     return (n, len(lines)) if ok else None
 
 
-def rhymes(text, table):
-    """True when the even lines (2nd, 4th, ...), at least two of them, end in level-tone characters of one
-    rhyme group."""
+def rhymes(text, book, tone=None):
+    """True when the even lines (2nd, 4th, ...), at least two of them, end in characters of one rhyme group of
+    the book, in the tone given (default level)."""
     ends = [l[-2] for l in split_lines(text)[1::2] if len(l) >= 2]
-    info = [table.get(ch) or char_info(ch) for ch in ends]
-    return len(ends) >= 2 and all(lv in (LEVEL, BOTH) for _, lv in info) and len({g for g, _ in info}) == 1 \
-        and info[0][0] is not None
+    tone = LEVEL if tone is None else tone
+    return len(ends) >= 2 and bool(book.common(ends, [tone] * len(ends)))
 
 
 def tone_agreement(text, table):
@@ -144,18 +158,20 @@ def line_ends(text, marks=LINE_ENDS + "、"):
     return [l[-2] for l in split_after(text, marks) if len(l) >= 2 and l[-1] in marks]
 
 
-def rhyme_sets(texts, table, min_share=RHYME_SHARE):
+def rhyme_sets(texts, table, book, min_share=RHYME_SHARE):
     """texts: examples of one 词牌 that all follow one pattern. Line ends i and j rhyme when they share a
-    中华新韵 group in at least min_share of the examples; the rhyme sets are the connected groups of such
-    line ends (two or more). Returns [{"lines": [i, ...], "tones": ["平" | "仄", ...], "share": s}]: each
-    line's tone is the one most of its ends have in the examples (a set may mix them: 西江月 ends its stanzas
-    on 仄 in the rhyme of its 平 lines), share is the mean agreement of the set's pairs."""
-    ends = [[table.get(ch) or char_info(ch) for ch in line_ends(t)] for t in texts]
+    group of the rhyme book (in any tone: 平 and 仄 of one 词林正韵 部 rhyme together in a 词) in at least
+    min_share of the examples; the rhyme sets are the connected groups of such line ends (two or more).
+    Returns [{"lines": [i, ...], "tones": ["平" | "仄", ...], "share": s}]: each line's tone is the one most of
+    its ends have in the examples by table {character: (group, level)} (a set may mix them: 西江月 ends its
+    stanzas on 仄 in the rhyme of its 平 lines), share is the mean agreement of the set's pairs."""
+    ends = [line_ends(t) for t in texts]
     n = len(ends[0]) if ends else 0
     ends = [e for e in ends if len(e) == n]
+    groups = [[book.groups_of(ch) for ch in e] for e in ends]
 
     def agree(i, j):
-        return mean(e[i][0] is not None and e[i][0] == e[j][0] for e in ends)
+        return mean(bool(g[i] & g[j]) for g in groups)
     pair = {(i, j): agree(i, j) for i in range(n) for j in range(i + 1, n)}
     root = list(range(n))
 
@@ -171,22 +187,20 @@ def rhyme_sets(texts, table, min_share=RHYME_SHARE):
         members.setdefault(find(i), []).append(i)
     sets = []
     for lines in (m for m in members.values() if len(m) >= 2):
-        level = [mean(e[i][1] in (LEVEL, BOTH) for e in ends) for i in lines]
+        level = [mean((table.get(e[i]) or char_info(e[i]))[1] in (LEVEL, BOTH) for e in ends) for i in lines]
         shares = [pair[i, j] for i in lines for j in lines if i < j]
         sets.append({"lines": lines, "tones": ["平" if lv >= 0.5 else "仄" for lv in level],
                      "share": round(mean(shares), 3)})
     return sets
 
 
-def ci_rhymes(text, sets, table):
-    """True when every rhyme set's line ends share one group and fit their tones (a 'both' character fits)."""
+def ci_rhymes(text, sets, book):
+    """True when every rhyme set's line ends are in one group of the book, each in its line's tone."""
     ends = line_ends(text)
     for s in sets:
         if max(s["lines"]) >= len(ends):
             return False
-        info = [table.get(ends[i]) or char_info(ends[i]) for i in s["lines"]]
-        fits = all(lv in (CLASSICAL[tone], BOTH) for (_, lv), tone in zip(info, s["tones"]))
-        if info[0][0] is None or len({g for g, _ in info}) != 1 or not fits:
+        if not book.common([ends[i] for i in s["lines"]], [CLASSICAL[t] for t in s["tones"]]):
             return False
     return True
 
@@ -205,9 +219,10 @@ class Metrics:
     copy_rate: float
 
 
-def measure(poems, train_lines, table, form=None):
-    """Metrics of generated poems. form (chars, lines) is the form asked for; None means any regular form
-    (5 or 7 characters, 4 or 8 lines). train_lines is the set of lines (without end marks) of the train poems."""
+def measure(poems, train_lines, table, book, form=None):
+    """Metrics of generated poems: tones by table {character: (group, level)}, rhyme by the rhyme book. form
+    (chars, lines) is the form asked for; None means any regular form (5 or 7 characters, 4 or 8 lines).
+    train_lines is the set of lines (without end marks) of the train poems."""
     regular = {(5, 4), (5, 8), (7, 4), (7, 8)} if form is None else {tuple(form)}
     valid = [form_of(p) in regular for p in poems]
     tones = [t for t in (tone_agreement(p, table) for p in poems) if t is not None]
@@ -216,7 +231,7 @@ def measure(poems, train_lines, table, form=None):
     bi = [(a, b) for cs in chars for a, b in zip(cs, cs[1:])]
     lines = [l.rstrip(LINE_ENDS) for p in poems for l in split_lines(p)]
     return Metrics(
-        poems=len(poems), form_valid=mean(valid), rhyme_rate=mean([rhymes(p, table) for p in poems]),
+        poems=len(poems), form_valid=mean(valid), rhyme_rate=mean([rhymes(p, book) for p in poems]),
         tone_agreement=mean(tones), distinct_1=len(set(uni)) / max(len(uni), 1),
         distinct_2=len(set(bi)) / max(len(bi), 1), copy_rate=mean([l in train_lines for l in lines if l]))
 

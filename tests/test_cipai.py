@@ -61,12 +61,13 @@ def test_rhyme_sets_by_hand():
     # 菩萨蛮-like: lines 1-2 rhyme on 仄, 3-4 on 平, in another group; a third example breaks lines 1-2
     texts = ["山上，地望。明风，灯声。", "天静，人冷。花沙，家茶。", "日月，水火。天前，年边。"]
     table = poetics.table_for(set("".join(texts)))
-    sets = poetics.rhyme_sets(texts, table)
+    book = poetics.xinyun_book(table)
+    sets = poetics.rhyme_sets(texts, table, book)
     assert [s["lines"] for s in sets] == [[0, 1], [2, 3]]
     assert sets[0]["tones"] == ["仄", "仄"] and sets[1]["tones"] == ["平", "平"]
     assert sets[0]["share"] == round(2 / 3, 3) and sets[1]["share"] == 1.0
-    assert poetics.ci_rhymes(texts[0], sets, table) and not poetics.ci_rhymes(texts[2], sets, table)
-    assert not poetics.ci_rhymes("山上，地上。", sets, table)           # too few lines
+    assert poetics.ci_rhymes(texts[0], sets, book) and not poetics.ci_rhymes(texts[2], sets, book)
+    assert not poetics.ci_rhymes("山上，地上。", sets, book)           # too few lines
 
 
 RHYMED = {"韵": {"lines": [[2, "，"], [3, "。"], [2, "，"], [3, "。"]], "share": 1.0, "examples": 50, "stanza": 0,
@@ -77,12 +78,12 @@ RHYMED = {"韵": {"lines": [[2, "，"], [3, "。"], [2, "，"], [3, "。"]], "sh
 
 @pytest.mark.parametrize("temperature", [0.3, 1.0, 5.0])
 def test_cipai_rhyme_holds_with_mixed_tones(temperature):
-    table = poetics.table_for(CHARS[6:])
+    book = poetics.xinyun_book(poetics.table_for(CHARS[6:]))
     for rhyme in (True, False):
         g = gen(cipai="韵", rhyme=rhyme, temperature=temperature)
         poems = decoding.sample(FormBreaker(ITOS), ITOS, [[]] * 12, g, torch.device("cpu"),
                                 torch.Generator().manual_seed(0), decoding.spec_from(g, RHYMED))
-        ok = [poetics.ci_rhymes(p, RHYMED["韵"]["rhymes"], table) for p in poems]
+        ok = [poetics.ci_rhymes(p, RHYMED["韵"]["rhymes"], book) for p in poems]
         assert all(ok) if rhyme else not any(ok), poems      # the breaker alone never rhymes
         assert all(dataUtil.ci_pattern(p) == ((2, "，"), (3, "。"), (2, "，"), (3, "。")) for p in poems)
     with pytest.raises(UserError, match="no rhyme positions"):
@@ -171,7 +172,7 @@ def test_ci_metrics_judge_pattern_and_rhyme(data_cfg, tmp_path, capsys, monkeypa
         json.dump(table, f, ensure_ascii=False)
     monkeypatch.setattr(main, "CI_MODES", [("", False), ("浣溪沙", False), ("浣溪沙", True)])
     monkeypatch.setattr(main, "SAMPLE_STARTS", "春风")
-    main.print_ci_metrics(model, corpus, 3, 0, torch.device("cpu"), data_cfg.data.data_dir)
+    main.print_ci_metrics(model, corpus, 3, 0, torch.device("cpu"), data_dir=data_cfg.data.data_dir)
     rows = {line.split(" | ")[0]: line.split(" | ") for line in capsys.readouterr().out.splitlines()
             if line.startswith("| --cipai") or line.startswith("| unconstrained")}
     assert rows["| --cipai 浣溪沙"][1:3] == ["6", "100.0%"]                   # 3 per start, the pattern always

@@ -79,7 +79,7 @@ def test_start_opens_the_first_line():
 def test_rhyme_and_tones_hold():
     table = poetics.table_for(CHARS[6:])
     for poem in run(gen(form=5, lines=8, rhyme=True, tones=True, temperature=2.0)):
-        assert poetics.form_of(poem) == (5, 8) and poetics.rhymes(poem, table), poem
+        assert poetics.form_of(poem) == (5, 8) and poetics.rhymes(poem, poetics.xinyun_book(table)), poem
         assert poetics.tone_agreement(poem, table) == 1.0, poem
         ends = [l[-2] for l in poetics.split_lines(poem)[1::2]]
         assert len(set(ends)) == len(ends)               # no rhyme character repeated
@@ -105,7 +105,8 @@ def test_tone_agreement_by_hand():
 
 def test_metrics_by_hand():
     poems = ["白日依山尽，黄河入海流。欲穷千里目，更上一层楼。", "白日依山尽，白日。"]   # one even line: no rhyme
-    m = poetics.measure(poems, {"白日依山尽"}, {}, form=(5, 4))
+    book = poetics.xinyun_book(poetics.table_for(set("".join(poems))))
+    m = poetics.measure(poems, {"白日依山尽"}, {}, book, form=(5, 4))
     assert m.form_valid == 0.5 and m.rhyme_rate == 0.5
     assert m.copy_rate == 2 / 6                          # two of six lines appear in train
     assert m.distinct_1 == 20 / 27                       # 20 + 7 characters; the second poem adds no new one

@@ -1,0 +1,155 @@
+"""The rhyme study (`python main.py experiment rhyme`): what the 平水韵 table holds once converted to simplified
+characters, how its tones agree with the corpus's own 平仄 labels, how often real poems rhyme under each rhyme
+system, and which 词牌 rhyme sets 词林正韵 changes. Needs the prepared corpus (both genres) and its tables;
+no model. Writes docs/rhyme_study.md.
+"""
+import os
+from collections import Counter
+
+import dataUtil
+import fileio
+import poetics
+import rhymebook
+from config import Config, UserError, make_parser
+
+REGULAR = {(5, 4), (5, 8), (7, 4), (7, 8)}
+
+
+def cmd_rhyme(rest):
+    parser = make_parser("main.py experiment rhyme", "the rhyme books against the corpus", [])
+    parser.add_argument("--data-dir", default="data", help="where the prepared corpus lives (default: data)")
+    parser.add_argument("--docs-dir", default="docs", help="where rhyme_study.md goes")
+    args = parser.parse_args(rest)
+    cfg = Config()
+    cfg.data.data_dir = args.data_dir
+    processed = dataUtil.processed_dir(cfg)
+    books = dataUtil.load_rhyme_books(os.path.join(processed, "rhymes.json"))
+    labels = dataUtil.load_tone_table(os.path.join(processed, "tones.json"))
+    if not books or not labels:
+        raise UserError(f"no readable rhymes.json / tones.json in {processed}: python dataUtil.py prepare")
+    tang = dataUtil.load_corpus(cfg)
+    cfg.data.genre = "ci"
+    ci = dataUtil.load_corpus(cfg)
+    sections = [conversion_section(books["pingshui"]), agreement_section(books["pingshui"], labels),
+                tang_section(tang, books, labels), ci_section(ci, books, labels, cfg)]
+    doc = os.path.join(args.docs_dir, "rhyme_study.md")
+    fileio.write_text(doc, "\n".join(["# Rhyme study", "", "Command: `python main.py experiment rhyme` (no model; "
+                                      "the prepared corpus and its tables). Source: " + rhymebook.SOURCE + ".", ""]
+                                     + [line for s in sections for line in s + [""]]))
+    print(f"wrote {doc}")
+    return 0
+
+
+def conversion_section(book):
+    """Counts of the converted table: characters, those in several groups, in both tones, and the simplified
+    characters several traditional ones land on."""
+    path = rhymebook.package_table_path()
+    import opencc
+    groups = rhymebook.read_package_table(path, opencc.OpenCC("t2s").convert)
+    traditional = {ch for _, chars in groups for ch in chars}
+    merged = {}
+    for ch in traditional:
+        merged.setdefault(dataUtil.convert_chars(ch), set()).add(ch)
+    merged = {s: t for s, t in merged.items() if len(t - {s}) >= 1 and len(t | {s}) >= 3}
+    several = [ch for ch, e in book.entries.items() if len({g for g, _ in e}) > 1]
+    both = [ch for ch, e in book.entries.items() if len({t for _, t in e}) > 1]
+    example = lambda ch: f"{ch} ({' '.join(book.groups[g] for g, _ in sorted(book.entries[ch]))})"   # noqa: E731
+    return ["## The table, converted", "",
+            f"{len(book.groups)} groups, {len(traditional)} distinct characters as the package lists them; "
+            f"{len(book.entries)} keys after conversion (each traditional character and its simplified standard "
+            "form, converted one character at a time the way the corpus is: OpenCC t2s, then `dataUtil."
+            "standard_form`).", "",
+            f"- in several groups: {len(several)} keys (a second reading, or several traditional characters on one "
+            f"simplified): e.g. {', '.join(example(c) for c in '看思过干台' if c in book.entries)}",
+            f"- in groups of both tones (平 and 仄): {len(both)} keys",
+            f"- simplified characters that two or more other traditional characters land on: {len(merged)}, e.g. "
+            + ", ".join(f"{s} ← {''.join(sorted(t - {s}))}" for s, t in sorted(merged.items())[:12])]
+
+
+def agreement_section(book, labels, shown=80):
+    agree, compared, wrong = rhymebook.tone_agreement(book, labels)
+    lacking = sum(ch not in book.entries for ch in labels)
+    tone_names = {"平": "平", "仄": "仄", "both": "both", "平仄": "both"}
+    kinds = Counter((label, tone_names.get(tones, tones)) for _, label, tones in wrong)
+    wrong = sorted(wrong, key=lambda w: (w[1] == "both", len(w[2]), w[0]))    # opposite single tones first
+    return (["## Tones: the table against the corpus's 平仄 labels", "",
+            f"Of the {len(labels)} characters of the corpus's tone table (tones.json: the majority of each "
+            f"character's labels in the 平仄-annotated Tang poems, 'both' when the rarer tone has ≥ "
+            f"{dataUtil.TONE_BOTH_SHARE:.0%}), {compared} are in the 平水韵 table ({lacking} are not). The tones "
+            f"agree (the table's set of tones equals the label's) for **{agree} ({agree / compared:.1%})**.", "",
+            "| corpus label | 平水韵 tones | characters |", "|---|---|---|"]
+            + [f"| {a} | {b} | {n} |" for (a, b), n in kinds.most_common()] + [
+            "", f"The disagreements, first {min(shown, len(wrong))} of {len(wrong)} (character: label → table; "
+            "opposite tones first). Most are characters with a second reading that the labels rarely see (the "
+            "table lists every reading; the labels count how Tang poets used the character); in rhyme the table "
+            "decides, in the tone pattern (--tones) the labels do:", "",
+            " ".join(f"{ch}:{label}→{tones}" for ch, label, tones in wrong[:shown])])
+
+
+def tang_section(corpus, books, labels):
+    """Rhyme rates of the test split's regular 绝句/律诗 under each system and tone table."""
+    real = [t for t in map(corpus.decode, corpus.test) if poetics.form_of(t) in REGULAR]
+    chars = {ch for t in real for ch in t}
+    rows = []
+    for tone_name, table in (("classical", labels), ("mandarin", None)):
+        tones = poetics.table_for(chars, table)
+        for name, book in (("平水韵", books["pingshui"]), ("中华新韵", poetics.xinyun_book(tones))):
+            if name == "平水韵" and tone_name == "mandarin":
+                continue                                # a 平水韵 rhyme's tone is its group's
+            level = [poetics.rhymes(t, book, poetics.LEVEL) for t in real]
+            oblique = [poetics.rhymes(t, book, poetics.OBLIQUE) for t in real]
+            either = [a or b for a, b in zip(level, oblique)]
+            rows.append(f"| {name} | {tone_name if name == '中华新韵' else '(the group’s)'} | {len(real)} | "
+                        f"{poetics.mean(level):.1%} | {poetics.mean(oblique):.1%} | {poetics.mean(either):.1%} |")
+    dengao = "风急天高猿啸哀，渚清沙白鸟飞回。无边落木萧萧下，不尽长江滚滚来。万里悲秋常作客，百年多病独登台。艰难苦恨繁霜鬓，潦倒新停浊酒杯。"
+    tones = poetics.table_for(set(dengao), labels)
+    verdict = {name: poetics.rhymes(dengao, book) for name, book in
+               (("平水韵", books["pingshui"]), ("中华新韵", poetics.xinyun_book(tones)))}
+    return (["## Real 绝句/律诗: how often the even lines rhyme", "",
+            "The test split's regular poems (5 or 7 characters, 4 or 8 lines). A poem rhymes when all its even "
+            "lines end in one group of the book, in the tone given; level is what 律诗/绝句 ask; oblique are the "
+            "仄韵 poems.", "",
+            "| rhyme system | tones | poems | rhyme, level | rhyme, oblique | either |", "|---|---|---|---|---|---|"]
+            + rows + ["", f"杜甫《登高》 (哀 回 来 台 杯, all 十灰): rhymes under 平水韵 {verdict['平水韵']}, under "
+                      f"中华新韵 {verdict['中华新韵']} (中华新韵 puts 回 杯 in 微, 哀 来 台 in 开)."])
+
+
+def ci_section(corpus, books, labels, cfg):
+    """Rhyme sets learnt by 词林正韵 against those learnt by 中华新韵, and the real 词 that rhyme under each."""
+    files = dataUtil.ci_files(dataUtil.raw_dir_of(cfg))
+    if not files:
+        return ["## 词", "", "(no raw 宋词 here: python dataUtil.py prepare --genre ci fetches them)"]
+    new = dataUtil.build_cipai_table(files, labels, books["cilin"])
+    old = dataUtil.build_cipai_table(files, labels, None)
+    unk = corpus.itos.index(dataUtil.UNK)
+    real = [corpus.decode(p) for p in corpus.test if unk not in p]
+    by_pattern = {}
+    for name, e in new.items():
+        by_pattern.setdefault(dataUtil.cipai_pattern(e), name)
+    named = [(t, by_pattern[p]) for t in real for p in [dataUtil.ci_pattern(t)] if p in by_pattern]
+    tones = poetics.table_for({ch for t, _ in named for ch in t}, labels)
+    xinyun = poetics.xinyun_book(tones)
+    rate = {(s, b): poetics.mean(poetics.ci_rhymes(t, table[n]["rhymes"], book) for t, n in named)
+            for s, table in (("cilin", new), ("xinyun", old)) for b, book in (("cilin", books["cilin"]),
+                                                                               ("xinyun", xinyun))}
+    changed = [n for n in new if sets_of(new[n]) != sets_of(old[n])]
+    return (["## 词: rhyme sets by 词林正韵", "",
+            f"词林正韵's 19 部 (rhymebook.CILIN, after 戈载《词林正韵》, 1821): 部 1-14 merge the level, rising and "
+            "departing 平水韵 groups of one rhyme, 部 15-19 the entering ones. 灰 贿 队 泰 are split between 部 3 and "
+            "5, 佳 卦 between 5 and 10, 元 阮 愿 between 6 and 7: by Mandarin final (ai/uai to 部 5; a/ia/ua to 部 "
+            "10; en/in/uen/ün to 部 6).", "",
+            f"The test split's 词 that follow a table 词牌's pattern exactly: {len(named)}. Share whose rhyme sets "
+            "rhyme (every set's ends in one group, each in its line's tone):", "",
+            "| rhyme sets learnt by | judged by 词林正韵 | judged by 中华新韵 |", "|---|---|---|",
+            f"| 词林正韵 (now) | {rate['cilin', 'cilin']:.1%} | {rate['cilin', 'xinyun']:.1%} |",
+            f"| 中华新韵 (before) | {rate['xinyun', 'cilin']:.1%} | {rate['xinyun', 'xinyun']:.1%} |", "",
+            f"{len(changed)} of {len(new)} 词牌 get other rhyme sets (1-based lines, tone):", ""]
+            + [f"- {n}: {fmt_sets(old[n]) or 'none'} → {fmt_sets(new[n]) or 'none'}" for n in changed])
+
+
+def sets_of(entry):
+    return [(r["lines"], r["tones"]) for r in entry["rhymes"]]
+
+
+def fmt_sets(entry):
+    return " | ".join(" ".join(f"{i + 1}{t}" for i, t in zip(r["lines"], r["tones"])) for r in entry["rhymes"])
