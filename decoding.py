@@ -320,6 +320,31 @@ def sample_scored(model, itos, starts, gcfg, device, generator=None, spec=None, 
     return [dataUtil.decode(o, itos) for o in out], nll / np.maximum(count, 1)
 
 
+@torch.no_grad()
+def token_nll(model, itos, texts, device):
+    """Each text's NLL per target of `<bos> text <eos>` (a list of numpy arrays, len(text) + 1 each: the
+    text's characters, then <eos>); characters outside the vocabulary count as <unk>."""
+    ids, offsets = dataUtil.encode(texts, {w: i for i, w in enumerate(itos)})
+    out = []
+    for k in range(len(texts)):
+        seq = torch.from_numpy(ids[offsets[k]:offsets[k + 1]].astype(np.int64)).to(device)
+        logits, _ = model(seq[:-1, None])                               # (T, 1, V)
+        logp = torch.log_softmax(logits[:, 0].float(), -1)
+        out.append(-logp.gather(1, seq[1:, None])[:, 0].cpu().numpy())
+    return out
+
+
+def line_nll(model, itos, text, device):
+    """The mean NLL per character of each line of text (its end mark included; <eos> counts to the last)."""
+    nll = token_nll(model, itos, [text], device)[0]
+    out, start = [], 0
+    for line in poetics.split_lines(text):
+        end = start + len(line) + (1 if start + len(line) == len(text) else 0)
+        out.append(float(nll[start:end].mean()))
+        start += len(line)
+    return out
+
+
 def read_in_chunks(model, tokens, chunk=64):
     """Run tokens (P, B) through the model `chunk` steps at a time, carrying the state: only the last step's
     logits (1, B, V) are kept, so a long --prefix costs chunk x B x V logits of memory, not P x B x V."""

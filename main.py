@@ -305,6 +305,46 @@ def same_file_content(a, b):
         return fa.read() == fb.read()
 
 
+def cmd_check(rest):
+    import json
+    import prosody
+    import workshop
+    parser = make_parser("main.py check", "the 格律 check of a poem: form, tones, rhyme and the rules it breaks "
+                         "(exit 0: keeps them all, 1: breaks one, 2: bad input)", [])
+    parser.add_argument("poem", nargs="?", default=None, help="the poem's text (default: read from stdin)")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.add_argument("--ckpt", default="", help="the model whose surprise (NLL) per line is shown "
+                        "(default: as generate picks it)")
+    parser.add_argument("--no-model", action="store_true", help="leave out the model's NLL per line")
+    device_flag(parser)
+    args = parser.parse_args(rest)
+    text = prosody.normalise(args.poem if args.poem is not None else read_stdin())
+    tables = workshop.load_tables()
+    model = itos = device = None
+    if not args.no_model:
+        ci = prosody.cipai_of(text, tables.cipai or {}) is not None and poetics_form(text) is None
+        device = pick_device(TrainConfig(device=args.device))
+        model, _, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(args.ckpt, ci=ci)), device)
+    report = workshop.check_poem(text, tables, model, itos, device)
+    print(json.dumps(report, ensure_ascii=False) if args.json else prosody.format_report(report))
+    return 0 if report["ok"] else 1
+
+
+def poetics_form(text):
+    import poetics
+    return poetics.form_of(text)
+
+
+def read_stdin(limit=100_000):
+    """The text piped in (a terminal with nothing piped is a UserError: the poem is missing)."""
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UserError("give the poem as an argument, or pipe it in")
+    try:
+        return sys.stdin.buffer.read(limit).decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError("the poem on stdin is not UTF-8 text")
+
+
 def cmd_experiment(rest):
     import experiments
     return experiments.cmd_experiment(rest)
@@ -312,7 +352,7 @@ def cmd_experiment(rest):
 
 def main(argv):
     commands = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "experiment": cmd_experiment,
-                "export": cmd_export}
+                "export": cmd_export, "check": cmd_check}
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0

@@ -31,7 +31,7 @@ def cmd_rhyme(rest):
     cfg.data.genre = "ci"
     ci = dataUtil.load_corpus(cfg)
     sections = [conversion_section(books["pingshui"]), agreement_section(books["pingshui"], labels),
-                tang_section(tang, books, labels), ci_section(ci, books, labels, cfg)]
+                tang_section(tang, books, labels), check_section(tang, books, labels), ci_section(ci, books, labels, cfg)]
     doc = os.path.join(args.docs_dir, "rhyme_study.md")
     fileio.write_text(doc, "\n".join(["# Rhyme study", "", "Command: `python main.py experiment rhyme` (no model; "
                                       "the prepared corpus and its tables). Source: " + rhymebook.SOURCE + ".", ""]
@@ -112,6 +112,31 @@ def tang_section(corpus, books, labels):
             "| rhyme system | tones | poems | rhyme, level | rhyme, oblique | either |", "|---|---|---|---|---|---|"]
             + rows + ["", f"杜甫《登高》 (哀 回 来 台 杯, all 十灰): rhymes under 平水韵 {verdict['平水韵']}, under "
                       f"中华新韵 {verdict['中华新韵']} (中华新韵 puts 回 杯 in 微, 哀 来 台 in 开)."])
+
+
+RULES = ("二四六分明", "对", "粘", "孤平", "三平尾", "三仄尾", "出韵", "重字")
+CLASSICS = {"杜甫《登高》": "风急天高猿啸哀，渚清沙白鸟飞回。无边落木萧萧下，不尽长江滚滚来。万里悲秋常作客，百年多病独登台。"
+            "艰难苦恨繁霜鬓，潦倒新停浊酒杯。",
+            "王维《山居秋暝》": "空山新雨后，天气晚来秋。明月松间照，清泉石上流。竹喧归浣女，莲动下渔舟。随意春芳歇，王孙自可留。",
+            "王之涣《登鹳雀楼》": "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。",
+            "杜甫《春望》": "国破山河在，城春草木深。感时花溅泪，恨别鸟惊心。烽火连三月，家书抵万金。白头搔更短，浑欲不胜簪。"}
+
+
+def check_section(corpus, books, labels):
+    """The 格律 check (prosody.check) over the test split's regular poems: the share keeping each rule."""
+    import prosody
+    real = [t for t in map(corpus.decode, corpus.test) if poetics.form_of(t) in REGULAR]
+    broken = [{v["rule"] for v in prosody.check(t, labels, books["pingshui"])["violations"]} for t in real]
+    rows = [f"| {rule} | {poetics.mean(rule not in b for b in broken):.1%} |" for rule in RULES]
+    classics = [f"- {name}: " + (", ".join(f"{v['rule']} at line {v['line']} char {v['char']}" for v in r["violations"])
+                                 or "no violation")
+                for name, text in CLASSICS.items() for r in [prosody.check(text, labels, books["pingshui"])]]
+    return (["## The 格律 check on real poems", "",
+             f"`python main.py check` (prosody.py) over the test split's {len(real)} regular 绝句/律诗 (the Tang corpus "
+             "holds regulated verse and 古体 of the same shapes, so not every poem is meant to keep these rules). "
+             "Share of poems with no violation of each rule:", "", "| rule | poems keeping it |", "|---|---|"]
+            + rows + [f"| all of them | {poetics.mean(not b for b in broken):.1%} |", "", "Well-known regulated "
+                      "poems:", ""] + classics)
 
 
 def ci_section(corpus, books, labels, cfg):
