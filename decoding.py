@@ -45,6 +45,10 @@ class Spec:
     pattern: tuple = ()     # a 词牌's lines: ((characters, end mark), ...)
     rhyme_sets: tuple = ()  # the lines that rhyme together and their tones: (((line, 平|仄), ...), ...)
     rhyme_tone: int = poetics.LEVEL     # the tone of --form's rhymes
+    rhyme_first: bool = False           # --form's first line rhymes too (首句入韵; kept by revise)
+    first_tone: object = None           # the tone pattern's position-2 tone of line 1, when known beforehand
+    rhyme_open: tuple = ()              # ((rhyme set, (group, ...)), ...): groups a set is already in (revise)
+    rhymed: str = ""                    # rhyme characters already used elsewhere in the poem (revise)
 
     @property
     def constrained(self):
@@ -148,6 +152,12 @@ class Tables:
             self._enough[tones] = ok
         return self._enough[tones]
 
+    def group_mask(self, groups):
+        """(G,) bool with the given groups of the rhyme book set."""
+        mask = np.zeros(self.rhyme_members()[poetics.LEVEL].shape[1], bool)
+        mask[list(groups)] = True
+        return mask
+
     def only(self, ch):
         mask = np.zeros(len(self.itos), bool)
         mask[self.stoi[ch]] = True
@@ -164,9 +174,9 @@ class Automaton:
         self.spec, self.t = spec, tables
         self.n_lines = len(spec.pattern) or spec.lines or len(spec.heads)
         self.line = self.pos = 0               # current line, characters so far in it
-        self.first_tone = None                 # tone chosen at line 1, position 2 (for --tones)
-        self.groups = {}                       # rhyme set -> group chosen at its first rhyme (for --rhyme)
-        self.rhymed = set()                    # rhyme characters used, never repeated
+        self.first_tone = spec.first_tone      # tone chosen at line 1, position 2 (for --tones)
+        self.groups = {k: tables.group_mask(gs) for k, gs in spec.rhyme_open}   # rhyme set -> its open groups
+        self.rhymed = {tables.stoi[c] for c in spec.rhymed if c in tables.stoi}   # never repeated
 
     def describe(self):
         """The constraints in force, as the flags that asked for them."""
@@ -226,8 +236,9 @@ class Automaton:
         """(rhyme set, tone here, tones of all the set's lines) when the current line ends on a rhyme, else None:
         the even lines of a --form poem (in --rhyme-tone), a 词牌's rhyme sets for --cipai."""
         if not self.spec.pattern:
-            tone = self.spec.rhyme_tone
-            return (0, tone, (tone,) * (self.n_lines // 2)) if self.line % 2 == 1 else None
+            tone, first = self.spec.rhyme_tone, self.spec.rhyme_first
+            rhyming = self.line % 2 == 1 or (self.line == 0 and first)
+            return (0, tone, (tone,) * (self.n_lines // 2 + first)) if rhyming else None
         for k, lines in enumerate(self.spec.rhyme_sets):
             tones = tuple(poetics.CLASSICAL[tone] for _, tone in lines)
             for (line, _), tone in zip(lines, tones):
@@ -262,7 +273,9 @@ class Automaton:
         if rhyme is not None:
             k, tone, tones = rhyme
             member = self.t.rhyme_members()[tone][tok]          # (G,)
-            self.groups[k] = member & self.groups.get(k, self.t.enough(tones))
+            narrowed = member & self.groups.get(k, self.t.enough(tones))
+            if narrowed.any():                                  # a given line that leaves the set (revise's
+                self.groups[k] = narrowed                        # kept lines) does not close it
             self.rhymed.add(tok)
 
 
@@ -276,7 +289,8 @@ def sample(model, itos, starts, gcfg, device, generator=None, spec=None, prime=(
 
 
 @torch.no_grad()
-def sample_scored(model, itos, starts, gcfg, device, generator=None, spec=None, prime=(), tables=None):
+def sample_scored(model, itos, starts, gcfg, device, generator=None, spec=None, prime=(), tables=None,
+                  given=False):
     """Generate len(starts) poems as one batch: their texts (no special tokens) and each one's mean NLL per
     generated token (<eos> included) under the model's own distribution (untempered, unmasked).
 
@@ -288,7 +302,7 @@ def sample_scored(model, itos, starts, gcfg, device, generator=None, spec=None, 
     specs = spec if isinstance(spec, list) else [spec or Spec()] * B
     tables = tables or Tables(itos)
     for s, p in zip(specs, starts):
-        if not fits(s, p, tables):
+        if not given and not fits(s, p, tables):
             raise UserError(f"the start {''.join(itos[i] for i in p)!r} does not fit the form asked for")
     autos = [Automaton(s, tables) for s in specs]
     for a, p in zip(autos, starts):

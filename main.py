@@ -13,6 +13,7 @@ generate and evaluate use --ckpt when given, else checkpoints/best.pt when it ex
 pretrained/tang.pt, and say on stderr which. Errors a user can fix are one line and exit code 2
 (docs/design.md, "Errors").
 """
+import dataclasses
 import math
 import os
 import shutil
@@ -330,6 +331,40 @@ def cmd_check(rest):
     return 0 if report["ok"] else 1
 
 
+def cmd_revise(rest):
+    import json
+    import prosody
+    import workshop
+    parser = make_parser("main.py revise", "new versions of one line of a poem (or of its lines from one on), "
+                         "ranked with the rest of the poem kept", ["gen"],
+                         only={"temperature", "top_k", "top_p", "seed", "ckpt", "cipai", "rhyme_system", "tone_system",
+                               "precision", "candidates"})
+    parser.add_argument("poem", nargs="?", default=None, help="the poem's text (default: read from stdin)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--line", type=int, help="the line to rewrite (1-based)")
+    which.add_argument("--from", dest="from_line", type=int, help="rewrite every line from this one on")
+    parser.add_argument("--num", type=int, default=5, help="versions to propose (default: 5)")
+    parser.add_argument("--free", action="store_true", help="lift the poem's form, rhyme and tones")
+    parser.add_argument("--json", action="store_true", help="print a list of {poem, new, score, nll}")
+    device_flag(parser)
+    args = parser.parse_args(rest)
+    gcfg = check_config(config_from_args(args)).gen
+    if not 1 <= args.num <= 50:
+        raise UserError("--num: 1 to 50 versions")
+    text = prosody.normalise(args.poem if args.poem is not None else read_stdin())
+    tables = workshop.load_tables()
+    device = pick_device(TrainConfig(device=args.device))
+    model, _, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(gcfg.ckpt, ci=bool(gcfg.cipai))), device)
+    set_precision(model, gcfg.precision, device)
+    line = args.line if args.line is not None else args.from_line
+    found = workshop.revise(model, itos, text, line, gcfg, tables, device, args.num, args.line is None, args.free)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in found], ensure_ascii=False))
+    for k, r in enumerate(found if not args.json else []):
+        print(f"[{k + 1}] score {r.score:.3f}  {r.new}\n{dataUtil.format_poem(r.poem)}\n")
+    return 0
+
+
 def poetics_form(text):
     import poetics
     return poetics.form_of(text)
@@ -352,7 +387,7 @@ def cmd_experiment(rest):
 
 def main(argv):
     commands = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "experiment": cmd_experiment,
-                "export": cmd_export, "check": cmd_check}
+                "export": cmd_export, "check": cmd_check, "revise": cmd_revise}
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0

@@ -30,7 +30,10 @@ def cmd_rhyme(rest):
     tang = dataUtil.load_corpus(cfg)
     cfg.data.genre = "ci"
     ci = dataUtil.load_corpus(cfg)
-    sections = [conversion_section(books["pingshui"]), agreement_section(books["pingshui"], labels),
+    import json
+    with open(os.path.join(processed, "rhymes.json"), encoding="utf-8") as f:
+        learnt = json.load(f).get("learnt", {})
+    sections = [conversion_section(books["pingshui"]) + learnt_lines(learnt), agreement_section(books["pingshui"], labels),
                 tang_section(tang, books, labels), check_section(tang, books, labels), ci_section(ci, books, labels, cfg)]
     doc = os.path.join(args.docs_dir, "rhyme_study.md")
     fileio.write_text(doc, "\n".join(["# Rhyme study", "", "Command: `python main.py experiment rhyme` (no model; "
@@ -64,6 +67,14 @@ def conversion_section(book):
             f"- in groups of both tones (平 and 仄): {len(both)} keys",
             f"- simplified characters that two or more other traditional characters land on: {len(merged)}, e.g. "
             + ", ".join(f"{s} ← {''.join(sorted(t - {s}))}" for s, t in sorted(merged.items())[:12])]
+
+
+def learnt_lines(learnt):
+    return ["", f"The package's table lacks some common characters (啼 迹 惭 炉 樽 沉 …). `rhymebook.learn_missing` "
+            f"places them by the train split's poems that rhyme on them (a poem whose even lines all share a group "
+            f"but for one missing character votes for it; at least {rhymebook.LEARN_VOTES} votes, "
+            f"{rhymebook.LEARN_SHARE:.0%} agreeing): {len(learnt)} characters (character: group, votes / poems):", "",
+            " ".join(f"{ch}:{g} {n}/{k}" for ch, (g, n, k) in sorted(learnt.items(), key=lambda kv: -kv[1][1]))]
 
 
 def agreement_section(book, labels, shown=80):

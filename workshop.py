@@ -33,3 +33,134 @@ def check_poem(text, tables, model=None, itos=None, device="cpu"):
         for line, nll in zip(report["lines"], decoding.line_nll(model, itos, text, device)):
             line["nll"] = round(nll, 4)
     return report
+
+
+# ----------------------------------------------------------------------------------------------------------
+# revision: new versions of one line (or of the lines from one on), the rest of the poem kept
+
+TONE_KEEP = 0.8          # the other lines follow one tone pattern at this share or more: the new line must too
+
+
+@dataclass
+class Revision:
+    poem: str            # the whole poem with the new line(s)
+    new: str             # the new line(s) alone
+    score: float         # poetics.rerank_score of the whole poem: lower is better
+    nll: float           # the model's mean NLL per token of the whole poem
+
+
+def revise(model, itos, text, line, gcfg, tables, device, num=5, from_line=False, free=False):
+    """num new versions of line `line` (1-based) of the normalised text, or of every line from it on
+    (from_line), best first. Sampled given the lines before it under the poem's own form, rhyme group and tone
+    pattern (inferred from the other lines; free lifts them), and ranked by the whole poem's score with the
+    lines after it kept, so they have their say. gcfg supplies the sampling settings, seed and --cipai."""
+    import poetics
+    pieces = split_poem(text, gcfg.cipai)
+    stoi = set(itos)
+    missing = next((ch for ch in text if ch not in stoi), None)
+    if missing:
+        raise UserError(f"{missing!r} is not in the model's vocabulary: the model cannot read the poem")
+    if not 1 <= line <= len(pieces):
+        raise UserError(f"--line {line}: the poem has {len(pieces)} lines")
+    book = decoding.rhyme_book(gcfg)
+    dtables = decoding.Tables(itos, decoding.classical_table(gcfg), book)
+    spec = decoding.Spec() if free else inferred_spec(text, pieces, line, from_line, gcfg, tables, dtables)
+    spec.lines = spec.lines if spec.pattern else (len(pieces) if from_line else line)
+    if spec.pattern and not from_line:
+        spec.pattern = spec.pattern[:line]
+    if free and from_line:
+        spec.lines = 0
+    prefix = "".join(pieces[:line - 1])
+    start = dataUtil.encode_start(prefix, itos) if prefix else []
+    keep = "" if from_line else "".join(pieces[line:])
+    n = max(4 * num, gcfg.candidates)
+    key = (gcfg.seed, text, line, from_line)
+    texts, _ = decoding.sample_scored(model, itos, [start] * n, gcfg, device,
+                                      [decoding.stream(key, 0, j, device) for j in range(n)], [spec] * n, (), dtables,
+                                      given=True)
+    seen, out = set(), []
+    for t in texts:
+        new = t[len(prefix):]
+        if new in seen or new == "".join(pieces[line - 1:len(pieces) if from_line else line]):
+            continue
+        seen.add(new)
+        out.append(prefix + new + keep)
+    nlls = [float(x.mean()) for x in decoding.token_nll(model, itos, out, device)]
+    ranked = sorted((Revision(p, p[len(prefix):len(p) - len(keep)], poetics.rerank_score(poetics.rerank_terms(p, v)), v)
+                     for p, v in zip(out, nlls)), key=lambda r: r.score)
+    return ranked[:num]
+
+
+def split_poem(text, cipai):
+    """The poem's lines with their end marks (a 词's may end in 、)."""
+    import poetics
+    return poetics.split_after(text, poetics.LINE_ENDS + ("、" if cipai else ""))
+
+
+def inferred_spec(text, pieces, line, from_line, gcfg, tables, dtables):
+    """The Spec that keeps the poem's form, rhyme and tones for the lines rewritten."""
+    import poetics
+    import prosody
+    rewritten = set(range(line - 1, len(pieces) if from_line else line))
+    if gcfg.cipai:
+        entry = (tables.cipai or {}).get(gcfg.cipai)
+        if entry is None:
+            raise UserError(f"--cipai {gcfg.cipai}: not a known 词牌 (python main.py generate --list-cipai)")
+        if dataUtil.ci_pattern(text) != dataUtil.cipai_pattern(entry):
+            raise UserError(f"the poem does not follow {gcfg.cipai}'s pattern of lines; --free rewrites it anyway")
+        spec = decoding.Spec(pattern=dataUtil.cipai_pattern(entry), rhyme=bool(entry["rhymes"]))
+        spec.rhyme_sets = tuple(tuple(zip(r["lines"], r["tones"])) for r in entry["rhymes"])
+        ends = poetics.line_ends(text)
+        spec.rhyme_open = tuple((k, tuple(open_groups([ends[i] for i, _ in s if i not in rewritten], dtables.book,
+                                                      [poetics.CLASSICAL[t] for i, t in s if i not in rewritten])))
+                                for k, s in enumerate(spec.rhyme_sets) if any(i not in rewritten for i, _ in s))
+        spec.rhymed = "".join(ends[i] for s in spec.rhyme_sets for i, _ in s if i > max(rewritten))
+        return spec
+    shape = poetics.form_of(text)
+    if not shape or shape[0] not in (5, 7) or shape[1] % 2:
+        raise UserError("not a regular poem (5 or 7 characters a line, ，。 in turn, an even number of lines): "
+                        "--cipai NAME for a 词, or --free to rewrite the line freely")
+    lines = [p[:-1] for p in pieces]
+    spec = decoding.Spec(chars=shape[0], lines=shape[1], rhyme=True)
+    kept_even = [(i, l[-1]) for i, l in enumerate(lines) if i % 2 == 1 and i not in rewritten]
+    g, tone, _ = prosody.best_group([(i, l[-1]) for i, l in enumerate(lines) if i % 2 == 1], dtables.book)
+    if g is None:
+        spec.rhyme = False                            # the poem does not rhyme: nor need the new line
+    else:
+        spec.rhyme_tone = tone
+        spec.rhyme_first = g in dtables.book.groups_of(lines[0][-1], tone)
+        spec.rhyme_open = ((0, (g,)),) if kept_even or (spec.rhyme_first and 0 not in rewritten) else ()
+        spec.rhymed = "".join(ch for i, ch in kept_even if i > max(rewritten))   # the prefix's own come as read
+    first, share = tone_pattern(lines, rewritten, dtables)
+    if share >= TONE_KEEP:
+        spec.tones, spec.first_tone = True, first
+    return spec
+
+
+def open_groups(chars, book, tones):
+    """The groups all chars share in their tones; failing that, those most of them are in."""
+    import prosody
+    common = book.common(chars, tones)
+    if common or not chars:
+        return sorted(common)
+    g, _, _ = prosody.best_group(list(enumerate(chars)), book)
+    return [g] if g is not None else []
+
+
+def tone_pattern(lines, rewritten, dtables):
+    """(position-2 tone of line 1, share of the kept lines' positions 2/4/6 that follow it) for the better of
+    the two patterns."""
+    import poetics
+    info = dtables.tone_tables()[0]
+    best = (None, 0.0)
+    for first in (poetics.LEVEL, poetics.OBLIQUE):
+        hits = total = 0
+        for k, l in enumerate(lines):
+            for pos in (2, 4, 6):
+                level = info.get(l[pos - 1], (None, None))[1] if pos < len(l) and k not in rewritten else None
+                if level in (poetics.LEVEL, poetics.OBLIQUE):
+                    total += 1
+                    hits += level == poetics.required_tone(k, pos, first)
+        if total >= 4 and hits / total > best[1]:
+            best = (first, hits / total)
+    return best
