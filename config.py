@@ -110,6 +110,7 @@ class GenConfig:
     precision: str = "fp32"           # the model's matmuls in fp32 | bf16 (faster on a CPU or GPU with native bfloat16)
     candidates: int = 8               # poems sampled for each one printed; the best by fluency and defects is kept
     free: bool = False                # let the model end the poem where it likes (default: a real poem's form)
+    keywords: str = ""                # words the poem must hold (1-4 words of 1-2 characters): --keywords 春 江 花月
 
 
 @dataclass
@@ -155,6 +156,7 @@ CHOICES = {
     ("gen", "precision"): ("fp32", "bf16"),
 }
 NO_FLAG = {("model", "vocab_size")}   # computed from the data
+LIST_FLAGS = {("gen", "keywords")}     # take several words, stored space-separated
 LEGACY = {("data", "variant_chars"): "keep"}   # checkpoints from before the setting were trained on variants as kept
 BIG = 10 ** 9
 # The range of every numeric setting, checked in one place (check_config): "[a, b]" closed, "(a, b]" open at a.
@@ -262,7 +264,9 @@ def add_field_flag(group, section, f, default, text):
     kw = dict(dest=f"{section}.{f.name}", default=argparse.SUPPRESS,
               help=f"{text} (default: {default!r})".replace("%", "%%"))
     choices = CHOICES.get((section, f.name))
-    if isinstance(default, bool):
+    if (section, f.name) in LIST_FLAGS:
+        group.add_argument(flag, nargs="+", metavar="WORD", **kw)
+    elif isinstance(default, bool):
         group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
     elif choices:
         group.add_argument(flag, type=type(default), choices=choices,
@@ -277,7 +281,7 @@ def config_from_args(args, cfg=None):
     for key, value in vars(args).items():
         if "." in key:
             section, name = key.split(".", 1)
-            setattr(getattr(cfg, section), name, value)
+            setattr(getattr(cfg, section), name, " ".join(value) if isinstance(value, list) else value)
     return cfg
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 import dataUtil
+import keywords
 import poetics
 from config import GenConfig, UserError, suggest
 
@@ -49,6 +50,7 @@ class Spec:
     first_tone: object = None           # the tone pattern's position-2 tone of line 1, when known beforehand
     rhyme_open: tuple = ()              # ((rhyme set, (group, ...)), ...): groups a set is already in (revise)
     rhymed: str = ""                    # rhyme characters already used elsewhere in the poem (revise)
+    fixed: tuple = ()                   # (((line, pos), character), ...): characters placed beforehand (keywords)
 
     @property
     def constrained(self):
@@ -177,6 +179,7 @@ class Automaton:
         self.first_tone = spec.first_tone      # tone chosen at line 1, position 2 (for --tones)
         self.groups = {k: tables.group_mask(gs) for k, gs in spec.rhyme_open}   # rhyme set -> its open groups
         self.rhymed = {tables.stoi[c] for c in spec.rhymed if c in tables.stoi}   # never repeated
+        self.fixed = dict(spec.fixed)
 
     def describe(self):
         """The constraints in force, as the flags that asked for them."""
@@ -213,6 +216,8 @@ class Automaton:
             return t.only(end if end in t.stoi else "，")
         if self.pos == 0 and s.heads:
             return t.only(s.heads[self.line])
+        if (self.line, self.pos) in self.fixed:
+            return t.only(self.fixed[self.line, self.pos])
         mask = t.ideograph.copy()
         col = self.pos + 1                     # 1-based position of the next character
         if s.tones and col in (2, 4, 6) and col < chars:
@@ -510,6 +515,9 @@ def iter_poems(model, itos, gcfg, device, batch=64):
         raise UserError("--start is empty; give the character(s) the poem begins with, e.g. --start 日")
     prime = dataUtil.encode_start(gcfg.prefix, itos) if gcfg.prefix.strip() else []
     forms = None if spec.constrained or gcfg.free else default_forms(spec, start, tables)
+    words = keywords.parse(gcfg.keywords, itos, dataUtil.convert_chars)
+    if words and not (spec.chars or spec.pattern or forms):
+        raise UserError("--keywords needs a form to place them in: --form, --cipai, or leave out --free")
     # the random streams depend on the seed, the asked-for text and the poem's number (never on --num)
     key = (gcfg.seed, str((start, spec.heads) + ((gcfg.cipai,) if gcfg.cipai else ())))
     n = gcfg.candidates
@@ -517,11 +525,109 @@ def iter_poems(model, itos, gcfg, device, batch=64):
     for first in range(0, gcfg.num, per_batch):
         poems = range(first, min(first + per_batch, gcfg.num))
         specs = [sampled_form(spec, forms, stream(key, k, -1, device)) if forms else spec for k in poems]
-        texts, nlls = sample_scored(model, itos, [start] * (len(poems) * n), gcfg, device,
-                                    [stream(key, k, j, device) for k in poems for j in range(n)],
-                                    [s for s in specs for _ in range(n)], prime, tables)
+        streams = [stream(key, k, j, device) for k in poems for j in range(n)]
+        specs = [s for s in specs for _ in range(n)]
+        if words:
+            specs = keyword_specs(model, itos, words, start, prime, specs, streams, gcfg, device, tables)
+        texts, nlls = sample_scored(model, itos, [start] * (len(poems) * n), gcfg, device, streams, specs, prime,
+                                    tables)
         for i in range(len(poems)):
             yield best_of(texts[i * n:(i + 1) * n], nlls[i * n:(i + 1) * n])
+
+
+def keyword_specs(model, itos, words, start, prime, specs, streams, gcfg, device, tables):
+    """Each candidate's Spec with the keywords fixed in slots drawn from a draft's probabilities (keywords.py)."""
+    layouts = [layout_of(s, tables, start) for s in specs]
+    tone_choices = (poetics.LEVEL, poetics.OBLIQUE)
+    for s, lay in {id(s): (s, lay) for s, lay in zip(specs, layouts)}.values():
+        if len(words) > len(lay.widths):
+            raise UserError(f"--keywords: {len(words)} words for a poem of {len(lay.widths)} lines; give fewer")
+        bad = keywords.feasible(words, lay, tone_choices)
+        if bad:
+            raise UserError(f"--keywords {bad}: it fits no position of this form under {Automaton(s, tables).describe()}")
+    drafts, _ = sample_scored(model, itos, [start] * len(specs), gcfg, device, streams, specs, prime, tables)
+    probs = draft_probabilities(model, itos, drafts, prime, device)          # (B, T, V) over the draft's characters
+    out = []
+    for b, (s, lay, draft) in enumerate(zip(specs, layouts, drafts)):
+        def prob(line, pos, ch, b=b, lay=lay):
+            return float(probs[b, sum(lay.widths[:line]) + line + pos, tables.stoi[ch]])
+        lead = draft_first_tone(draft, tables)
+        for first in (lead, 1 - lead):
+            fixed = keywords.place(words, lay, first, prob, streams[b])
+            if fixed is not None:
+                break
+        if fixed is None:
+            raise UserError("--keywords: the words do not fit together in this form; give fewer or shorter ones")
+        out.append(with_fixed(s, fixed, first, lay, tables))
+    return out
+
+
+def layout_of(spec, tables, start):
+    """keywords.Layout of a Spec: line widths, which characters fit where, the rhyme lines, the start's cells."""
+    widths = [n for n, _ in spec.pattern] or [spec.chars] * spec.lines
+    a = Automaton(spec, tables)
+    rhyme_lines = {}
+    for line in range(len(widths)):
+        a.line = line
+        here = a.rhyme_here() if spec.rhyme else None
+        if here is not None:
+            rhyme_lines[line] = here
+    level = tables.tone_tables()[1]
+
+    def char_fits(line, col, ch, first):
+        tok = tables.stoi.get(ch)
+        if tok is None or not tables.ideograph[tok] or (spec.heads and col == 1 and spec.heads[line] != ch):
+            return False
+        if spec.tones and col in (2, 4, 6) and col < widths[line] and \
+                level[tok] not in (poetics.required_tone(line, col, first), poetics.BOTH):
+            return False
+        if line in rhyme_lines and col == widths[line]:
+            _, tone, tones = rhyme_lines[line]
+            return bool((tables.rhyme_members()[tone][tok] & tables.enough(tones)).any())
+        return True
+    occupied, line, pos = {}, 0, 0
+    for tok in start:
+        w = tables.itos[tok]
+        if w in END_MARKS or w == "、":
+            line, pos = line + 1, 0
+        else:
+            occupied[line, pos] = w
+            pos += 1
+    return keywords.Layout(widths, char_fits, rhyme_lines, occupied)
+
+
+@torch.no_grad()
+def draft_probabilities(model, itos, drafts, prime, device):
+    """(B, T, V) probabilities of each character of the drafts given what comes before it."""
+    stoi = {w: i for i, w in enumerate(itos)}
+    width = max(map(len, drafts))
+    eos = stoi[dataUtil.EOS]
+    rows = [[stoi[dataUtil.BOS], *prime, *(stoi.get(c, eos) for c in d)] + [eos] * (width - len(d)) for d in drafts]
+    logits, _ = model(torch.tensor(rows, device=device).t())           # (1 + P + T, B, V)
+    return torch.softmax(logits[len(prime):len(prime) + width].float(), -1).transpose(0, 1).cpu()
+
+
+def draft_first_tone(draft, tables):
+    """The tone pattern's position-2 tone of the draft's first line (LEVEL when unknown)."""
+    level = tables.tone_tables()[1]
+    line = poetics.split_lines(draft)[0] if draft else ""
+    for pos, flip in ((1, 0), (3, 1)):
+        tok = tables.stoi.get(line[pos]) if len(line) > pos + 1 else None
+        if tok is not None and level[tok] in (poetics.LEVEL, poetics.OBLIQUE):
+            return int(level[tok]) ^ flip
+    return poetics.LEVEL
+
+
+def with_fixed(spec, fixed, first, layout, tables):
+    """spec with the keyword characters fixed; a keyword on a rhyme opens its set in that character's groups."""
+    s = dataclasses.replace(spec, fixed=tuple(sorted(fixed.items())), first_tone=first if spec.tones else None)
+    for (line, pos), ch in fixed.items():
+        if line in layout.rhyme_lines and pos == layout.widths[line] - 1:
+            k, tone, tones = layout.rhyme_lines[line]
+            groups = tables.rhyme_members()[tone][tables.stoi[ch]] & tables.enough(tones)
+            s.rhyme_open = ((k, tuple(np.flatnonzero(groups))),)
+            s.rhymed += ch
+    return s
 
 
 def stream(key, poem, candidate, device):
