@@ -1,4 +1,5 @@
-"""The studies (`python main.py experiment init|optim|recipe|rerank|rhyme`; rhyme lives in rhyme_study.py).
+"""The studies (`python main.py experiment init|optim|recipe|rerank|rhyme|keywords`; the last two live in
+rhyme_study.py and keywords_study.py).
 
 init:  (1) the three zero-initialisation cases, trained 50 steps, measured: share of parameters still exactly
        zero, distinct rows (to 1e-6) of the embedding and of each gate block of W, spread of row norms;
@@ -611,8 +612,11 @@ def cmd_experiment(rest):
     if rest and rest[0] == "rhyme":
         import rhyme_study
         return rhyme_study.cmd_rhyme(rest[1:])
+    if rest and rest[0] == "keywords":
+        import keywords_study
+        return keywords_study.cmd_keywords(rest[1:])
     if not rest or rest[0] not in ("init", "optim", "recipe"):
-        raise UserError("usage: python main.py experiment init|optim|recipe|rerank|rhyme [--steps N] "
+        raise UserError("usage: python main.py experiment init|optim|recipe|rerank|rhyme|keywords [--steps N] "
                         "[--limit-poems N] ...")
     which = rest[0]
     parser = make_parser(f"main.py experiment {which}", __doc__.splitlines()[0], ["data", "model", "train"])
