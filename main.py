@@ -1,11 +1,14 @@
-"""Command line of the project: train, generate, evaluate, experiment, export. The work is done in training.py,
-decoding.py, dataUtil.py and experiments.py; nothing imports this file.
+"""Command line of the project: train, generate, evaluate, experiment, export, check, revise. The work is done
+in training.py, decoding.py, keywords.py, dataUtil.py, prosody.py, workshop.py and experiments.py; nothing
+imports this file.
 
     python main.py train [--max-minutes 60] [--resume checkpoints/last.pt] ...
-    python main.py generate --start 日 [--num 4] [--temperature 0.6] [--top-k 20] [--greedy]
+    python main.py generate --start 日 [--num 4] [--temperature 0.6] [--keywords 春 江] [--form 7 --rhyme]
     python main.py evaluate [--ckpt checkpoints/best.pt] [--samples 20]
-    python main.py experiment init|optim|recipe [--steps N] [--limit-poems N]
+    python main.py experiment init|optim|recipe|rerank|rhyme|keywords [--steps N] [--limit-poems N]
     python main.py export [--ckpt checkpoints/best.pt] [--out pretrained/tang.pt]
+    python main.py check "POEM" [--json]                  (the 格律 check; exit 0 clean, 1 a rule broken)
+    python main.py revise "POEM" --line K [--num 5] [--json]
 
     torchrun --standalone --nproc_per_node N main.py train ...    (several processes; see distributed.py)
 
