@@ -295,44 +295,65 @@ def sample(model, itos, starts, gcfg, device, generator=None, spec=None, prime=(
 
 @torch.no_grad()
 def sample_scored(model, itos, starts, gcfg, device, generator=None, spec=None, prime=(), tables=None,
-                  given=False):
+                  given=False, primes=None, on_step=None):
     """Generate len(starts) poems as one batch: their texts (no special tokens) and each one's mean NLL per
     generated token (<eos> included) under the model's own distribution (untempered, unmasked).
 
-    Each poem is `<bos> prime start…`: the prime ids (--prefix) set the state and are not returned; the start
-    ids (--start) open the poem and pass through the constraints like generated ones. spec and generator are
-    one for all rows or a list with one per row (a poem's own random stream: the same poem whatever else is
-    in the batch)."""
+    Each poem is `<bos> prime start…`: the prime ids (--prefix; primes: one list per row) set the state and are
+    not returned; the start ids (--start) open the poem and pass through the constraints like generated ones
+    (given: they are the user's own lines, followed but not checked against them, as revise's kept lines).
+    Rows may have leads (prime + start) of different lengths: the common part is read at once, the rest fed
+    one step at a time while the other rows sample. spec and generator are one for all rows or a list with one
+    per row (a poem's own random stream: the same poem whatever else is in the batch), and so is tables (rows
+    of one vocabulary may follow different tone tables and rhyme books). on_step(out, done),
+    called after each step with each row's ids so far, may set done[b] to stop row b (a client gone)."""
     B = len(starts)
     specs = spec if isinstance(spec, list) else [spec or Spec()] * B
-    tables = tables or Tables(itos)
-    for s, p in zip(specs, starts):
-        if not given and not fits(s, p, tables):
+    primes = primes or [list(prime)] * B
+    row_tables = tables if isinstance(tables, list) else [tables or Tables(itos)] * B
+    tables = row_tables[0]                      # one vocabulary: banned tokens, <bos>, <eos> are the same
+    for s, p, t in zip(specs, starts, row_tables):
+        if not given and not fits(s, p, t):
             raise UserError(f"the start {''.join(itos[i] for i in p)!r} does not fit the form asked for")
-    autos = [Automaton(s, tables) for s in specs]
-    for a, p in zip(autos, starts):
-        for tok in p:
-            a.advance(tok)
-    width = max(map(len, starts))
-    assert all(len(p) == width for p in starts), "the starts of one batch have one length"
-    tokens = torch.tensor([[tables.stoi[dataUtil.BOS], *prime, *p] for p in starts], device=device).t()
+    autos = [Automaton(s, t) for s, t in zip(specs, row_tables)]
+    leads = [[(tok, False) for tok in pr] + [(tok, True) for tok in st] for pr, st in zip(primes, starts)]
+    common = min(map(len, leads))
+    out = [[] for _ in range(B)]
+    for b, lead in enumerate(leads):
+        for tok, is_start in lead[:common]:
+            if is_start:
+                out[b].append(tok)
+                autos[b].advance(tok)
+    pending = [lead[common:] for lead in leads]
+    tokens = torch.tensor([[tables.stoi[dataUtil.BOS], *(t for t, _ in lead[:common])] for lead in leads],
+                          device=device).t()
     logits, state = read_in_chunks(model, tokens)                           # (1, B, V)
-    out = [list(p) for p in starts]
     done = np.zeros(B, bool)
     nll, count = np.zeros(B), np.zeros(B)
-    for _ in range(gcfg.max_gen_len):
-        masks = [a.allowed() for a in autos]
+    for _ in range(gcfg.max_gen_len + max(map(len, pending))):
+        forced = np.array([bool(p) for p in pending])
+        masks = [None if f else a.allowed() for a, f in zip(autos, forced)]
         check_masks(masks, autos, tables, done)
-        nxt = pick_next(logits[-1], tables, gcfg, generator, masks, out)   # (B,)
+        nxt = pick_next(logits[-1], tables, gcfg, generator, masks, out, skip=forced)   # (B,)
         step_nll = -torch.log_softmax(logits[-1].float(), -1).gather(1, nxt[:, None])[:, 0]
         nxt, step_nll = nxt.cpu().numpy(), step_nll.cpu().numpy()
         for b in np.flatnonzero(~done):
+            if forced[b]:
+                tok, is_start = pending[b].pop(0)
+                nxt[b] = tok
+                if is_start:
+                    out[b].append(tok)
+                    autos[b].advance(tok)
+                continue
             nll[b], count[b] = nll[b] + step_nll[b], count[b] + 1
             if nxt[b] == tables.eos:
                 done[b] = True
             else:
                 out[b].append(int(nxt[b]))
                 autos[b].advance(int(nxt[b]))
+                done[b] = count[b] >= gcfg.max_gen_len
+        if on_step is not None:
+            on_step(out, done)
         if done.all():
             break
         logits, state = model(torch.from_numpy(nxt).to(device).view(1, B), state)
@@ -382,15 +403,16 @@ def check_masks(masks, autos, tables, done):
                             f"position {a.pos + 1}; loosen the constraints or use another model")
 
 
-def pick_next(logits, tables, gcfg, generator, masks=None, history=None):
+def pick_next(logits, tables, gcfg, generator, masks=None, history=None, skip=None):
     """Next ids (B,) from logits (B, V): masked and banned tokens never; repetition penalty on the tokens
-    already in each poem; then greedy, or temperature with optional top-k and top-p."""
+    already in each poem; then greedy, or temperature with optional top-k and top-p. Rows in skip (forced by
+    the caller) draw nothing from their own random stream."""
     logits = logits.float().clone()
     logits[:, tables.banned] = -math.inf
-    if masks is not None:
-        for b, m in enumerate(masks):
-            if m is not None:
-                logits[b, torch.from_numpy(~m).to(logits.device)] = -math.inf
+    rows = [b for b, m in enumerate(masks or ()) if m is not None]
+    if rows:                                                  # all masks in one (rows, V) fill
+        allowed = torch.from_numpy(np.stack([masks[b] for b in rows])).to(logits.device)
+        logits[rows] = logits[rows].masked_fill(~allowed, -math.inf)
     for b, seen in enumerate(history or ()):                 # never three of one character in a row (凄凄凄),
         if len(seen) >= 2 and seen[-1] == seen[-2] and torch.isfinite(logits[b]).sum() > 1:   # when any
             logits[b, seen[-1]] = -math.inf                                                      # other fits
@@ -409,9 +431,21 @@ def pick_next(logits, tables, gcfg, generator, masks=None, history=None):
     if gcfg.top_p < 1.0:
         logits = nucleus(logits, gcfg.top_p)
     probs = torch.softmax(logits, -1)
-    if isinstance(generator, list):                           # a random stream per poem
-        return torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generator)])
+    if isinstance(generator, list):                           # a random stream per poem: one uniform draw
+        skip = skip if skip is not None else [False] * len(generator)      # each, then the inverse CDF for
+        u = torch.cat([torch.zeros(1, device=probs.device) if s else       # all rows at once (a multinomial
+                       torch.rand(1, generator=g, device=probs.device)     # call per row cost 0.5 ms here)
+                       for g, s in zip(generator, skip)])
+        return inverse_cdf(probs, u)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+def inverse_cdf(probs, u):
+    """Row b's token: the first whose cumulative probability exceeds u[b] x the row's total, so a token of
+    probability 0 is never chosen. probs (B, V), u (B,) in [0, 1)."""
+    cdf = probs.cumsum(-1)                  # a token of probability 0 adds exactly 0: never the first above
+    idx = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True)[:, 0]
+    return idx.clamp_(max=probs.shape[-1] - 1)
 
 
 def nucleus(logits, p):
@@ -497,14 +531,39 @@ class Candidate:
     others: list            # the poem's other candidates (Candidate), best first
 
 
-def iter_poems(model, itos, gcfg, device, batch=64):
-    """The CLI's generation: gcfg.num poems, each the best of gcfg.candidates samples by poetics.rerank_score,
-    yielded as each batch is done (at most `batch` samples at once), so memory stays bounded and output starts
-    at once however many are asked for. Without --form, --cipai or --acrostic a poem's form is drawn from the
-    real poems' forms (forms.json) unless --free. Poem k of a request is the same whatever --num is."""
+@dataclass
+class Request:
+    """One generate request, checked and resolved: what each of its poems' rows is sampled from."""
+    gcfg: GenConfig
+    spec: Spec
+    tables: Tables
+    start: list             # ids
+    prime: list             # ids
+    forms: list             # [(characters, lines, poems)] a default poem's form is drawn from, or None
+    words: list             # keywords
+    key: tuple              # what the random streams hang on
+
+
+@dataclass
+class Rows:
+    """The candidates of some poems, ready for sample_scored."""
+    starts: list
+    primes: list
+    specs: list
+    streams: list
+    tables: list
+
+
+def make_request(itos, gcfg, tables_cache=None):
+    """The Request of gcfg (a UserError for anything it cannot honour). tables_cache: a dict that keeps the
+    Tables built for each (tone table, rhyme book) across requests (the web server's)."""
     spec = spec_from(gcfg, cipai_table() if gcfg.cipai else None)
-    tables = Tables(itos, classical_table(gcfg) if spec.rhyme or spec.tones else None,
-                    rhyme_book(gcfg) if spec.rhyme else None)
+    classical = classical_table(gcfg) if spec.rhyme or spec.tones else None
+    book = rhyme_book(gcfg) if spec.rhyme else None
+    cache_key = (id(itos), gcfg.tone_system if classical else "", book.name if book else "")
+    tables = (tables_cache or {}).get(cache_key) or Tables(itos, classical, book)
+    if tables_cache is not None:
+        tables_cache[cache_key] = tables
     for ch in spec.heads:
         if ch not in tables.stoi:
             raise UserError(f"acrostic head {ch!r} is not in the vocabulary; choose another character")
@@ -520,17 +579,35 @@ def iter_poems(model, itos, gcfg, device, batch=64):
         raise UserError("--keywords needs a form to place them in: --form, --cipai, or leave out --free")
     # the random streams depend on the seed, the asked-for text and the poem's number (never on --num)
     key = (gcfg.seed, str((start, spec.heads) + ((gcfg.cipai,) if gcfg.cipai else ())))
+    return Request(gcfg, spec, tables, start, prime, forms, words, key)
+
+
+def rows_of(model, itos, req, poems, device):
+    """The candidates' rows of poems (numbers) of a request; keywords placed from a draft (keyword_specs)."""
+    n = req.gcfg.candidates
+    specs = [sampled_form(req.spec, req.forms, stream(req.key, k, -1, device)) if req.forms else req.spec
+             for k in poems]
+    streams = [stream(req.key, k, j, device) for k in poems for j in range(n)]
+    specs = [s for s in specs for _ in range(n)]
+    if req.words:
+        specs = keyword_specs(model, itos, req.words, req.start, req.prime, specs, streams, req.gcfg, device,
+                              req.tables)
+    return Rows([req.start] * len(specs), [req.prime] * len(specs), specs, streams, [req.tables] * len(specs))
+
+
+def iter_poems(model, itos, gcfg, device, batch=64):
+    """The CLI's generation: gcfg.num poems, each the best of gcfg.candidates samples by poetics.rerank_score,
+    yielded as each batch is done (at most `batch` samples at once), so memory stays bounded and output starts
+    at once however many are asked for. Without --form, --cipai or --acrostic a poem's form is drawn from the
+    real poems' forms (forms.json) unless --free. Poem k of a request is the same whatever --num is."""
+    req = make_request(itos, gcfg)
     n = gcfg.candidates
     per_batch = max(1, batch // n)
     for first in range(0, gcfg.num, per_batch):
         poems = range(first, min(first + per_batch, gcfg.num))
-        specs = [sampled_form(spec, forms, stream(key, k, -1, device)) if forms else spec for k in poems]
-        streams = [stream(key, k, j, device) for k in poems for j in range(n)]
-        specs = [s for s in specs for _ in range(n)]
-        if words:
-            specs = keyword_specs(model, itos, words, start, prime, specs, streams, gcfg, device, tables)
-        texts, nlls = sample_scored(model, itos, [start] * (len(poems) * n), gcfg, device, streams, specs, prime,
-                                    tables)
+        r = rows_of(model, itos, req, poems, device)
+        texts, nlls = sample_scored(model, itos, r.starts, gcfg, device, r.streams, r.specs, tables=r.tables,
+                                    primes=r.primes)
         for i in range(len(poems)):
             yield best_of(texts[i * n:(i + 1) * n], nlls[i * n:(i + 1) * n])
 

@@ -9,6 +9,7 @@ imports this file.
     python main.py export [--ckpt checkpoints/best.pt] [--out pretrained/tang.pt]
     python main.py check "POEM" [--json]                  (the 格律 check; exit 0 clean, 1 a rule broken)
     python main.py revise "POEM" --line K [--num 5] [--json]
+    python main.py serve [--host 127.0.0.1] [--port 8000]    (the web page)
 
     torchrun --standalone --nproc_per_node N main.py train ...    (several processes; see distributed.py)
 
@@ -383,6 +384,39 @@ def read_stdin(limit=100_000):
         raise UserError("the poem on stdin is not UTF-8 text")
 
 
+def cmd_serve(rest):
+    import ipaddress
+    import server
+    parser = make_parser("main.py serve", "a local web page to write, revise and check poems", [])
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this "
+                        "machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    parser.add_argument("--ckpt", default="", help="the Tang model (default: as generate picks it)")
+    parser.add_argument("--ci-ckpt", default="", help="the 宋词 model (default: pretrained/ci.pt when shipped)")
+    parser.add_argument("--max-batch", type=int, default=server.MAX_ROWS,
+                        help=f"candidate rows generated together at most (default: {server.MAX_ROWS}; 1 serves "
+                        "one request at a time)")
+    device_flag(parser)
+    args = parser.parse_args(rest)
+    if not 0 < args.port < 65536 or not 1 <= args.max_batch <= 4096:
+        raise UserError("--port in 1-65535, --max-batch in 1-4096")
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback:
+        print(f"warning: --host {args.host} serves the page to other machines too; it has no login",
+              file=sys.stderr)
+    device = pick_device(TrainConfig(device=args.device))
+    models = {"tang": model_from_checkpoint(load_checkpoint(pick_checkpoint(args.ckpt)), device)}
+    ci_path = args.ci_ckpt or pick_checkpoint("", ci=True)
+    if args.ci_ckpt or ci_path.endswith("ci.pt"):
+        models["ci"] = model_from_checkpoint(load_checkpoint(ci_path), device)
+    engine = server.Engine({g: (m, itos) for g, (m, _, itos) in models.items()}, device, args.max_batch)
+    server.serve(engine, args.host, args.port)
+    return 0
+
+
 def cmd_experiment(rest):
     import experiments
     return experiments.cmd_experiment(rest)
@@ -390,7 +424,7 @@ def cmd_experiment(rest):
 
 def main(argv):
     commands = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "experiment": cmd_experiment,
-                "export": cmd_export, "check": cmd_check, "revise": cmd_revise}
+                "export": cmd_export, "check": cmd_check, "revise": cmd_revise, "serve": cmd_serve}
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0

@@ -1,0 +1,130 @@
+"""The web server under load, on 127.0.0.1 only (a figure, not a test):
+
+    python loadtest.py [--clients 20] [--seconds 60]
+
+Starts `main.py serve` twice in a subprocess on a free local port — batched (the default) and one request at a
+time (--max-batch 8, one request's candidates) — and for each: ten requests one after another (an idle
+server: time to the first generated character on the stream, and to a whole default 七言绝句), then N
+clients writing default poems (each its own start and seed) as fast as they can for the given time, every loop
+bounded by that time. Prints poems/s, p50/p95 latency, errors, and the batched / one-at-a-time ratio.
+"""
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+STARTS = "日月山水风花雪春秋夜江云"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(max_batch):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "main.py", "serve", "--port", str(port), "--max-batch", str(max_batch)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):                                   # at most 60 s for the models to load
+        try:
+            urllib.request.urlopen(url + "/api/cipai", timeout=2).read()
+            return proc, url
+        except (urllib.error.URLError, ConnectionError, OSError):
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit(f"the server did not start: {proc.stderr.read()[-500:]}")
+
+
+def stream(url, body, timeout=60):
+    """(seconds to the first generated character, seconds to the end, ok) of one streamed write."""
+    t0 = time.perf_counter()
+    req = urllib.request.Request(url + "/api/write/stream", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    first, ok = None, False
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        for raw in r:
+            event = json.loads(raw)
+            if event["event"] == "text" and first is None and len(event["text"]) > len(body.get("start", "")):
+                first = time.perf_counter() - t0
+            ok = event["event"] == "done"
+    return first, time.perf_counter() - t0, ok
+
+
+def idle(url, n=10):
+    firsts, totals = [], []
+    for k in range(n):
+        first, total, ok = stream(url, {"start": STARTS[k % len(STARTS)], "form": 7, "lines": 4, "seed": k})
+        assert ok
+        firsts.append(first)
+        totals.append(total)
+    return firsts, totals
+
+
+def load(url, clients, seconds):
+    """N client threads for `seconds`: [(latency, ok)]."""
+    results, lock, stop_at = [], threading.Lock(), time.perf_counter() + seconds
+
+    def client(c):
+        k = 0
+        while time.perf_counter() < stop_at:
+            body = {"start": STARTS[(c + k) % len(STARTS)], "seed": 1000 * c + k}
+            try:
+                _, total, ok = stream(url, body)
+            except (OSError, ValueError) as e:
+                total, ok = float("nan"), False
+                print(f"  client {c}: {type(e).__name__}", file=sys.stderr)
+            with lock:
+                results.append((total, ok))
+            k += 1
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 120)
+    return results, time.perf_counter() - t0
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(prog="loadtest.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=60)
+    a = parser.parse_args(argv)
+    if not 1 <= a.clients <= 200 or not 1 <= a.seconds <= 600:
+        print("error: --clients 1-200, --seconds 1-600", file=sys.stderr)
+        return 2
+    rates = {}
+    for label, max_batch in (("batched", 256), ("one at a time", 8)):
+        proc, url = start_server(max_batch)
+        try:
+            firsts, totals = idle(url)
+            results, wall = load(url, a.clients, a.seconds)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        ok = [t for t, good in results if good]
+        rates[label] = len(ok) / wall
+        print(f"{label}: idle server, 七言绝句: first character p50 {pct(firsts, .5) * 1000:.0f} ms, p95 "
+              f"{pct(firsts, .95) * 1000:.0f} ms; whole poem p50 {pct(totals, .5):.2f} s, p95 {pct(totals, .95):.2f} s")
+        print(f"{label}: {a.clients} clients for {a.seconds:.0f} s: {len(ok)} poems, {rates[label]:.2f} poems/s, "
+              f"latency p50 {pct(ok, .5):.2f} s, p95 {pct(ok, .95):.2f} s, errors {len(results) - len(ok)}", flush=True)
+    print(f"batched / one at a time: {rates['batched'] / max(rates['one at a time'], 1e-9):.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

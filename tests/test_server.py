@@ -1,0 +1,118 @@
+"""The web API in-process (Starlette's test client, the shipped models): every endpoint, each bad input, and
+batching that changes no poem."""
+import json
+import os
+
+import pytest
+import torch
+
+pytest.importorskip("starlette")
+from starlette.testclient import TestClient  # noqa: E402
+
+import decoding  # noqa: E402
+import server  # noqa: E402
+from config import GenConfig  # noqa: E402
+from conftest import ROOT  # noqa: E402
+from training import load_checkpoint, model_from_checkpoint  # noqa: E402
+
+GUANQUE = "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    models = {}
+    for genre in ("tang", "ci"):
+        path = os.path.join(ROOT, "pretrained", f"{genre}.pt")
+        model, _, itos = model_from_checkpoint(load_checkpoint(path), torch.device("cpu"))
+        models[genre] = (model, itos)
+    return server.Engine(models, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def client(engine):
+    return TestClient(server.make_app(engine))
+
+
+def cli_poem(**settings):
+    """What `generate` writes for these settings (poem 0)."""
+    model, itos = server_models()["tang"]
+    g = GenConfig(num=1, **settings)
+    return next(decoding.iter_poems(model, itos, g, torch.device("cpu"))).text
+
+
+def server_models(cache={}):
+    if not cache:
+        model, _, itos = model_from_checkpoint(load_checkpoint(os.path.join(ROOT, "pretrained", "tang.pt")),
+                                               torch.device("cpu"))
+        cache["tang"] = (model, itos)
+    return cache
+
+
+def test_write_is_the_command_lines_poem(client):
+    r = client.post("/api/write", json={"start": "日", "form": 7, "lines": 4, "rhyme": True, "seed": 3})
+    assert r.status_code == 200
+    data = r.json()
+    assert data["poem"] == data["candidates"][0]["poem"] == cli_poem(start="日", form=7, lines=4, rhyme=True, seed=3)
+    assert len(data["candidates"]) == 8 and data["settings"]["seed"] == 3
+
+
+def test_concurrent_writes_are_batched_and_unchanged(engine):
+    settings = [{"start": "日"}, {"start": "春风", "form": 5, "lines": 4}, {"start": "山", "keywords": "月"},
+                {"acrostic": "春夏秋冬", "form": 7, "rhyme": True}]
+    jobs = [engine.write_job(dict(s)) for s in settings]
+    engine.queue.put(server.Job("call", lambda: __import__("time").sleep(0.5)))   # hold the worker...
+    for job in jobs:                                                                 # ...so these queue up
+        engine.submit(job)
+    for job in jobs:
+        job.done.wait(60)
+    for s, job in zip(settings, jobs):
+        assert job.error is None and job.result.text == cli_poem(**s), s
+
+
+def test_stream_sends_the_poem_as_it_is_written(client):
+    with client.stream("POST", "/api/write/stream", json={"start": "日", "form": 5, "lines": 4}) as r:
+        events = [json.loads(line) for line in r.iter_lines() if line]
+    texts = [e["text"] for e in events if e["event"] == "text"]
+    assert texts[0] == "日" and len(texts) > 10 and all(b.startswith(a[:-1]) for a, b in zip(texts, texts[1:]))
+    assert events[-1]["event"] == "done" and events[-1]["poem"] == cli_poem(start="日", form=5, lines=4)
+
+
+def test_revise_check_and_cipai(client):
+    r = client.post("/api/revise", json={"poem": GUANQUE, "line": 3, "num": 3})
+    assert r.status_code == 200 and len(r.json()) == 3
+    assert all(c["poem"].endswith("更上一层楼。") and {"poem", "score"} <= set(c) for c in r.json())
+    r = client.post("/api/check", json={"poem": GUANQUE.replace("黄河", "黄水")})
+    assert r.status_code == 200
+    assert {(v["rule"], v["line"], v["char"]) for v in r.json()["violations"]} == {("对", 2, 2), ("二四六分明", 2, 4),
+                                                                                 ("粘", 3, 2)}
+    table = client.get("/api/cipai").json()
+    assert "浣溪沙" in table and table["浣溪沙"]["shape"].startswith("浣溪沙  7。7。7。")
+
+
+@pytest.mark.parametrize("url,body,status,message", [
+    ("/api/write", {"cipai": "不存在"}, 400, "not a known 词牌"),
+    ("/api/write", {"start": "<script>alert(1)</script>"}, 400, "not Chinese"),
+    ("/api/write", {"start": "𠀀"}, 400, "not in the vocabulary"),
+    ("/api/write", {"start": "日", "temperature": -1}, 400, "temperature"),
+    ("/api/write", {"start": "日", "candidates": 1000}, 400, "candidates"),
+    ("/api/write", {"start": "日", "seed": "x"}, 400, "a number"),
+    ("/api/write", {"start": "日", "bogus": 1}, 400, "unknown setting"),
+    ("/api/write", [1], 400, "JSON object"),
+    ("/api/write", {"start": "日" * 20000}, 413, "over"),
+    ("/api/check", {"poem": "<b>x</b>"}, 400, "neither a Chinese"),
+    ("/api/check", {}, 400, "give poem"),
+    ("/api/revise", {"poem": GUANQUE, "line": 9}, 400, "has 4 lines"),
+    ("/api/revise", {"poem": GUANQUE, "line": 1, "num": 99}, 400, "num"),
+])
+def test_bad_input_is_a_4xx_with_one_line(client, url, body, status, message):
+    r = client.post(url, json=body)
+    assert r.status_code == status and message in r.json()["error"] and "\n" not in r.json()["error"], r.text
+    assert "Traceback" not in r.text
+
+
+def test_not_json_and_page(client):
+    r = client.post("/api/write", content=b"\xff\xfe not json")
+    assert r.status_code == 400 and r.json()["error"] == "the request body is not JSON"
+    page = client.get("/")
+    assert page.status_code == 200 and "<script src=\"/static/app.js\">" in page.text
+    assert client.get("/static/app.js").status_code == 200
