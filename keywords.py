@@ -19,24 +19,32 @@ import dataUtil
 MAX_WORDS, MAX_LEN = 4, 2
 
 
-def parse(text, itos, convert):
-    """The keywords of `text` (space-separated), converted like --start (convert: traditional -> the corpus's
-    characters); a UserError names the first problem."""
+def check_text(text):
+    """The space-separated words of text when their count, length and characters are right (no vocabulary
+    needed: the command line asks this before it loads a model); a UserError names the first problem."""
     from config import UserError
-    words = [convert(w) for w in text.split()]
-    if not words:
-        return []
+    words = text.split()
     if len(words) > MAX_WORDS:
         raise UserError(f"--keywords: {len(words)} words; give 1 to {MAX_WORDS}")
-    vocab = set(itos)
     for w in words:
         for ch in w:
             if not dataUtil.CLEAN_POEM.fullmatch(ch) or ch in dataUtil.PUNCT:
                 raise UserError(f"--keywords {w}: {ch!r} is not a Chinese character")
-            if ch not in vocab:
-                raise UserError(f"--keywords {w}: {ch!r} is not in the vocabulary; try a more common character")
         if len(w) > MAX_LEN:
             raise UserError(f"--keywords {w}: a keyword is 1 or {MAX_LEN} characters; split longer ones")
+    return words
+
+
+def parse(text, itos, convert):
+    """The keywords of `text` (space-separated), converted like --start (convert: traditional -> the corpus's
+    characters), each character in the vocabulary; a UserError names the first problem."""
+    from config import UserError
+    words = [convert(w) for w in check_text(text)]
+    vocab = set(itos)
+    for w in words:
+        for ch in w:
+            if ch not in vocab:
+                raise UserError(f"--keywords {w}: {ch!r} is not in the vocabulary; try a more common character")
     return words
 
 

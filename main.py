@@ -79,6 +79,11 @@ def cmd_generate(rest):
     decoding.spec_from(gcfg, decoding.cipai_table() if gcfg.cipai else None)   # a bad request fails before any work
     if gcfg.rhyme:
         decoding.rhyme_book(gcfg)
+    if gcfg.keywords:
+        import keywords
+        keywords.check_text(gcfg.keywords)
+        if gcfg.free and not (gcfg.form or gcfg.cipai):
+            raise UserError("--keywords needs a form to place them in: --form, --cipai, or leave out --free")
     device = pick_device(TrainConfig(device=args.device))
     model, cfg, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(gcfg.ckpt, ci=bool(gcfg.cipai))), device)
     set_precision(model, gcfg.precision, device)
@@ -357,10 +362,11 @@ def cmd_revise(rest):
         raise UserError("--num: 1 to 50 versions")
     text = prosody.normalise(args.poem if args.poem is not None else read_stdin())
     tables = workshop.load_tables()
+    line = args.line if args.line is not None else args.from_line
+    workshop.check_request(text, line, gcfg, tables, args.free)         # before any model is named
     device = pick_device(TrainConfig(device=args.device))
     model, _, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(gcfg.ckpt, ci=bool(gcfg.cipai))), device)
     set_precision(model, gcfg.precision, device)
-    line = args.line if args.line is not None else args.from_line
     found = workshop.revise(model, itos, text, line, gcfg, tables, device, args.num, args.line is None, args.free)
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in found], ensure_ascii=False))
@@ -404,6 +410,13 @@ def cmd_serve(rest):
         loopback = ipaddress.ip_address(args.host).is_loopback
     except ValueError:
         loopback = args.host == "localhost"
+    import socket
+    try:                                       # a port in use is said before the models load
+        with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((args.host, args.port))
+    except OSError as e:
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}")
     if not loopback:
         print(f"warning: --host {args.host} serves the page to other machines too; it has no login",
               file=sys.stderr)

@@ -55,13 +55,11 @@ def revise(model, itos, text, line, gcfg, tables, device, num=5, from_line=False
     pattern (inferred from the other lines; free lifts them), and ranked by the whole poem's score with the
     lines after it kept, so they have their say. gcfg supplies the sampling settings, seed and --cipai."""
     import poetics
-    pieces = split_poem(text, gcfg.cipai)
+    pieces = check_request(text, line, gcfg, tables, free)
     stoi = set(itos)
     missing = next((ch for ch in text if ch not in stoi), None)
     if missing:
         raise UserError(f"{missing!r} is not in the model's vocabulary: the model cannot read the poem")
-    if not 1 <= line <= len(pieces):
-        raise UserError(f"--line {line}: the poem has {len(pieces)} lines")
     book = decoding.rhyme_book(gcfg)
     dtables = decoding.Tables(itos, decoding.classical_table(gcfg), book)
     spec = decoding.Spec() if free else inferred_spec(text, pieces, line, from_line, gcfg, tables, dtables)
@@ -91,6 +89,29 @@ def revise(model, itos, text, line, gcfg, tables, device, num=5, from_line=False
     return ranked[:num]
 
 
+def check_request(text, line, gcfg, tables, free=False):
+    """The poem's lines when a revision of line `line` can be asked of it (no model needed): the line exists,
+    and unless free the poem is regular or follows --cipai's pattern; else a UserError."""
+    import poetics
+    pieces = split_poem(text, gcfg.cipai)
+    if not 1 <= line <= len(pieces):
+        raise UserError(f"--line {line}: the poem has {len(pieces)} lines")
+    if free:
+        return pieces
+    if gcfg.cipai:
+        entry = (tables.cipai or {}).get(gcfg.cipai)
+        if entry is None:
+            raise UserError(f"--cipai {gcfg.cipai}: not a known 词牌 (python main.py generate --list-cipai)")
+        if dataUtil.ci_pattern(text) != dataUtil.cipai_pattern(entry):
+            raise UserError(f"the poem does not follow {gcfg.cipai}'s pattern of lines; --free rewrites it anyway")
+        return pieces
+    shape = poetics.form_of(text)
+    if not shape or shape[0] not in (5, 7) or shape[1] % 2:
+        raise UserError("not a regular poem (5 or 7 characters a line, ，。 in turn, an even number of lines): "
+                        "--cipai NAME for a 词, or --free to rewrite the line freely")
+    return pieces
+
+
 def split_poem(text, cipai):
     """The poem's lines with their end marks (a 词's may end in 、)."""
     import poetics
@@ -103,11 +124,7 @@ def inferred_spec(text, pieces, line, from_line, gcfg, tables, dtables):
     import prosody
     rewritten = set(range(line - 1, len(pieces) if from_line else line))
     if gcfg.cipai:
-        entry = (tables.cipai or {}).get(gcfg.cipai)
-        if entry is None:
-            raise UserError(f"--cipai {gcfg.cipai}: not a known 词牌 (python main.py generate --list-cipai)")
-        if dataUtil.ci_pattern(text) != dataUtil.cipai_pattern(entry):
-            raise UserError(f"the poem does not follow {gcfg.cipai}'s pattern of lines; --free rewrites it anyway")
+        entry = tables.cipai[gcfg.cipai]                  # check_request has seen it is there and followed
         spec = decoding.Spec(pattern=dataUtil.cipai_pattern(entry), rhyme=bool(entry["rhymes"]))
         spec.rhyme_sets = tuple(tuple(zip(r["lines"], r["tones"])) for r in entry["rhymes"])
         ends = poetics.line_ends(text)
@@ -117,9 +134,6 @@ def inferred_spec(text, pieces, line, from_line, gcfg, tables, dtables):
         spec.rhymed = "".join(ends[i] for s in spec.rhyme_sets for i, _ in s if i > max(rewritten))
         return spec
     shape = poetics.form_of(text)
-    if not shape or shape[0] not in (5, 7) or shape[1] % 2:
-        raise UserError("not a regular poem (5 or 7 characters a line, ，。 in turn, an even number of lines): "
-                        "--cipai NAME for a 词, or --free to rewrite the line freely")
     lines = [p[:-1] for p in pieces]
     spec = decoding.Spec(chars=shape[0], lines=shape[1], rhyme=True)
     kept_even = [(i, l[-1]) for i, l in enumerate(lines) if i % 2 == 1 and i not in rewritten]
