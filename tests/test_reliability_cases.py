@@ -340,6 +340,12 @@ def test_ctrl_c_during_generation_is_one_line_and_130(tiny_ckpt_path):
     (["dataUtil.py", "export-npz", "/tmp"], 2, "is a folder"),                  # refused before any work
     (["benchmark.py", "train", "--steps", "0"], 2, "--steps"),
     (["benchmark.py", "train", "--variants", "bogus"], 2, "--variants"),
+    (["main.py", "generate", "--start", "日", "--keywords", "春", "夏", "秋", "冬", "雪"], 2, "give 1 to 4"),
+    (["main.py", "generate", "--start", "日", "--keywords", "春", "--free"], 2, "needs a form"),
+    (["main.py", "revise", "白日依山尽，黄河入海流。", "--line", "9"], 2, "has 2 lines"),
+    (["main.py", "revise", "白日依山尽，黄河入海流。千里目。", "--line", "1"], 2, "not a regular poem"),
+    (["main.py", "check", "--no-model", "hello"], 2, "neither a Chinese"),
+    (["main.py", "serve", "--port", "0"], 2, "--port"),
 ])
 def test_probe_cases_are_one_line(argv, code, says):
     import subprocess

@@ -116,3 +116,19 @@ def test_not_json_and_page(client):
     page = client.get("/")
     assert page.status_code == 200 and "<script src=\"/static/app.js\">" in page.text
     assert client.get("/static/app.js").status_code == 200
+
+
+def test_a_client_gone_stops_its_rows(client, engine, monkeypatch):
+    made = []
+    original = engine.write_job
+
+    def spy(*args, **kw):
+        made.append(original(*args, **kw))
+        return made[-1]
+    monkeypatch.setattr(engine, "write_job", spy)
+    with client.stream("POST", "/api/write/stream", json={"start": "日", "form": 7, "lines": 8}) as r:
+        next(r.iter_lines())                                   # the start, then the client goes away
+    job = made[0]
+    assert job.cancelled
+    job.done.wait(60)
+    assert job.result is None or len(job.result.text) < 64     # stopped before the whole 律诗 (64 characters)
