@@ -360,13 +360,15 @@ def cmd_revise(rest):
     gcfg = check_config(config_from_args(args)).gen
     if not 1 <= args.num <= 50:
         raise UserError("--num: 1 to 50 versions")
-    text = prosody.normalise(args.poem if args.poem is not None else read_stdin())
+    raw = args.poem if args.poem is not None else read_stdin()
+    text = prosody.normalise(raw)
     tables = workshop.load_tables()
     line = args.line if args.line is not None else args.from_line
     workshop.check_request(text, line, gcfg, tables, args.free)         # before any model is named
     device = pick_device(TrainConfig(device=args.device))
     model, _, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(gcfg.ckpt, ci=bool(gcfg.cipai))), device)
     set_precision(model, gcfg.precision, device)
+    text = prosody.normalise(raw, set(itos))              # a variant the model's vocabulary holds stays
     found = workshop.revise(model, itos, text, line, gcfg, tables, device, args.num, args.line is None, args.free)
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in found], ensure_ascii=False))

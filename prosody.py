@@ -35,10 +35,11 @@ class Violation:
 MAX_POEM = 400          # characters a check or revision accepts
 
 
-def normalise(text):
+def normalise(text, vocab=None):
     """User text as one string of lines ending in ，。？！；、: half-width marks made full, spaces dropped, a
-    row without an end mark given ，/。 in turn, traditional characters converted the way the corpus is. Empty,
-    oversized or non-Chinese text is a UserError naming the problem."""
+    row without an end mark given ，/。 in turn, traditional characters converted the way the corpus is (given a
+    model's vocabulary, a variant the vocabulary holds stays: a model trained on variants as kept wrote it).
+    Empty, oversized or non-Chinese text is a UserError naming the problem."""
     import dataUtil
     from config import UserError
     rows = ["".join(r.split()) for r in text.translate(dataUtil.HALF_TO_FULL).splitlines()]
@@ -56,7 +57,10 @@ def normalise(text):
         raise UserError(f"{bad!r} is neither a Chinese character nor ，。？！；、: give the poem's text alone")
     if out[0] in dataUtil.PUNCT:
         raise UserError("the poem starts with a punctuation mark; give its lines")
-    return dataUtil.standardise(dataUtil.opencc_t2s()(out))
+    simplified = dataUtil.opencc_t2s()(out)
+    if vocab is None:
+        return dataUtil.standardise(simplified)
+    return "".join(ch if ch in vocab else dataUtil.standard_form(ch) for ch in simplified)
 
 
 def tone_of(ch, labels, book):

@@ -285,9 +285,9 @@ def make_app(engine):
         line, num = body["line"], body.get("num", 5)
         if not isinstance(line, int) or not isinstance(num, int) or not 1 <= num <= 20:
             raise BadRequest("line: a line number; num: 1 to 20")
-        text = prosody.normalise(str(body["poem"]))
         genre = "ci" if gcfg.cipai and "ci" in engine.models else "tang"
         model, itos = engine.models[genre]
+        text = prosody.normalise(str(body["poem"]), set(itos))
         found = await asyncio.to_thread(engine.call, lambda: workshop.revise(
             model, itos, text, line, gcfg, engine.tables, engine.device, num, bool(body.get("from")),
             bool(body.get("free"))))
