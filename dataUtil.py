@@ -751,10 +751,10 @@ def build_cipai_table(files, classical=None, book=None, min_examples=CIPAI_MIN_E
         chars = {ch for t in following for ch in poetics.line_ends(t)}
         info = poetics.table_for(chars, classical)
         xinyun = poetics.xinyun_book(info)
+        stanza = half if len(top) % 2 == 0 and lengths[:half] == lengths[half:] else 0
         table[name] = {"lines": [list(line) for line in top], "share": round(count / len(examples), 4),
-                       "examples": len(examples), "stanza": half if len(top) % 2 == 0 and
-                       lengths[:half] == lengths[half:] else 0, "rhymes": poetics.rhyme_sets(following, info, book or xinyun),
-                       "rhyme_book": (book or xinyun).name}
+                       "examples": len(examples), "stanza": stanza,
+                       "rhymes": poetics.rhyme_sets(following, info, book or xinyun), "rhyme_book": (book or xinyun).name}
     return table
 
 

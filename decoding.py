@@ -621,7 +621,8 @@ def keyword_specs(model, itos, words, start, prime, specs, streams, gcfg, device
             raise UserError(f"--keywords: {len(words)} words for a poem of {len(lay.widths)} lines; give fewer")
         bad = keywords.feasible(words, lay, tone_choices)
         if bad:
-            raise UserError(f"--keywords {bad}: it fits no position of this form under {Automaton(s, tables).describe()}")
+            raise UserError(f"--keywords {bad}: it fits no position of this form under "
+                            f"{Automaton(s, tables).describe()}")
     drafts, _ = sample_scored(model, itos, [start] * len(specs), gcfg, device, streams, specs, prime, tables)
     probs = draft_probabilities(model, itos, drafts, prime, device)          # (B, T, V) over the draft's characters
     out = []

@@ -184,10 +184,12 @@ def print_ci_metrics(model, corpus, n, seed, device, rhyme_system="pingshui", da
     unk = corpus.itos.index(dataUtil.UNK)
     real = [corpus.decode(p) for p in corpus.test if unk not in p]        # a dropped <unk> would break a line
     named = [(t, f) for t, f in zip(real, cipai_found(real, "", table, by_pattern)) if f is not None]
-    rates = ", ".join(f"{RHYME_NAMES[system, True]} {poetics.mean(poetics.ci_rhymes(t, table[name]['rhymes'], b) for t, name in named):.1%}"
+    rates = ", ".join(f"{RHYME_NAMES[system, True]} "
+                      f"{poetics.mean(poetics.ci_rhymes(t, table[name]['rhymes'], b) for t, name in named):.1%}"
                       for system, b in books.items())
+    learnt_by = next(iter(table.values())).get("rhyme_book", "xinyun")
     print(f"\ntest split 词 (without <unk>): {len(named)} of {len(real)} ({len(named) / max(len(real), 1):.1%}) follow "
-          f"a table 词牌's pattern; their rhyme sets (learnt by {next(iter(table.values())).get('rhyme_book', 'xinyun')}) "
+          f"a table 词牌's pattern; their rhyme sets (learnt by {learnt_by}) "
           f"rhyme (classical tones): {rates}")
     train_lines = poetics.train_line_set(corpus.decode(p) for p in corpus.train)
     print(f"\n{n} 词 per start character ({SAMPLE_STARTS}), seed {seed}")
@@ -196,8 +198,8 @@ def print_ci_metrics(model, corpus, n, seed, device, rhyme_system="pingshui", da
     examples = []
     for name, rhyme in CI_MODES:
         print(f"generating: {name or 'unconstrained'}{' --rhyme' if rhyme else ''} ...", file=sys.stderr, flush=True)
-        poems = decoding.poems_per_key(model, corpus.itos, n, seed, device, SAMPLE_STARTS, "start", cipai=name, rhyme=rhyme,
-                                       free=not name, rhyme_system=rhyme_system)
+        poems = decoding.poems_per_key(model, corpus.itos, n, seed, device, SAMPLE_STARTS, "start", cipai=name,
+                                       rhyme=rhyme, free=not name, rhyme_system=rhyme_system)
         found = cipai_found(poems, name, table, by_pattern)
         valid = poetics.mean(f is not None for f in found)
         rhymed = poetics.mean(f is not None and poetics.ci_rhymes(p, table[f]["rhymes"], book)
@@ -237,7 +239,8 @@ def print_tone_systems(corpus, classical, data_dir="data"):
                                       ("mandarin", None, "xinyun")):
         tones = poetics.table_for(chars, table)
         m = poetics.measure(real, set(), tones, judging_book(rhyme_system, tones, data_dir))
-        print(f"| {name} | {RHYME_NAMES[rhyme_system, False]} | {m.poems} | {m.tone_agreement:.1%} | {m.rhyme_rate:.1%} |")
+        print(f"| {name} | {RHYME_NAMES[rhyme_system, False]} | {m.poems} | {m.tone_agreement:.1%} | "
+              f"{m.rhyme_rate:.1%} |")
 
 
 def print_generation_metrics(model, corpus, n, seed, device, tone_system="classical", rhyme_system="pingshui",

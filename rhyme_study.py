@@ -33,8 +33,9 @@ def cmd_rhyme(rest):
     import json
     with open(os.path.join(processed, "rhymes.json"), encoding="utf-8") as f:
         learnt = json.load(f).get("learnt", {})
-    sections = [conversion_section(books["pingshui"]) + learnt_lines(learnt), agreement_section(books["pingshui"], labels),
-                tang_section(tang, books, labels), check_section(tang, books, labels), ci_section(ci, books, labels, cfg)]
+    sections = [conversion_section(books["pingshui"]) + learnt_lines(learnt),
+                agreement_section(books["pingshui"], labels), tang_section(tang, books, labels),
+                check_section(tang, books, labels), ci_section(ci, books, labels, cfg)]
     doc = os.path.join(args.docs_dir, "rhyme_study.md")
     fileio.write_text(doc, "\n".join(["# Rhyme study", "", "Command: `python main.py experiment rhyme` (no model; "
                                       "the prepared corpus and its tables). Source: " + rhymebook.SOURCE + ".", ""]
@@ -170,7 +171,7 @@ def ci_section(corpus, books, labels, cfg):
                                                                                ("xinyun", xinyun))}
     changed = [n for n in new if sets_of(new[n]) != sets_of(old[n])]
     return (["## 词: rhyme sets by 词林正韵", "",
-            f"词林正韵's 19 部 (rhymebook.CILIN, after 戈载《词林正韵》, 1821): 部 1-14 merge the level, rising and "
+            "词林正韵's 19 部 (rhymebook.CILIN, after 戈载《词林正韵》, 1821): 部 1-14 merge the level, rising and "
             "departing 平水韵 groups of one rhyme, 部 15-19 the entering ones. 灰 贿 队 泰 are split between 部 3 and "
             "5, 佳 卦 between 5 and 10, 元 阮 愿 between 6 and 7: by Mandarin final (ai/uai to 部 5; a/ia/ua to 部 "
             "10; en/in/uen/ün to 部 6).", "",
