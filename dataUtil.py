@@ -665,7 +665,7 @@ def write_rhyme_table(cfg, train_texts, verbose=True):
     package is missing or the file cannot be written."""
     path = os.path.join(processed_dir(cfg), "rhymes.json")
     try:
-        books = rhymebook.build_books(convert_chars, train_texts)
+        books = rhymebook.build_books(convert_chars, [poetics.split_lines(t) for t in train_texts])
         write_json(path, books)
     except OSError as e:
         print(f"warning: no rhyme table written ({e.strerror or e})", file=sys.stderr)

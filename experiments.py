@@ -518,8 +518,6 @@ def plot_recipe(results, figures_dir):
 
 def cmd_rerank(rest):
     """python main.py experiment rerank [--ckpt PATH] [--samples N] [--candidates 1,2,4,8] [--temperatures ...]"""
-    from config import pick_checkpoint
-    from training import load_checkpoint, model_from_checkpoint
     parser = make_parser("main.py experiment rerank", "candidates x temperature: the default poem's measures", [])
     parser.add_argument("--ckpt", default="", help="the model (default: as generate picks it)")
     parser.add_argument("--samples", type=int, default=40, help="poems per start character and setting")
@@ -535,13 +533,21 @@ def cmd_rerank(rest):
     if not counts or not temps or min(counts) < 1 or max(counts) > 64 or not all(0 < t <= 100 for t in temps) \
             or not 1 <= args.samples <= 1000:
         raise UserError("--candidates in 1-64, --temperatures in (0, 100], --samples in 1-1000")
-    path = pick_checkpoint(args.ckpt)
-    model, cfg, itos = model_from_checkpoint(load_checkpoint(path), torch.device("cpu"))
-    cfg.data.limit_poems = 0
-    corpus = dataUtil.load_corpus(cfg)
+    path, model, itos, corpus = study_model(args.ckpt)
     rows = run_rerank(model, itos, corpus, args.samples, counts, temps)
     write_rerank_table(rows, path, args, os.path.join(args.docs_dir, "rerank_study.md"))
     return 0
+
+
+def study_model(ckpt):
+    """(path, model on the CPU, its vocabulary, the whole prepared corpus with its data settings) of the model
+    generate would pick for --ckpt ckpt."""
+    from config import pick_checkpoint
+    from training import load_checkpoint, model_from_checkpoint
+    path = pick_checkpoint(ckpt)
+    model, cfg, itos = model_from_checkpoint(load_checkpoint(path), torch.device("cpu"))
+    cfg.data.limit_poems = 0
+    return path, model, itos, dataUtil.load_corpus(cfg)
 
 
 def run_rerank(model, itos, corpus, n, counts, temps, starts="日红山夜湖海月"):

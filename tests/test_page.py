@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import poetics
-from conftest import ROOT
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 if not (CHROMIUM and DRIVER) and not os.environ.get("REQUIRE_BROWSER"):
@@ -36,12 +35,8 @@ def free_port():
 def base_url():
     import uvicorn
     import server
-    from training import load_checkpoint, model_from_checkpoint
-    models = {}
-    for genre in ("tang", "ci"):
-        model, _, itos = model_from_checkpoint(load_checkpoint(os.path.join(ROOT, "pretrained", f"{genre}.pt")),
-                                               torch.device("cpu"))
-        models[genre] = (model, itos)
+    from tests_helpers import shipped_models
+    models = shipped_models()
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(server.make_app(server.Engine(models, torch.device("cpu"))),
                                         host="127.0.0.1", port=port, log_level="warning"))

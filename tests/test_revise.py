@@ -1,7 +1,6 @@
 """revise: new versions of one line keep the rest of the poem, its form, its rhyme group and its tone pattern;
 --from rewrites the lines after; 词 by 词牌; the command's JSON and bad input."""
 import json
-import os
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ import poetics
 import workshop
 from config import GenConfig, UserError
 from conftest import ROOT
-from training import load_checkpoint, model_from_checkpoint
+from tests_helpers import shipped_models
 
 GUANQUE = "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"
 SU_SHI = "山下兰芽短浸溪。松间沙路净无泥。萧萧暮雨子规啼。谁道人生无再少，门前流水尚能西。休将白发唱黄鸡。"
@@ -20,12 +19,7 @@ SU_SHI = "山下兰芽短浸溪。松间沙路净无泥。萧萧暮雨子规啼�
 
 @pytest.fixture(scope="module")
 def shipped():
-    out = {}
-    for name in ("tang", "ci"):
-        model, _, itos = model_from_checkpoint(load_checkpoint(os.path.join(ROOT, "pretrained", f"{name}.pt")),
-                                               torch.device("cpu"))
-        out[name] = (model, itos)
-    return out, workshop.load_tables()
+    return shipped_models(), workshop.load_tables()
 
 
 def revise(shipped, text, line, from_line=False, free=False, num=5, **gen):

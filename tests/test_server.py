@@ -1,7 +1,6 @@
 """The web API in-process (Starlette's test client, the shipped models): every endpoint, each bad input, and
 batching that changes no poem."""
 import json
-import os
 
 import pytest
 import torch
@@ -12,20 +11,14 @@ from starlette.testclient import TestClient  # noqa: E402
 import decoding  # noqa: E402
 import server  # noqa: E402
 from config import GenConfig  # noqa: E402
-from conftest import ROOT  # noqa: E402
-from training import load_checkpoint, model_from_checkpoint  # noqa: E402
+from tests_helpers import shipped_models  # noqa: E402
 
 GUANQUE = "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"
 
 
 @pytest.fixture(scope="module")
 def engine():
-    models = {}
-    for genre in ("tang", "ci"):
-        path = os.path.join(ROOT, "pretrained", f"{genre}.pt")
-        model, _, itos = model_from_checkpoint(load_checkpoint(path), torch.device("cpu"))
-        models[genre] = (model, itos)
-    return server.Engine(models, torch.device("cpu"))
+    return server.Engine(shipped_models(), torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +26,13 @@ def client(engine):
     return TestClient(server.make_app(engine))
 
 
-def cli_poem(**settings):
-    """What `generate` writes for these settings (poem 0)."""
-    model, itos = server_models()["tang"]
+def cli_poem(cache={}, **settings):
+    """What `generate` writes for these settings (poem 0), from a model loaded apart from the server's."""
+    if "tang" not in cache:
+        cache["tang"] = shipped_models()["tang"]
+    model, itos = cache["tang"]
     g = GenConfig(num=1, **settings)
     return next(decoding.iter_poems(model, itos, g, torch.device("cpu"))).text
-
-
-def server_models(cache={}):
-    if not cache:
-        model, _, itos = model_from_checkpoint(load_checkpoint(os.path.join(ROOT, "pretrained", "tang.pt")),
-                                               torch.device("cpu"))
-        cache["tang"] = (model, itos)
-    return cache
 
 
 def test_write_is_the_command_lines_poem(client):

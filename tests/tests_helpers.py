@@ -16,3 +16,16 @@ def tiny_checkpoint(tmp_path, V=40, E=8, H=12, L=2, seed=0, name="tiny.pt"):
     path = str(tmp_path / name)
     save_checkpoint(path, PoetryLM(cfg.model), None, cfg, TINY_ITOS[:V], {"step": 0, "epoch": 0})
     return path
+
+
+def shipped_models():
+    """{"tang": (model, itos), "ci": (model, itos)}: the shipped models on the CPU."""
+    import os
+    from conftest import ROOT
+    from training import load_checkpoint, model_from_checkpoint
+    out = {}
+    for genre in ("tang", "ci"):
+        model, _, itos = model_from_checkpoint(load_checkpoint(os.path.join(ROOT, "pretrained", f"{genre}.pt")),
+                                               torch.device("cpu"))
+        out[genre] = (model, itos)
+    return out
