@@ -128,9 +128,10 @@ def inferred_spec(text, pieces, line, from_line, gcfg, tables, dtables):
         spec = decoding.Spec(pattern=dataUtil.cipai_pattern(entry), rhyme=bool(entry["rhymes"]))
         spec.rhyme_sets = tuple(tuple(zip(r["lines"], r["tones"])) for r in entry["rhymes"])
         ends = poetics.line_ends(text)
-        spec.rhyme_open = tuple((k, tuple(open_groups([ends[i] for i, _ in s if i not in rewritten], dtables.book,
-                                                      [poetics.CLASSICAL[t] for i, t in s if i not in rewritten])))
-                                for k, s in enumerate(spec.rhyme_sets) if any(i not in rewritten for i, _ in s))
+        kept = [(k, [(ends[i], poetics.CLASSICAL[t]) for i, t in s if i not in rewritten])
+                for k, s in enumerate(spec.rhyme_sets)]
+        opened = [(k, tuple(open_groups([c for c, _ in ks], dtables.book, [t for _, t in ks]))) for k, ks in kept if ks]
+        spec.rhyme_open = tuple((k, gs) for k, gs in opened if gs)      # a set with no group found stays open
         spec.rhymed = "".join(ends[i] for s in spec.rhyme_sets for i, _ in s if i > max(rewritten))
         return spec
     shape = poetics.form_of(text)
