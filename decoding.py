@@ -184,7 +184,7 @@ class Automaton:
     def describe(self):
         """The constraints in force, as the flags that asked for them."""
         s = self.spec
-        parts = [f"--cipai's pattern" if s.pattern else f"--form {s.chars}" if s.chars else "",
+        parts = ["--cipai's pattern" if s.pattern else f"--form {s.chars}" if s.chars else "",
                  f"--lines {s.lines}" if s.lines else "", "--acrostic" if s.heads else "",
                  "--rhyme" if s.rhyme else "", "--tones" if s.tones else ""]
         return " ".join(p for p in parts if p) or "the form"

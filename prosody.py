@@ -16,7 +16,9 @@ A 词 that follows a 词牌's pattern is checked for rhyme only: each rhyme set 
 """
 from dataclasses import asdict, dataclass
 
+import dataUtil
 import poetics
+from config import UserError
 from poetics import BOTH, LEVEL, OBLIQUE
 
 TONE_MARK = {LEVEL: "平", OBLIQUE: "仄", BOTH: "中", None: "？"}       # 中: either tone
@@ -40,8 +42,6 @@ def normalise(text, vocab=None):
     row without an end mark given ，/。 in turn, traditional characters converted the way the corpus is (given a
     model's vocabulary, a variant the vocabulary holds stays: a model trained on variants as kept wrote it).
     Empty, oversized or non-Chinese text is a UserError naming the problem."""
-    import dataUtil
-    from config import UserError
     rows = ["".join(r.split()) for r in text.translate(dataUtil.HALF_TO_FULL).splitlines()]
     out = ""
     for r in (r for r in rows if r):
@@ -110,7 +110,6 @@ def check(text, labels, pingshui, cilin=None, cipai=None):
 
 
 def cipai_of(text, cipai):
-    import dataUtil
     pattern = dataUtil.ci_pattern(text)
     return next((name for name, e in cipai.items() if dataUtil.cipai_pattern(e) == pattern), None)
 

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import dataUtil
 import decoding
+import poetics
 import prosody
 from config import GenConfig, UserError
 
@@ -54,7 +55,6 @@ def revise(model, itos, text, line, gcfg, tables, device, num=5, from_line=False
     (from_line), best first. Sampled given the lines before it under the poem's own form, rhyme group and tone
     pattern (inferred from the other lines; free lifts them), and ranked by the whole poem's score with the
     lines after it kept, so they have their say. gcfg supplies the sampling settings, seed and --cipai."""
-    import poetics
     pieces = check_request(text, line, gcfg, tables, free)
     stoi = set(itos)
     missing = next((ch for ch in text if ch not in stoi), None)
@@ -92,7 +92,6 @@ def revise(model, itos, text, line, gcfg, tables, device, num=5, from_line=False
 def check_request(text, line, gcfg, tables, free=False):
     """The poem's lines when a revision of line `line` can be asked of it (no model needed): the line exists,
     and unless free the poem is regular or follows --cipai's pattern; else a UserError."""
-    import poetics
     pieces = split_poem(text, gcfg.cipai)
     if not 1 <= line <= len(pieces):
         raise UserError(f"--line {line}: the poem has {len(pieces)} lines")
@@ -114,14 +113,11 @@ def check_request(text, line, gcfg, tables, free=False):
 
 def split_poem(text, cipai):
     """The poem's lines with their end marks (a 词's may end in 、)."""
-    import poetics
     return poetics.split_after(text, poetics.LINE_ENDS + ("、" if cipai else ""))
 
 
 def inferred_spec(text, pieces, line, from_line, gcfg, tables, dtables):
     """The Spec that keeps the poem's form, rhyme and tones for the lines rewritten."""
-    import poetics
-    import prosody
     rewritten = set(range(line - 1, len(pieces) if from_line else line))
     if gcfg.cipai:
         entry = tables.cipai[gcfg.cipai]                  # check_request has seen it is there and followed
@@ -154,7 +150,6 @@ def inferred_spec(text, pieces, line, from_line, gcfg, tables, dtables):
 
 def open_groups(chars, book, tones):
     """The groups all chars share in their tones; failing that, those most of them are in."""
-    import prosody
     common = book.common(chars, tones)
     if common or not chars:
         return sorted(common)
@@ -165,7 +160,6 @@ def open_groups(chars, book, tones):
 def tone_pattern(lines, rewritten, dtables):
     """(position-2 tone of line 1, share of the kept lines' positions 2/4/6 that follow it) for the better of
     the two patterns."""
-    import poetics
     info = dtables.tone_tables()[0]
     best = (None, 0.0)
     for first in (poetics.LEVEL, poetics.OBLIQUE):
