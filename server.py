@@ -134,9 +134,10 @@ class Engine:
                 job.error = e
         if not ready:
             return
-        owner = [(job, j) for job in ready for j in range(len(job.rows.specs))]
-        rows = [getattr(job.rows, f) for job in ready for f in ("starts", "primes", "specs", "streams", "tables")]
-        starts, primes, specs, streams, tables = (sum(rows[k::5], []) for k in range(5))
+        owner = [(job, j) for job in ready for j in range(len(job.rows.specs))]     # row b -> (job, candidate)
+
+        def joined(field):
+            return [x for job in ready for x in getattr(job.rows, field)]
 
         def on_step(out, done):
             for b, (job, j) in enumerate(owner):
@@ -146,8 +147,9 @@ class Engine:
                     job.on_text(dataUtil.decode(out[b], itos))
         gcfg = ready[0].request.gcfg
         try:
-            texts, nlls = decoding.sample_scored(model, itos, starts, gcfg, self.device, streams, specs,
-                                                 tables=tables, primes=primes, on_step=on_step)
+            texts, nlls = decoding.sample_scored(model, itos, joined("starts"), gcfg, self.device, joined("streams"),
+                                                 joined("specs"), tables=joined("tables"), primes=joined("primes"),
+                                                 on_step=on_step)
         except Exception as e:           # noqa: BLE001
             for job in ready:
                 job.error = e
