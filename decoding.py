@@ -554,16 +554,24 @@ class Rows:
     tables: list
 
 
+def tables_for(itos, gcfg, rhyme, tones, cache=None):
+    """The Tables for gcfg's tone table (when rhyme or tones need one) and rhyme book (when rhyme does). cache:
+    a dict that keeps them across requests (the web server's), so the tables are read and built once."""
+    key = (id(itos), gcfg.tone_system if rhyme or tones else "",
+           (gcfg.rhyme_system, bool(gcfg.cipai)) if rhyme else "")
+    if cache is not None and key in cache:
+        return cache[key]
+    tables = Tables(itos, classical_table(gcfg) if rhyme or tones else None, rhyme_book(gcfg) if rhyme else None)
+    if cache is not None:
+        cache[key] = tables
+    return tables
+
+
 def make_request(itos, gcfg, tables_cache=None):
     """The Request of gcfg (a UserError for anything it cannot honour). tables_cache: a dict that keeps the
     Tables built for each (tone table, rhyme book) across requests (the web server's)."""
     spec = spec_from(gcfg, cipai_table() if gcfg.cipai else None)
-    classical = classical_table(gcfg) if spec.rhyme or spec.tones else None
-    book = rhyme_book(gcfg) if spec.rhyme else None
-    cache_key = (id(itos), gcfg.tone_system if classical else "", book.name if book else "")
-    tables = (tables_cache or {}).get(cache_key) or Tables(itos, classical, book)
-    if tables_cache is not None:
-        tables_cache[cache_key] = tables
+    tables = tables_for(itos, gcfg, spec.rhyme, spec.tones, tables_cache)
     for ch in spec.heads:
         if ch not in tables.stoi:
             raise UserError(f"acrostic head {ch!r} is not in the vocabulary; choose another character")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 import dataUtil
+import poetics
 
 MAX_WORDS, MAX_LEN = 4, 2
 
@@ -104,16 +105,10 @@ def place(words, layout, first, prob, generator):
     return fixed
 
 
-def positions(poem, words, line_ends="，。？！；、"):
+def positions(poem, words):
     """[(line, position)] (0-based) of each keyword's first occurrence in the poem, None where it is missing."""
-    lines, cur = [], ""
-    for ch in poem:
-        if ch in line_ends:
-            lines.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    lines += [cur] if cur else []
+    marks = poetics.LINE_ENDS + "、"
+    lines = [l.rstrip(marks) for l in poetics.split_after(poem, marks)]
     out = []
     for w in words:
         hit = next(((k, l.index(w)) for k, l in enumerate(lines) if w in l), None)

@@ -335,7 +335,7 @@ def cmd_check(rest):
     tables = workshop.load_tables()
     model = itos = device = None
     if not args.no_model:
-        ci = prosody.cipai_of(text, tables.cipai or {}) is not None and poetics_form(text) is None
+        ci = workshop.reads_as_ci(text, tables)
         device = pick_device(TrainConfig(device=args.device))
         model, _, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(args.ckpt, ci=ci)), device)
     report = workshop.check_poem(text, tables, model, itos, device)
@@ -378,11 +378,6 @@ def cmd_revise(rest):
     for k, r in enumerate(found if not args.json else []):
         print(f"[{k + 1}] score {r.score:.3f}  {r.new}\n{dataUtil.format_poem(r.poem)}\n")
     return 0
-
-
-def poetics_form(text):
-    import poetics
-    return poetics.form_of(text)
 
 
 def read_stdin(limit=100_000):

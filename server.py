@@ -292,7 +292,7 @@ def make_app(engine):
         text = prosody.normalise(str(body["poem"]), set(itos))
         found = await asyncio.to_thread(engine.call, lambda: workshop.revise(
             model, itos, text, line, gcfg, engine.tables, engine.device, num, bool(body.get("from")),
-            bool(body.get("free"))))
+            bool(body.get("free")), engine.tables_cache))
         return JSONResponse([dataclasses.asdict(r) for r in found])
 
     async def check(request):
@@ -300,8 +300,8 @@ def make_app(engine):
         if not isinstance(body, dict) or not isinstance(body.get("poem"), str):
             raise BadRequest("give poem, the text to check")
         text = prosody.normalise(body["poem"])
-        ci = prosody.cipai_of(text, engine.tables.cipai or {}) is not None and "ci" in engine.models
-        model, itos = engine.models["ci" if ci and decoding.poetics.form_of(text) is None else "tang"]
+        ci = workshop.reads_as_ci(text, engine.tables) and "ci" in engine.models
+        model, itos = engine.models["ci" if ci else "tang"]
         report = await asyncio.to_thread(engine.call, lambda: workshop.check_poem(
             text, engine.tables, model, itos, engine.device))
         return JSONResponse(report)

@@ -27,6 +27,11 @@ def load_tables(data_dir="data"):
     return Tables(labels, books["pingshui"], books["cilin"], cipai)
 
 
+def reads_as_ci(text, tables):
+    """Whether a poem is a 词 by a known 词牌's pattern and no regular 诗 (the 宋词 model reads it then)."""
+    return prosody.cipai_of(text, tables.cipai or {}) is not None and poetics.form_of(text) is None
+
+
 def check_poem(text, tables, model=None, itos=None, device="cpu"):
     """prosody.check's report of the normalised text, with each line's NLL under the model when one is given."""
     report = prosody.check(text, tables.labels, tables.pingshui, tables.cilin, tables.cipai)
@@ -50,18 +55,18 @@ class Revision:
     nll: float           # the model's mean NLL per token of the whole poem
 
 
-def revise(model, itos, text, line, gcfg, tables, device, num=5, from_line=False, free=False):
+def revise(model, itos, text, line, gcfg, tables, device, num=5, from_line=False, free=False, tables_cache=None):
     """num new versions of line `line` (1-based) of the normalised text, or of every line from it on
     (from_line), best first. Sampled given the lines before it under the poem's own form, rhyme group and tone
     pattern (inferred from the other lines; free lifts them), and ranked by the whole poem's score with the
-    lines after it kept, so they have their say. gcfg supplies the sampling settings, seed and --cipai."""
+    lines after it kept, so they have their say. gcfg supplies the sampling settings, seed and --cipai;
+    tables_cache is decoding.tables_for's."""
     pieces = check_request(text, line, gcfg, tables, free)
     stoi = set(itos)
     missing = next((ch for ch in text if ch not in stoi), None)
     if missing:
         raise UserError(f"{missing!r} is not in the model's vocabulary: the model cannot read the poem")
-    book = decoding.rhyme_book(gcfg)
-    dtables = decoding.Tables(itos, decoding.classical_table(gcfg), book)
+    dtables = decoding.tables_for(itos, gcfg, True, True, tables_cache)
     spec = decoding.Spec() if free else inferred_spec(text, pieces, line, from_line, gcfg, tables, dtables)
     spec.lines = spec.lines if spec.pattern else (len(pieces) if from_line else line)
     if spec.pattern and not from_line:
