@@ -295,69 +295,139 @@ def sample(model, itos, starts, gcfg, device, generator=None, spec=None, prime=(
 
 @torch.no_grad()
 def sample_scored(model, itos, starts, gcfg, device, generator=None, spec=None, prime=(), tables=None,
-                  given=False, primes=None, on_step=None):
+                  given=False, primes=None):
     """Generate len(starts) poems as one batch: their texts (no special tokens) and each one's mean NLL per
     generated token (<eos> included) under the model's own distribution (untempered, unmasked).
 
     Each poem is `<bos> prime start…`: the prime ids (--prefix; primes: one list per row) set the state and are
     not returned; the start ids (--start) open the poem and pass through the constraints like generated ones
     (given: they are the user's own lines, followed but not checked against them, as revise's kept lines).
-    Rows may have leads (prime + start) of different lengths: the common part is read at once, the rest fed
-    one step at a time while the other rows sample. spec and generator are one for all rows or a list with one
-    per row (a poem's own random stream: the same poem whatever else is in the batch), and so is tables (rows
-    of one vocabulary may follow different tone tables and rhyme books). on_step(out, done),
-    called after each step with each row's ids so far, may set done[b] to stop row b (a client gone)."""
+    spec and generator are one for all rows or a list with one per row (a poem's own random stream: the same
+    poem whatever else is in the batch), and so is tables (rows of one vocabulary may follow different tone
+    tables and rhyme books). A constraint that leaves no character to choose is a UserError naming it."""
     B = len(starts)
     specs = spec if isinstance(spec, list) else [spec or Spec()] * B
-    primes = primes or [list(prime)] * B
     row_tables = tables if isinstance(tables, list) else [tables or Tables(itos)] * B
-    tables = row_tables[0]                      # one vocabulary: banned tokens, <bos>, <eos> are the same
-    for s, p, t in zip(specs, starts, row_tables):
-        if not given and not fits(s, p, t):
-            raise UserError(f"the start {''.join(itos[i] for i in p)!r} does not fit the form asked for")
-    autos = [Automaton(s, t) for s, t in zip(specs, row_tables)]
-    leads = [[(tok, False) for tok in pr] + [(tok, True) for tok in st] for pr, st in zip(primes, starts)]
-    common = min(map(len, leads))
-    out = [[] for _ in range(B)]
-    for b, lead in enumerate(leads):
-        for tok, is_start in lead[:common]:
-            if is_start:
-                out[b].append(tok)
-                autos[b].advance(tok)
-    pending = [lead[common:] for lead in leads]
-    tokens = torch.tensor([[tables.stoi[dataUtil.BOS], *(t for t, _ in lead[:common])] for lead in leads],
-                          device=device).t()
-    logits, state = read_in_chunks(model, tokens)                           # (1, B, V)
-    done = np.zeros(B, bool)
-    nll, count = np.zeros(B), np.zeros(B)
-    for _ in range(gcfg.max_gen_len + max(map(len, pending))):
-        forced = np.array([bool(p) for p in pending])
-        masks = [None if f else a.allowed() for a, f in zip(autos, forced)]
-        check_masks(masks, autos, tables, done)
-        nxt = pick_next(logits[-1], tables, gcfg, generator, masks, out, skip=forced)   # (B,)
-        step_nll = -torch.log_softmax(logits[-1].float(), -1).gather(1, nxt[:, None])[:, 0]
+    streams = generator if isinstance(generator, list) else None
+    batch = Batch(model, gcfg, device, None if streams else generator)
+    rows = batch.add(starts, specs, row_tables, primes or [list(prime)] * B, streams, given)
+    while batch.rows:
+        for row in batch.step():
+            if row.error is not None:
+                raise row.error
+    return [dataUtil.decode(r.out, itos) for r in rows], np.array([r.nll / max(r.count, 1) for r in rows])
+
+
+@dataclass
+class Row:
+    """One poem being written in a Batch."""
+    auto: Automaton
+    stream: object          # its torch.Generator, or None: the batch's
+    pending: list           # [(id, is_start)] of its lead still to feed, one a step
+    out: list = dataclasses.field(default_factory=list)     # its ids so far (the start's included)
+    nll: float = 0.0        # summed over the generated tokens
+    count: int = 0          # generated tokens
+    done: bool = False
+    error: object = None    # a UserError that ended it
+    tag: object = None      # the caller's (the web server's request)
+
+
+class Batch:
+    """Poems written together, one token each a step. Rows join (add) and leave (finished, or drop) between
+    steps, so a server keeps one batch running while requests come and go (continuous batching), and a finished
+    row costs nothing more. Rows of one vocabulary; each has its own Automaton and, when given, random stream."""
+
+    def __init__(self, model, gcfg, device, generator=None):
+        self.model, self.gcfg, self.device, self.generator = model, gcfg, device, generator
+        self.rows, self.logits, self.state, self.tables = [], None, None, None    # logits (B, V), state (L, B, H)
+
+    @torch.no_grad()
+    def add(self, starts, specs, tables, primes, streams=None, given=False, tags=None):
+        """New rows, after reading their leads' common part (<bos> and as much of prime + start as all share;
+        the rest is fed one step at a time while the other rows sample). Returns them."""
+        n = len(starts)
+        if not n:
+            return []
+        for s, p, t in zip(specs, starts, tables):
+            if not given and not fits(s, p, t):
+                raise UserError(f"the start {''.join(t.itos[i] for i in p)!r} does not fit the form asked for")
+        leads = [[(tok, False) for tok in pr] + [(tok, True) for tok in st] for pr, st in zip(primes, starts)]
+        common = min(map(len, leads))
+        rows = [Row(Automaton(s, t), streams[b] if streams else None, lead[common:], tag=tags[b] if tags else None)
+                for b, (s, t, lead) in enumerate(zip(specs, tables, leads))]
+        for row, lead in zip(rows, leads):
+            for tok, is_start in lead[:common]:
+                if is_start:
+                    row.out.append(tok)
+                    row.auto.advance(tok)
+        self.tables = self.tables or tables[0]     # one vocabulary: banned tokens, <bos>, <eos> are the same
+        bos = self.tables.stoi[dataUtil.BOS]
+        tokens = torch.tensor([[bos, *(t for t, _ in lead[:common])] for lead in leads], device=self.device).t()
+        logits, state = read_in_chunks(self.model, tokens)                  # (1, n, V)
+        if self.rows:
+            logits = torch.cat([self.logits, logits[-1]])
+            state = state and tuple(torch.cat([old, new], 1) for old, new in zip(self.state, state))
+        else:
+            logits = logits[-1]
+        self.rows, self.logits, self.state = self.rows + rows, logits, state
+        return rows
+
+    def drop(self, gone):
+        """Remove the rows for which gone(row) holds (a client that went away) and return them."""
+        out = [r for r in self.rows if gone(r)]
+        if out:
+            self.keep([b for b, r in enumerate(self.rows) if not gone(r)])
+        return out
+
+    def keep(self, idx):
+        sel = torch.tensor(idx, dtype=torch.long, device=self.logits.device)
+        self.rows = [self.rows[b] for b in idx]
+        self.logits, self.state = self.logits[sel], self.state and tuple(s[:, sel] for s in self.state)
+
+    @torch.no_grad()
+    def step(self):
+        """Every row's next token: its lead's next one, or one sampled under its constraints; the rows that
+        finished (at <eos>, at max_gen_len, or with an error) leave and are returned; the rest read their
+        tokens."""
+        rows, t, g = self.rows, self.tables, self.gcfg
+        forced = np.array([bool(r.pending) for r in rows])
+        masks = [None if f else r.auto.allowed() for r, f in zip(rows, forced)]
+        for r, mask in zip(rows, masks):
+            if mask is not None and not (mask & t.any).any():
+                r.error = UserError(f"no character of this vocabulary fits {r.auto.describe()} at line "
+                                    f"{r.auto.line + 1}, position {r.auto.pos + 1}; loosen the constraints or "
+                                    "use another model")
+        masks = [None if r.error else m for r, m in zip(rows, masks)]
+        streams = [r.stream for r in rows]
+        nxt = pick_next(self.logits, t, g, streams if streams[0] is not None else self.generator, masks,
+                        [r.out for r in rows], skip=forced)                             # (B,)
+        step_nll = -torch.log_softmax(self.logits.float(), -1).gather(1, nxt[:, None])[:, 0]
         nxt, step_nll = nxt.cpu().numpy(), step_nll.cpu().numpy()
-        for b in np.flatnonzero(~done):
-            if forced[b]:
-                tok, is_start = pending[b].pop(0)
+        for b, r in enumerate(rows):
+            if r.error is not None:
+                r.done = True
+            elif forced[b]:
+                tok, is_start = r.pending.pop(0)
                 nxt[b] = tok
                 if is_start:
-                    out[b].append(tok)
-                    autos[b].advance(tok)
-                continue
-            nll[b], count[b] = nll[b] + step_nll[b], count[b] + 1
-            if nxt[b] == tables.eos:
-                done[b] = True
+                    r.out.append(tok)
+                    r.auto.advance(tok)
             else:
-                out[b].append(int(nxt[b]))
-                autos[b].advance(int(nxt[b]))
-                done[b] = count[b] >= gcfg.max_gen_len
-        if on_step is not None:
-            on_step(out, done)
-        if done.all():
-            break
-        logits, state = model(torch.from_numpy(nxt).to(device).view(1, B), state)
-    return [dataUtil.decode(o, itos) for o in out], nll / np.maximum(count, 1)
+                r.nll, r.count = r.nll + float(step_nll[b]), r.count + 1
+                if nxt[b] == t.eos:
+                    r.done = True
+                else:
+                    r.out.append(int(nxt[b]))
+                    r.auto.advance(int(nxt[b]))
+                    r.done = r.count >= g.max_gen_len
+        live = [b for b, r in enumerate(rows) if not r.done]
+        finished = [r for r in rows if r.done]
+        if len(live) < len(rows):
+            self.keep(live)
+        if self.rows:
+            logits, self.state = self.model(torch.from_numpy(nxt[live]).to(self.device).view(1, -1), self.state)
+            self.logits = logits[-1]
+        return finished
 
 
 @torch.no_grad()
@@ -392,15 +462,6 @@ def read_in_chunks(model, tokens, chunk=64):
     for t in range(0, tokens.shape[0], chunk):
         logits, state = model(tokens[t:t + chunk], state)
     return logits[-1:], state
-
-
-def check_masks(masks, autos, tables, done):
-    """A constraint that leaves no token to choose is a UserError naming it (a small vocabulary, a hand-edited
-    table), never a sampling crash."""
-    for b, (mask, a) in enumerate(zip(masks, autos)):
-        if mask is not None and not done[b] and not (mask & tables.any).any():
-            raise UserError(f"no character of this vocabulary fits {a.describe()} at line {a.line + 1}, "
-                            f"position {a.pos + 1}; loosen the constraints or use another model")
 
 
 def pick_next(logits, tables, gcfg, generator, masks=None, history=None, skip=None):

@@ -402,6 +402,9 @@ def cmd_serve(rest):
     parser.add_argument("--max-batch", type=int, default=server.MAX_ROWS,
                         help=f"candidate rows generated together at most (default: {server.MAX_ROWS}; 1 serves "
                         "one request at a time)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="the models' matmuls (default: auto, bf16 where the CPU or GPU multiplies it natively: "
+                        "twice the poems a second; a poem for a seed is then generate --precision bf16's)")
     device_flag(parser)
     args = parser.parse_args(rest)
     if not 0 < args.port < 65536 or not 1 <= args.max_batch <= 4096:
@@ -425,6 +428,9 @@ def cmd_serve(rest):
     ci_path = args.ci_ckpt or pick_checkpoint("", ci=True)
     if args.ci_ckpt or ci_path.endswith("ci.pt"):
         models["ci"] = model_from_checkpoint(load_checkpoint(ci_path), device)
+    for model, _, _ in models.values():
+        precision, why = set_precision(model, args.precision, device)
+    print(f"precision {precision} ({why})", flush=True)
     engine = server.Engine({g: (m, itos) for g, (m, _, itos) in models.items()}, device, args.max_batch)
     server.serve(engine, args.host, args.port)
     return 0

@@ -44,7 +44,9 @@ def layer_forward(x, h0, c0, W, b, keep, md=None):
     Wm = W.to(md)                                                                  # a no-op in float32
     xm, W_xT = x.reshape(T * B, D).to(md), Wm[:, :D].t()
     gates = (torch.addmm(b, xm, W_xT) if md == b.dtype else torch.add(b, xm @ W_xT)).view(T, B, 4 * H)  # eq. (12)
-    W_hT = Wm[:, D:].t().contiguous()            # (H, 4H), one contiguous copy a call, read at every step
+    W_hT = Wm[:, D:].t()                         # (H, 4H), a strided view that BLAS reads as fast as a
+    if T >= 16:                                  # copy (measured); a copy costs more than a whole step at
+        W_hT = W_hT.contiguous()                 # T = 1 (generation), so only long reads (training) make it
     hs = x.new_empty(T + 1, B, H, dtype=md)
     hs[0] = h0
     cs = c0.new_empty(T + 1 if keep else 2, B, H)
@@ -173,7 +175,7 @@ class LSTMLayer(nn.Module):
         if torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, c, self.W, self.b)):
             return LSTMLayerFunction.apply(x, h, c, self.W, self.b, md)
         with torch.autocast(x.device.type, enabled=False):       # inference: no backward buffers
-            hs, c_T, _ = layer_forward(x, h, c, self.W, self.b, keep=False, md=md)
+            hs, c_T, _ = layer_forward(x, h, c, cast_once(self, "W", md), self.b, keep=False, md=md)
         return hs[1:], hs[-1].to(h.dtype), c_T
 
 
@@ -197,6 +199,19 @@ class FusedLSTM(nn.Module):
             hs.append(h)
             cs.append(c)
         return x, (torch.stack(hs), torch.stack(cs))
+
+
+def cast_once(module, name, dtype):
+    """module's parameter `name` in dtype, for inference: cast once and kept until the parameter changes
+    (generation calls the model once a token, and casting the weights each time cost as much as a step)."""
+    param = getattr(module, name)
+    if param.dtype == dtype:
+        return param
+    key = (name, dtype, param.data_ptr(), param._version)
+    cache = module.__dict__.setdefault("_casts", {})
+    if cache.get(name, (None,))[0] != key:
+        cache[name] = (key, param.detach().to(dtype))
+    return cache[name][1]
 
 
 def matmul_dtype(device_type, default):
@@ -275,7 +290,12 @@ class TiedOutput(nn.Module):
         self.out_features = embed.num_embeddings
 
     def forward(self, out):
-        return F.linear(self.down(out), self.embed[0].weight, self.bias)      # (T, B, V)
+        md = matmul_dtype(out.device.type, self.bias.dtype)
+        if torch.is_grad_enabled() or md == self.bias.dtype:
+            return F.linear(self.down(out), self.embed[0].weight, self.bias)      # (T, B, V)
+        with torch.autocast(out.device.type, enabled=False):     # inference under bf16: weights cast once
+            low = F.linear(out.to(md), cast_once(self.down, "weight", md))
+            return torch.add(cast_once(self, "bias", md), low @ cast_once(self.embed[0], "weight", md).t())
 
 
 class PoetryLM(nn.Module):

@@ -5,11 +5,11 @@ files, an in-process test client) without a validation layer of its own — the 
 same code as the command line's flags (config.check_config, decoding.spec_from, prosody.normalise), so a
 bad value gets the same one-line message in both.
 
-One worker thread owns the models. Write requests that arrive while it is busy wait in a queue and are then
-generated together as one batch through the model (every request keeps its own constraints, random streams
-and candidates: decoding.sample_scored takes them per row), so twenty clients cost little more than one. A
-client that goes away has its rows stopped at the next step. Revise and check run in the same thread, one at a
-time, between batches.
+One worker thread owns the models and keeps one batch of poems running through them (continuous
+batching): a write request that arrives joins it between two steps (every request keeps its own constraints,
+random streams and candidates: a decoding.Row each), leaves it when its own candidates are done, and so twenty
+clients cost little more than one. A client that goes away has its rows dropped at the next step. Revise and
+check run in the same thread, between two steps.
 
     GET  /                  the page (static/)
     POST /api/write         {"start": "日", "form": 7, "lines": 4, "rhyme": true, ...} -> {poem, candidates}
@@ -20,11 +20,14 @@ time, between batches.
     GET  /api/cipai         the 词牌 table
 """
 import asyncio
+import collections
 import dataclasses
 import json
+import math
 import os
 import queue
 import threading
+import time
 
 import dataUtil
 import decoding
@@ -35,6 +38,7 @@ from config import Config, GenConfig, UserError, check_config
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 MAX_BODY = 16_384                 # bytes of a request body
 MAX_ROWS = 256                    # candidate rows generated together at most
+STREAM_EVERY = 0.04               # seconds between two text updates of a streamed poem (25 a second)
 WRITE_KEYS = {"start", "keywords", "acrostic", "form", "lines", "rhyme", "tones", "cipai", "temperature", "seed",
               "candidates", "rhyme_system", "rhyme_tone", "tone_system", "top_k", "top_p", "prefix", "free",
               "repetition_penalty"}
@@ -53,25 +57,48 @@ class BadRequest(Exception):
 
 @dataclasses.dataclass
 class Job:
-    """One write request in the queue."""
+    """One write request (or, with genre "call", a function to run in the worker)."""
     genre: str
-    request: object             # decoding.Request
-    rows: object = None         # decoding.Rows, built in the worker
-    on_text: object = None      # called from the worker with the first candidate's text so far
+    request: object             # decoding.Request (or the function)
+    rows: list = None           # its candidates' decoding.Row, once it is in a batch
+    left: int = 0               # of them still being written
+    on_text: object = None      # called from the worker with the first candidate's text so far, None at the end
+    told: float = -math.inf     # when on_text was last called
     cancelled: bool = False
     result: object = None
     error: object = None
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
 
+    def finish(self, result=None, error=None):
+        """Called once, from the worker: the answer is ready (or the job is over)."""
+        self.result, self.error = result, error
+        self.done.set()
+        self.tell(None)
+
+    def tell(self, text):
+        if self.on_text is not None:
+            try:
+                self.on_text(text)
+            except RuntimeError:        # the request's event loop is closed (the server is stopping)
+                self.cancelled = True
+
 
 class Engine:
-    """The models, the tables, and the worker thread that runs every model call."""
+    """The models, the tables, and the worker thread that runs every model call.
 
-    def __init__(self, models, device, max_rows=MAX_ROWS):
+    The worker keeps one decoding.Batch running per (genre, sampling settings): between two of its steps new
+    requests join it (up to max_rows rows in all; the rest wait their turn, first come first served), finished
+    poems and gone clients' rows leave it, and revise/check calls run. A request is answered as soon as its own
+    candidates are done, not when the batch it joined is."""
+
+    def __init__(self, models, device, max_rows=MAX_ROWS, stream_every=STREAM_EVERY):
         self.models, self.device, self.max_rows = models, device, max_rows   # models: genre -> (model, itos)
+        self.stream_every = stream_every
         self.tables = workshop.load_tables()
         self.tables_cache = {}
         self.queue = queue.Queue()
+        self.waiting = collections.deque()         # write jobs not yet in a batch
+        self.batches = {}                          # (genre, sampling_key) -> decoding.Batch
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
 
@@ -101,64 +128,87 @@ class Engine:
 
     def loop(self):
         while True:
-            jobs = [self.queue.get()]
-            while not self.queue.empty() and sum(j.request.gcfg.candidates for j in jobs if j.genre != "call") \
-                    < self.max_rows:
-                jobs.append(self.queue.get_nowait())
-            for job in [j for j in jobs if j.genre == "call"]:
-                self.run_call(job)
-            groups = {}
-            for j in jobs:
-                if j.genre != "call" and not j.cancelled:
-                    groups.setdefault((j.genre, sampling_key(j.request.gcfg)), []).append(j)
-            for (genre, _), batch in groups.items():
-                self.run_batch(genre, batch)
-            for job in jobs:
-                job.done.set()
+            self.take(block=not self.batches and not self.waiting)
+            self.admit()
+            for key in list(self.batches):
+                self.advance(key)
 
-    def run_call(self, job):
-        try:
-            job.result = job.request()
-        except Exception as e:           # noqa: BLE001 - handed to the request's thread, which reports it
-            job.error = e
-
-    def run_batch(self, genre, jobs):
-        """Every job's candidates as one batch; each job gets the best of its own."""
-        model, itos = self.models[genre]
-        ready = []
+    def take(self, block):
+        """Move what arrived to the waiting line (calls run at once); block until something does if idle."""
+        jobs = [self.queue.get()] if block else []
+        while not self.queue.empty():
+            jobs.append(self.queue.get_nowait())
         for job in jobs:
+            if job.genre != "call":
+                self.waiting.append(job)
+                continue
             try:
-                job.rows = decoding.rows_of(model, itos, job.request, [0], self.device)
-                ready.append(job)
-            except Exception as e:       # noqa: BLE001
-                job.error = e
-        if not ready:
-            return
-        owner = [(job, j) for job in ready for j in range(len(job.rows.specs))]     # row b -> (job, candidate)
+                job.finish(job.request())
+            except Exception as e:           # noqa: BLE001 - handed to the request's thread, which reports it
+                job.finish(error=e)
 
-        def joined(field):
-            return [x for job in ready for x in getattr(job.rows, field)]
+    def admit(self):
+        """Start waiting jobs, oldest first, while their rows fit (a job always starts on an idle engine)."""
+        while self.waiting:
+            job = self.waiting[0]
+            busy = sum(len(b.rows) for b in self.batches.values())
+            if not job.cancelled and busy and busy + job.request.gcfg.candidates > self.max_rows:
+                return
+            self.waiting.popleft()
+            if job.cancelled:
+                job.finish()
+            else:
+                self.start(job)
 
-        def on_step(out, done):
-            for b, (job, j) in enumerate(owner):
-                if job.cancelled:
-                    done[b] = True
-                elif j == 0 and job.on_text is not None:
-                    job.on_text(dataUtil.decode(out[b], itos))
-        gcfg = ready[0].request.gcfg
+    def start(self, job):
+        """Add a job's candidates to the batch of its genre and sampling settings."""
+        model, itos = self.models[job.genre]
+        key = (job.genre, sampling_key(job.request.gcfg))
         try:
-            texts, nlls = decoding.sample_scored(model, itos, joined("starts"), gcfg, self.device, joined("streams"),
-                                                 joined("specs"), tables=joined("tables"), primes=joined("primes"),
-                                                 on_step=on_step)
-        except Exception as e:           # noqa: BLE001
-            for job in ready:
-                job.error = e
+            r = decoding.rows_of(model, itos, job.request, [0], self.device)
+            batch = self.batches.get(key) or decoding.Batch(model, job.request.gcfg, self.device)
+            job.rows = batch.add(r.starts, r.specs, r.tables, r.primes, r.streams, tags=[job] * len(r.specs))
+            job.left = len(job.rows)
+            self.batches[key] = batch
+        except Exception as e:               # noqa: BLE001
+            job.finish(error=e)
+
+    def advance(self, key):
+        """One step of a batch: gone clients' rows leave, every other row gets its next token."""
+        batch = self.batches[key]
+        for job in {id(r.tag): r.tag for r in batch.drop(lambda r: r.tag.cancelled)}.values():
+            job.finish()
+        try:
+            finished = batch.step() if batch.rows else []
+        except Exception as e:               # noqa: BLE001 - every request in the batch hears of it
+            for job in {id(r.tag): r.tag for r in batch.rows}.values():
+                job.finish(error=e)
+            finished, batch.rows = [], []
+        for row in finished:
+            self.finish(batch, row)
+        _, itos = self.models[key[0]]
+        now = time.monotonic()                  # streamed text at most every stream_every: under load the
+        for job in {id(r.tag): r.tag for r in batch.rows}.values():     # updates would cost more than steps
+            if job.on_text is not None and now - job.told >= self.stream_every:
+                job.told = now
+                job.tell(dataUtil.decode(job.rows[0].out, itos))
+        if not batch.rows:
+            del self.batches[key]
+
+    def finish(self, batch, row):
+        job = row.tag
+        if job.done.is_set():
             return
-        k = 0
-        for job in ready:
-            n = len(job.rows.specs)
-            job.result = decoding.best_of(texts[k:k + n], nlls[k:k + n])
-            k += n
+        if row.error is not None:
+            batch.drop(lambda r: r.tag is job)
+            job.finish(error=row.error)
+            return
+        job.left -= 1
+        if job.left == 0:
+            _, itos = self.models[job.genre]
+            job.tell(dataUtil.decode(job.rows[0].out, itos))
+            job.finish(decoding.best_of([dataUtil.decode(r.out, itos) for r in job.rows],
+                                        [r.nll / max(r.count, 1) for r in job.rows]))
 
 
 def sampling_key(g):
@@ -261,11 +311,7 @@ def make_app(engine):
             try:
                 if start_text:
                     yield line({"event": "text", "text": dataUtil.convert_chars("".join(start_text.split()))})
-                while not job.done.is_set() or not updates.empty():
-                    try:
-                        text = await asyncio.wait_for(updates.get(), 0.05)
-                    except asyncio.TimeoutError:
-                        continue
+                while (text := await updates.get()) is not None:       # None: the job is over
                     if text != sent:
                         sent = text
                         yield line({"event": "text", "text": text})

@@ -1,6 +1,7 @@
 """The web API in-process (Starlette's test client, the shipped models): every endpoint, each bad input, and
 batching that changes no poem."""
 import json
+import threading
 
 import pytest
 import torch
@@ -56,12 +57,38 @@ def test_concurrent_writes_are_batched_and_unchanged(engine):
         assert job.error is None and job.result.text == cli_poem(**s), s
 
 
-def test_stream_sends_the_poem_as_it_is_written(client):
+def test_a_request_joins_a_running_batch_and_leaves_when_done(engine):
+    """Continuous batching: a short poem asked for while a long one is being written joins its batch between
+    two steps and is answered before the long one ends; neither poem changes."""
+    long_s, short_s = {"start": "江", "form": 7, "lines": 8, "seed": 5}, {"start": "月", "form": 5, "lines": 4}
+    joined = threading.Event()
+    short = engine.write_job(dict(short_s))
+
+    def on_text(text):                        # the worker calls this between steps
+        if text and len(text) >= 10 and not joined.is_set():
+            joined.set()
+            engine.submit(short)
+    long = engine.write_job(dict(long_s), on_text=on_text)
+    engine.submit(long)
+    assert short.done.wait(60) and not long.done.is_set()
+    assert long.done.wait(60)
+    assert short.error is None and short.result.text == cli_poem(**short_s)
+    assert long.error is None and long.result.text == cli_poem(**long_s)
+
+
+@pytest.mark.parametrize("every", [0.0, 60.0])
+def test_stream_sends_the_poem_as_it_is_written(client, engine, monkeypatch, every):
+    """Every step's text (stream_every 0), or at most one update per stream_every: the start, the first step's,
+    the whole poem's."""
+    monkeypatch.setattr(engine, "stream_every", every)
     with client.stream("POST", "/api/write/stream", json={"start": "日", "form": 5, "lines": 4}) as r:
         events = [json.loads(line) for line in r.iter_lines() if line]
-    texts = [e["text"] for e in events if e["event"] == "text"]
-    assert texts[0] == "日" and len(texts) > 10 and all(b.startswith(a[:-1]) for a, b in zip(texts, texts[1:]))
-    assert events[-1]["event"] == "done" and events[-1]["poem"] == cli_poem(start="日", form=5, lines=4)
+    texts = [e["text"] for e in events if e["event"] == "text"]          # the first candidate as it is written
+    done = events[-1]
+    assert done["event"] == "done" and done["poem"] == cli_poem(start="日", form=5, lines=4)
+    assert texts[0] == "日" and texts[-1] in [c["poem"] for c in done["candidates"]]
+    assert all(b.startswith(a[:-1]) for a, b in zip(texts, texts[1:]))
+    assert len(texts) > 10 if every == 0 else len(texts) == 3 and len(texts[1]) == 2
 
 
 def test_revise_check_and_cipai(client):
