@@ -468,12 +468,15 @@ def pick_next(logits, tables, gcfg, generator, masks=None, history=None, skip=No
     """Next ids (B,) from logits (B, V): masked and banned tokens never; repetition penalty on the tokens
     already in each poem; then greedy, or temperature with optional top-k and top-p. Rows in skip (forced by
     the caller) draw nothing from their own random stream."""
-    logits = logits.float().clone()
+    logits = logits.to(torch.float32, copy=True)
     logits[:, tables.banned] = -math.inf
     rows = [b for b, m in enumerate(masks or ()) if m is not None]
     if rows:                                                  # all masks in one (rows, V) fill
-        allowed = torch.from_numpy(np.stack([masks[b] for b in rows])).to(logits.device)
-        logits[rows] = logits[rows].masked_fill(~allowed, -math.inf)
+        barred = torch.from_numpy(~np.stack([masks[b] for b in rows])).to(logits.device)
+        if len(rows) == len(logits):
+            logits.masked_fill_(barred, -math.inf)
+        else:
+            logits[rows] = logits[rows].masked_fill(barred, -math.inf)
     for b, seen in enumerate(history or ()):                 # never three of one character in a row (凄凄凄),
         if len(seen) >= 2 and seen[-1] == seen[-2] and torch.isfinite(logits[b]).sum() > 1:   # when any
             logits[b, seen[-1]] = -math.inf                                                      # other fits
@@ -485,7 +488,8 @@ def pick_next(logits, tables, gcfg, generator, masks=None, history=None, skip=No
                 logits[b, idx] = torch.where(vals > 0, vals / gcfg.repetition_penalty, vals * gcfg.repetition_penalty)
     if gcfg.greedy:
         return logits.argmax(-1)
-    logits = logits / max(gcfg.temperature, 1e-6)
+    if gcfg.temperature != 1.0:
+        logits /= max(gcfg.temperature, 1e-6)
     if gcfg.top_k > 0:
         kth = torch.topk(logits, min(gcfg.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
         logits[logits < kth] = -math.inf
