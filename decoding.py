@@ -218,7 +218,7 @@ class Automaton:
             return t.only(s.heads[self.line])
         if (self.line, self.pos) in self.fixed:
             return t.only(self.fixed[self.line, self.pos])
-        mask = t.ideograph.copy()
+        mask = t.ideograph                     # shared: narrowed below into new arrays, never in place
         col = self.pos + 1                     # 1-based position of the next character
         if s.tones and col in (2, 4, 6) and col < chars:
             _, level = t.tone_tables()           # a character read both ways fits either tone, but the
@@ -226,10 +226,10 @@ class Automaton:
                 want = (poetics.required_tone(self.line, col, self.first_tone), poetics.BOTH)
             else:
                 want = (0, 1, poetics.BOTH) if col == 2 else (0, 1)
-            mask &= np.isin(level, want)
+            mask = mask & np.isin(level, want)
         rhyme = self.rhyme_here() if s.rhyme and col == chars else None
         if rhyme is not None:
-            mask &= self.rhyme_mask(*rhyme)
+            mask = mask & self.rhyme_mask(*rhyme)
         return mask
 
     def line_form(self):

@@ -1,12 +1,13 @@
 """The web server under load, on 127.0.0.1 only (a figure, not a test):
 
-    python loadtest.py [--clients 20] [--seconds 60]
+    python loadtest.py [--clients 20] [--seconds 60] [--rounds 2]
 
-Starts `main.py serve` twice in a subprocess on a free local port — batched (the default) and one request at a
-time (--max-batch 8, one request's candidates) — and for each: ten requests one after another (an idle
-server: time to the first generated character on the stream, and to a whole default 七言绝句), then N
-clients writing default poems (each its own start and seed) as fast as they can for the given time, every loop
-bounded by that time. Prints poems/s, p50/p95 latency, errors, and the batched / one-at-a-time ratio.
+Starts `main.py serve` twice in subprocesses on free local ports — batched (the default) and one request at a
+time (--max-batch 8, one request's candidates) — and, in rounds that alternate the two: ten requests one after
+another (an idle server: time to the first generated character on the stream, and to a whole default 七言绝句),
+then N clients writing default poems (each its own start and seed) as fast as they can for the given time, every
+loop bounded by that time. Prints poems/s, p50/p95 latency, errors, and the batched / one-at-a-time ratio of
+each round.
 """
 import argparse
 import json
@@ -103,27 +104,40 @@ def main(argv):
     parser = argparse.ArgumentParser(prog="loadtest.py", description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of both servers, alternating (default: 2)")
     a = parser.parse_args(argv)
-    if not 1 <= a.clients <= 200 or not 1 <= a.seconds <= 600:
-        print("error: --clients 1-200, --seconds 1-600", file=sys.stderr)
+    if not 1 <= a.clients <= 200 or not 1 <= a.seconds <= 600 or not 1 <= a.rounds <= 10:
+        print("error: --clients 1-200, --seconds 1-600, --rounds 1-10", file=sys.stderr)
         return 2
-    rates = {}
-    for label, max_batch in (("batched", 256), ("one at a time", 8)):
-        proc, url = start_server(max_batch)
-        try:
-            firsts, totals = idle(url)
-            results, wall = load(url, a.clients, a.seconds)
-        finally:
+    servers = {}
+    try:
+        for label, max_batch in (("batched", 256), ("one at a time", 8)):
+            servers[label] = start_server(max_batch)
+        ratios = []
+        for r in range(1, a.rounds + 1):
+            rates = {label: run_round(label, url, a, r) for label, (_, url) in servers.items()}
+            ratios.append(rates["batched"] / max(rates["one at a time"], 1e-9))
+            print(f"round {r}: batched / one at a time: {ratios[-1]:.2f}x", flush=True)
+    finally:
+        for proc, _ in servers.values():
             proc.terminate()
             proc.wait(10)
-        ok = [t for t, good in results if good]
-        rates[label] = len(ok) / wall
-        print(f"{label}: idle server, 七言绝句: first character p50 {pct(firsts, .5) * 1000:.0f} ms, p95 "
-              f"{pct(firsts, .95) * 1000:.0f} ms; whole poem p50 {pct(totals, .5):.2f} s, p95 {pct(totals, .95):.2f} s")
-        print(f"{label}: {a.clients} clients for {a.seconds:.0f} s: {len(ok)} poems, {rates[label]:.2f} poems/s, "
-              f"latency p50 {pct(ok, .5):.2f} s, p95 {pct(ok, .95):.2f} s, errors {len(results) - len(ok)}", flush=True)
-    print(f"batched / one at a time: {rates['batched'] / max(rates['one at a time'], 1e-9):.2f}x")
+    print(f"batched / one at a time over {a.rounds} rounds: {min(ratios):.2f}x to {max(ratios):.2f}x, "
+          f"mean {sum(ratios) / len(ratios):.2f}x")
     return 0
+
+
+def run_round(label, url, a, r):
+    """One server's idle figures and load figures; returns its poems/s."""
+    firsts, totals = idle(url)
+    results, wall = load(url, a.clients, a.seconds)
+    ok = [t for t, good in results if good]
+    print(f"round {r}, {label}: idle server, 七言绝句: first character p50 {pct(firsts, .5) * 1000:.0f} ms, p95 "
+          f"{pct(firsts, .95) * 1000:.0f} ms; whole poem p50 {pct(totals, .5):.2f} s, p95 {pct(totals, .95):.2f} s")
+    print(f"round {r}, {label}: {a.clients} clients for {a.seconds:.0f} s: {len(ok)} poems, {len(ok) / wall:.2f} "
+          f"poems/s, latency p50 {pct(ok, .5):.2f} s, p95 {pct(ok, .95):.2f} s, errors {len(results) - len(ok)}",
+          flush=True)
+    return len(ok) / wall
 
 
 if __name__ == "__main__":
