@@ -156,3 +156,29 @@ def test_auto_precision_follows_native_bf16(monkeypatch):
         precision, why = set_precision(m, "auto", cpu)
         assert precision == want == m.precision and "auto" in why
     assert set_precision(m, "fp32", cpu)[0] == "fp32" and m.precision == "fp32"
+
+
+def test_bf16_inference_casts_weights_once_and_follows_their_changes():
+    """Generation under bf16 reads weights cast once (model.cast_once): its logits are the float64 model's
+    within BF16_TOL, the cast is reused while the weights stay, and a weight changed in place (an optimiser
+    step, a loaded state) is cast again, never served stale."""
+    torch.manual_seed(3)
+    cfg = ModelConfig(vocab_size=37, embed_dim=8, hidden_size=12, num_layers=2, tie_weights=True)
+    m = PoetryLM(cfg).eval()
+    ref = PoetryLM(cfg).double().eval()
+    tokens = torch.randint(0, 37, (5, 4))
+
+    def relerr(a, b):
+        return float((a.double() - b).norm() / b.norm())
+    set_precision(m, "bf16", torch.device("cpu"))
+    with torch.no_grad():
+        for _ in range(2):
+            ref.load_state_dict({k: v.double() for k, v in m.state_dict().items()})
+            first = m(tokens)[0]
+            assert relerr(first, ref(tokens)[0]) < BF16_TOL
+            casts = {id(v[1]) for mod in m.modules() for v in mod.__dict__.get("_casts", {}).values()}
+            assert len(casts) == 5 and torch.equal(m(tokens)[0], first)   # 2 layers' W, down, embedding, bias
+            again = {id(v[1]) for mod in m.modules() for v in mod.__dict__.get("_casts", {}).values()}
+            assert again == casts                                             # reused, not cast anew
+            for p in m.parameters():
+                p.mul_(-1.5)                                                  # changed in place
