@@ -391,13 +391,15 @@ class Batch:
         tokens."""
         rows, t, g = self.rows, self.tables, self.gcfg
         forced = np.array([bool(r.pending) for r in rows])
-        masks = [None if f else r.auto.allowed() for r, f in zip(rows, forced)]
-        for r, mask in zip(rows, masks):
-            if mask is not None and not (mask & t.any).any():
-                r.error = UserError(f"no character of this vocabulary fits {r.auto.describe()} at line "
-                                    f"{r.auto.line + 1}, position {r.auto.pos + 1}; loosen the constraints or "
-                                    "use another model")
-        masks = [None if r.error else m for r, m in zip(rows, masks)]
+        masks = stack_masks([None if f else r.auto.allowed() for r, f in zip(rows, forced)])
+        empty = ~(masks[1] & t.any).any(1) if masks[0] else np.zeros(0, bool)    # (rows with a mask,)
+        for b in np.flatnonzero(empty):
+            a = rows[masks[0][b]].auto
+            rows[masks[0][b]].error = UserError(f"no character of this vocabulary fits {a.describe()} at line "
+                                                f"{a.line + 1}, position {a.pos + 1}; loosen the constraints or "
+                                                "use another model")
+        if empty.any():
+            masks[1][empty] = t.any                       # the row ends here; its draw is not used
         streams = [r.stream for r in rows]
         nxt = pick_next(self.logits, t, g, streams if streams[0] is not None else self.generator, masks,
                         [r.out for r in rows], skip=forced)                             # (B,)
@@ -464,15 +466,21 @@ def read_in_chunks(model, tokens, chunk=64):
     return logits[-1:], state
 
 
+def stack_masks(masks):
+    """Per-row masks (V,) or None -> (the rows that have one, their masks stacked (rows, V))."""
+    rows = [b for b, m in enumerate(masks) if m is not None]
+    return rows, np.stack([masks[b] for b in rows]) if rows else np.zeros((0, 0), bool)
+
+
 def pick_next(logits, tables, gcfg, generator, masks=None, history=None, skip=None):
     """Next ids (B,) from logits (B, V): masked and banned tokens never; repetition penalty on the tokens
-    already in each poem; then greedy, or temperature with optional top-k and top-p. Rows in skip (forced by
-    the caller) draw nothing from their own random stream."""
+    already in each poem; then greedy, or temperature with optional top-k and top-p. masks: one per row (or
+    None), or stack_masks' pair. Rows in skip (forced by the caller) draw nothing from their own random stream."""
     logits = logits.to(torch.float32, copy=True)
     logits[:, tables.banned] = -math.inf
-    rows = [b for b, m in enumerate(masks or ()) if m is not None]
+    rows, stacked = masks if isinstance(masks, tuple) else stack_masks(masks or [])
     if rows:                                                  # all masks in one (rows, V) fill
-        barred = torch.from_numpy(~np.stack([masks[b] for b in rows])).to(logits.device)
+        barred = torch.from_numpy(~stacked).to(logits.device)
         if len(rows) == len(logits):
             logits.masked_fill_(barred, -math.inf)
         else:

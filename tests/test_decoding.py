@@ -147,3 +147,22 @@ def test_cli_bad_combinations_exit_2(tmp_path):
         r = subprocess.run([sys.executable, "main.py", "generate", "--ckpt", ckpt, *args], cwd=ROOT,
                            capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+
+
+def test_a_constraint_nothing_fits_is_a_user_error_and_ends_only_its_row():
+    """A row whose mask is empty (here: tables that let no character be written, as a hand-edited table could)
+    ends with a UserError naming the constraint; the other rows of the batch go on to whole poems."""
+    g = gen(form=5, lines=4)
+    tables = decoding.Tables(ITOS)
+    starved = decoding.Spec(chars=5, lines=4)
+    tables_none = decoding.Tables(ITOS)
+    tables_none.ideograph = tables_none.ideograph & False            # no character may be written at all
+    batch = decoding.Batch(FormBreaker(ITOS), g, torch.device("cpu"), torch.Generator().manual_seed(0))
+    ok, bad = batch.add([[], []], [decoding.spec_from(g), starved], [tables, tables_none], [[], []])
+    while batch.rows:
+        batch.step()
+    assert ok.error is None and poetics.form_of(decoding.dataUtil.decode(ok.out, ITOS)) == (5, 4)
+    assert isinstance(bad.error, UserError) and "fits --form 5 --lines 4 at line 1, position 1" in str(bad.error)
+    with pytest.raises(UserError, match="no character of this vocabulary fits --form 5"):
+        decoding.sample_scored(FormBreaker(ITOS), ITOS, [[]], g, torch.device("cpu"), None, starved, (),
+                               tables_none)
