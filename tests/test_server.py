@@ -76,6 +76,25 @@ def test_a_request_joins_a_running_batch_and_leaves_when_done(engine):
     assert long.error is None and long.result.text == cli_poem(**long_s)
 
 
+def test_a_bf16_server_writes_generate_precision_bf16s_poems():
+    """serve --precision bf16 (auto on a CPU with native bfloat16): the poems of `generate --precision bf16`,
+    alone and batched with others."""
+    models = shipped_models()
+    for model, _ in models.values():
+        model.precision = "bf16"
+    engine = server.Engine(models, torch.device("cpu"))
+    settings = [{"start": "日", "seed": 2}, {"start": "春风", "form": 5, "lines": 4}, {"acrostic": "春夏秋冬", "form": 7}]
+    jobs = [engine.write_job(dict(s)) for s in settings]
+    engine.queue.put(server.Job("call", lambda: __import__("time").sleep(0.5)))
+    for job in jobs:
+        engine.submit(job)
+    model, itos = models["tang"]
+    for s, job in zip(settings, jobs):
+        assert job.done.wait(60) and job.error is None
+        alone = next(decoding.iter_poems(model, itos, GenConfig(num=1, **s), torch.device("cpu"))).text
+        assert job.result.text == alone, s
+
+
 @pytest.mark.parametrize("every", [0.0, 60.0])
 def test_stream_sends_the_poem_as_it_is_written(client, engine, monkeypatch, every):
     """Every step's text (stream_every 0), or at most one update per stream_every: the start, the first step's,
