@@ -433,16 +433,19 @@ class Batch:
 
 
 @torch.no_grad()
-def token_nll(model, itos, texts, device):
+def token_nll(model, itos, texts, device, batch=32):
     """Each text's NLL per target of `<bos> text <eos>` (a list of numpy arrays, len(text) + 1 each: the
-    text's characters, then <eos>); characters outside the vocabulary count as <unk>."""
+    text's characters, then <eos>); characters outside the vocabulary count as <unk>. Up to `batch` texts a
+    forward pass, padded at the end (a row's padding comes after its own tokens, so it changes nothing)."""
     ids, offsets = dataUtil.encode(texts, {w: i for i, w in enumerate(itos)})
     out = []
-    for k in range(len(texts)):
-        seq = torch.from_numpy(ids[offsets[k]:offsets[k + 1]].astype(np.int64)).to(device)
-        logits, _ = model(seq[:-1, None])                               # (T, 1, V)
-        logp = torch.log_softmax(logits[:, 0].float(), -1)
-        out.append(-logp.gather(1, seq[1:, None])[:, 0].cpu().numpy())
+    for first in range(0, len(texts), batch):
+        seqs = [ids[offsets[k]:offsets[k + 1]].astype(np.int64) for k in range(first, min(first + batch, len(texts)))]
+        width = max(map(len, seqs))
+        padded = torch.from_numpy(np.stack([np.pad(q, (0, width - len(q))) for q in seqs])).t().to(device)
+        logits, _ = model(padded[:-1])                                  # (T, B, V)
+        nll = -torch.log_softmax(logits.float(), -1).gather(2, padded[1:, :, None])[:, :, 0].cpu().numpy()
+        out += [nll[:len(q) - 1, b] for b, q in enumerate(seqs)]
     return out
 
 

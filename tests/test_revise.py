@@ -81,3 +81,21 @@ def test_the_command_json_and_exit_codes():
         r = subprocess.run([sys.executable, "main.py", "revise", GUANQUE, *args], cwd=ROOT, capture_output=True,
                            text=True, timeout=120)
         assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_token_nll_of_a_padded_batch_is_each_poems_own(shipped):
+    """The scores revise ranks by: texts of different lengths read together, each the NLL the model gives
+    its own `<bos> text <eos>` read alone (log-softmax of its logits at each target, computed here)."""
+    import decoding
+    import dataUtil
+    (models, _), cpu = shipped, torch.device("cpu")
+    model, itos = models["tang"]
+    texts = [GUANQUE, "春眠不觉晓，处处闻啼鸟。", GUANQUE + "床前明月光，疑是地上霜。"]
+    got = decoding.token_nll(model, itos, texts, cpu)
+    stoi = {w: i for i, w in enumerate(itos)}
+    for text, nll in zip(texts, got):
+        ids = torch.tensor([stoi[dataUtil.BOS], *(stoi[c] for c in text), stoi[dataUtil.EOS]])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(ids[:-1, None])[0][:, 0].float(), -1)
+        want = -logp[torch.arange(len(ids) - 1), ids[1:]]
+        assert len(nll) == len(text) + 1 and torch.allclose(torch.from_numpy(nll), want, atol=1e-4)
