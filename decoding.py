@@ -440,7 +440,8 @@ def token_nll(model, itos, texts, device, batch=32):
     ids, offsets = dataUtil.encode(texts, {w: i for i, w in enumerate(itos)})
     out = []
     for first in range(0, len(texts), batch):
-        seqs = [ids[offsets[k]:offsets[k + 1]].astype(np.int64) for k in range(first, min(first + batch, len(texts)))]
+        last = min(first + batch, len(texts))
+        seqs = [ids[offsets[k]:offsets[k + 1]].astype(np.int64) for k in range(first, last)]
         width = max(map(len, seqs))
         padded = torch.from_numpy(np.stack([np.pad(q, (0, width - len(q))) for q in seqs])).t().to(device)
         logits, _ = model(padded[:-1])                                  # (T, B, V)

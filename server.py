@@ -185,7 +185,7 @@ class Engine:
                 job.finish(error=e)
             finished, batch.rows = [], []
         for row in finished:
-            self.finish(batch, row)
+            self.row_done(batch, row)
         _, itos = self.models[key[0]]
         now = time.monotonic()                  # streamed text at most every stream_every: under load the
         for job in {id(r.tag): r.tag for r in batch.rows}.values():     # updates would cost more than steps
@@ -195,7 +195,8 @@ class Engine:
         if not batch.rows:
             del self.batches[key]
 
-    def finish(self, batch, row):
+    def row_done(self, batch, row):
+        """A candidate is written (or failed): its request is answered when it was the last (or at once)."""
         job = row.tag
         if job.done.is_set():
             return
