@@ -802,14 +802,14 @@ def load_cipai_table(path):
 SENTENCE_ENDS = "。？！；"
 
 
-def encode_start(text, itos):
+def encode_start(text, itos, stoi=None):
     """The ids of a start text: traditional converted to simplified; a character outside the vocabulary,
-    an empty or non-Chinese start is a UserError naming it."""
+    an empty or non-Chinese start is a UserError naming it. stoi: itos's index, when the caller has it."""
     text = "".join(text.split())
     simplified = standardise(opencc_t2s()(text))
     if not simplified.strip(PUNCT):
         raise UserError("the start text is empty; give the character(s) the poem begins with, e.g. --start 日")
-    stoi = {w: i for i, w in enumerate(itos)}
+    stoi = stoi or {w: i for i, w in enumerate(itos)}
     for ch in simplified:
         if not CLEAN_POEM.fullmatch(ch):
             raise UserError(f"start character {ch!r} is not Chinese; give Chinese characters, e.g. --start 日")

@@ -343,16 +343,21 @@ class Batch:
 
     @torch.no_grad()
     def add(self, starts, specs, tables, primes, streams=None, given=False, tags=None):
-        """New rows, after reading their leads' common part (<bos> and as much of prime + start as all share;
-        the rest is fed one step at a time while the other rows sample). Returns them."""
+        """New rows, each fed `<bos> prime start`. An idle batch reads the part all the new rows share at once
+        (the rest is fed one step at a time while the other rows sample); rows joining a running batch start
+        from the zero state and are fed theirs a step at a time with the others (no forward pass of their own,
+        and the same numbers: a step's matmul gives each row what it gives it alone). Returns the rows."""
         n = len(starts)
         if not n:
             return []
         for s, p, t in zip(specs, starts, tables):
             if not given and not fits(s, p, t):
                 raise UserError(f"the start {''.join(t.itos[i] for i in p)!r} does not fit the form asked for")
-        leads = [[(tok, False) for tok in pr] + [(tok, True) for tok in st] for pr, st in zip(primes, starts)]
-        common = min(map(len, leads))
+        self.tables = self.tables or tables[0]     # one vocabulary: banned tokens, <bos>, <eos> are the same
+        bos = self.tables.stoi[dataUtil.BOS]
+        leads = [[(bos, False)] + [(tok, False) for tok in pr] + [(tok, True) for tok in st]
+                 for pr, st in zip(primes, starts)]
+        common = 0 if self.rows else min(map(len, leads))
         rows = [Row(Automaton(s, t), streams[b] if streams else None, lead[common:], tag=tags[b] if tags else None)
                 for b, (s, t, lead) in enumerate(zip(specs, tables, leads))]
         for row, lead in zip(rows, leads):
@@ -360,16 +365,15 @@ class Batch:
                 if is_start:
                     row.out.append(tok)
                     row.auto.advance(tok)
-        self.tables = self.tables or tables[0]     # one vocabulary: banned tokens, <bos>, <eos> are the same
-        bos = self.tables.stoi[dataUtil.BOS]
-        tokens = torch.tensor([[bos, *(t for t, _ in lead[:common])] for lead in leads], device=self.device).t()
-        logits, state = read_in_chunks(self.model, tokens)                  # (1, n, V)
-        if self.rows:
-            logits = torch.cat([self.logits, logits[-1]])
-            state = state and tuple(torch.cat([old, new], 1) for old, new in zip(self.state, state))
-        else:
-            logits = logits[-1]
-        self.rows, self.logits, self.state = self.rows + rows, logits, state
+        if not self.rows:
+            tokens = torch.tensor([[t for t, _ in lead[:common]] for lead in leads], device=self.device).t()
+            logits, self.state = read_in_chunks(self.model, tokens)         # (1, n, V)
+            self.rows, self.logits = rows, logits[-1]
+            return rows
+        self.logits = torch.cat([self.logits, self.logits.new_zeros(n, self.logits.shape[1])])  # not read: forced
+        self.state = self.state and tuple(torch.cat([s, s.new_zeros(s.shape[0], n, s.shape[2])], 1)
+                                          for s in self.state)               # (L, B + n, H)
+        self.rows = self.rows + rows
         return rows
 
     def drop(self, gone):
@@ -652,13 +656,13 @@ def make_request(itos, gcfg, tables_cache=None):
     for ch in spec.heads:
         if ch not in tables.stoi:
             raise UserError(f"acrostic head {ch!r} is not in the vocabulary; choose another character")
-    start = dataUtil.encode_start(gcfg.start, itos) if gcfg.start.strip() else []
+    start = dataUtil.encode_start(gcfg.start, itos, tables.stoi) if gcfg.start.strip() else []
     if spec.heads and start and itos[start[0]] != spec.heads[0]:
         raise UserError("--start must begin with the first acrostic head")
     if not start and not spec.constrained:
         raise UserError("--start is empty; give the character(s) the poem begins with, e.g. --start 日")
-    prime = dataUtil.encode_start(gcfg.prefix, itos) if gcfg.prefix.strip() else []
-    forms = None if spec.constrained or gcfg.free else default_forms(spec, start, tables)
+    prime = dataUtil.encode_start(gcfg.prefix, itos, tables.stoi) if gcfg.prefix.strip() else []
+    forms = None if spec.constrained or gcfg.free else default_forms(spec, start, tables, tables_cache)
     words = keywords.parse(gcfg.keywords, itos, dataUtil.convert_chars)
     if words and not (spec.chars or spec.pattern or forms):
         raise UserError("--keywords needs a form to place them in: --form, --cipai, or leave out --free")
@@ -808,11 +812,15 @@ def best_of(texts, nlls):
     return ranked[0]
 
 
-def default_forms(spec, start, tables):
+def default_forms(spec, start, tables, cache=None):
     """The regular forms of real poems a default poem's form is drawn from, [(characters, lines, poems)], or
     None (then the model decides the length) when no forms table is at hand; forms the start does not fit
-    (a start of six characters, or one with a five-character first line) are left out."""
-    forms = prepared_or_shipped("forms.json", dataUtil.load_forms_table, "data")
+    (a start of six characters, or one with a five-character first line) are left out. cache: a dict that
+    keeps the table read (the web server's)."""
+    cache = {} if cache is None else cache
+    if "forms.json" not in cache:
+        cache["forms.json"] = prepared_or_shipped("forms.json", dataUtil.load_forms_table, "data")
+    forms = cache["forms.json"]
     return [f for f in forms or () if fits(dataclasses.replace(spec, chars=f[0], lines=f[1]), start, tables)] or None
 
 
