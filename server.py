@@ -99,6 +99,7 @@ class Engine:
         self.queue = queue.Queue()
         self.waiting = collections.deque()         # write jobs not yet in a batch
         self.batches = {}                          # (genre, sampling_key) -> decoding.Batch
+        self.members = {}                          # the same key -> the jobs with rows in that batch
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
 
@@ -170,30 +171,34 @@ class Engine:
             job.rows = batch.add(r.starts, r.specs, r.tables, r.primes, r.streams, tags=[job] * len(r.specs))
             job.left = len(job.rows)
             self.batches[key] = batch
+            self.members.setdefault(key, []).append(job)
         except Exception as e:               # noqa: BLE001
             job.finish(error=e)
 
     def advance(self, key):
         """One step of a batch: gone clients' rows leave, every other row gets its next token."""
-        batch = self.batches[key]
-        for job in {id(r.tag): r.tag for r in batch.drop(lambda r: r.tag.cancelled)}.values():
-            job.finish()
+        batch, jobs = self.batches[key], self.members[key]
+        if any(job.cancelled for job in jobs):
+            batch.drop(lambda r: r.tag.cancelled)
+            for job in [j for j in jobs if j.cancelled]:
+                job.finish()
         try:
             finished = batch.step() if batch.rows else []
         except Exception as e:               # noqa: BLE001 - every request in the batch hears of it
-            for job in {id(r.tag): r.tag for r in batch.rows}.values():
+            for job in jobs:
                 job.finish(error=e)
             finished, batch.rows = [], []
         for row in finished:
             self.row_done(batch, row)
+        jobs[:] = [j for j in jobs if not j.done.is_set()]
         _, itos = self.models[key[0]]
         now = time.monotonic()                  # streamed text at most every stream_every: under load the
-        for job in {id(r.tag): r.tag for r in batch.rows}.values():     # updates would cost more than steps
+        for job in jobs:                        # updates would cost more than the steps
             if job.on_text is not None and now - job.told >= self.stream_every:
                 job.told = now
                 job.tell(dataUtil.decode(job.rows[0].out, itos))
         if not batch.rows:
-            del self.batches[key]
+            del self.batches[key], self.members[key]
 
     def row_done(self, batch, row):
         """A candidate is written (or failed): its request is answered when it was the last (or at once)."""
