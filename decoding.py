@@ -394,21 +394,21 @@ class Batch:
         finished (at <eos>, at max_gen_len, or with an error) leave and are returned; the rest read their
         tokens."""
         rows, t, g = self.rows, self.tables, self.gcfg
-        forced = np.array([bool(r.pending) for r in rows])
-        masks = stack_masks([None if f else r.auto.allowed() for r, f in zip(rows, forced)])
-        empty = ~(masks[1] & t.any).any(1) if masks[0] else np.zeros(0, bool)    # (rows with a mask,)
+        forced = [bool(r.pending) for r in rows]
+        masks = [t.any if f else r.auto.allowed() for r, f in zip(rows, forced)]     # a forced row's is not
+        masks = np.stack([t.any if m is None else m for m in masks])                 # read: every row has one
+        empty = ~(masks & t.any).any(1)                                               # (B, V), then (B,)
         for b in np.flatnonzero(empty):
-            a = rows[masks[0][b]].auto
-            rows[masks[0][b]].error = UserError(f"no character of this vocabulary fits {a.describe()} at line "
-                                                f"{a.line + 1}, position {a.pos + 1}; loosen the constraints or "
-                                                "use another model")
-        if empty.any():
-            masks[1][empty] = t.any                       # the row ends here; its draw is not used
+            a = rows[b].auto
+            rows[b].error = UserError(f"no character of this vocabulary fits {a.describe()} at line "
+                                      f"{a.line + 1}, position {a.pos + 1}; loosen the constraints or "
+                                      "use another model")
+            masks[b] = t.any                               # the row ends here; its draw is not used
         streams = [r.stream for r in rows]
-        nxt = pick_next(self.logits, t, g, streams if streams[0] is not None else self.generator, masks,
-                        [r.out for r in rows], skip=forced)                             # (B,)
+        nxt = pick_next(self.logits, t, g, streams if streams[0] is not None else self.generator,
+                        (list(range(len(rows))), masks), [r.out for r in rows], skip=forced)      # (B,)
         step_nll = -torch.log_softmax(self.logits.float(), -1).gather(1, nxt[:, None])[:, 0]
-        nxt, step_nll = nxt.cpu().numpy(), step_nll.cpu().numpy()
+        nxt, step_nll = nxt.tolist(), step_nll.tolist()
         for b, r in enumerate(rows):
             if r.error is not None:
                 r.done = True
@@ -419,19 +419,21 @@ class Batch:
                     r.out.append(tok)
                     r.auto.advance(tok)
             else:
-                r.nll, r.count = r.nll + float(step_nll[b]), r.count + 1
-                if nxt[b] == t.eos:
+                tok = nxt[b]
+                r.nll, r.count = r.nll + step_nll[b], r.count + 1
+                if tok == t.eos:
                     r.done = True
                 else:
-                    r.out.append(int(nxt[b]))
-                    r.auto.advance(int(nxt[b]))
+                    r.out.append(tok)
+                    r.auto.advance(tok)
                     r.done = r.count >= g.max_gen_len
         live = [b for b, r in enumerate(rows) if not r.done]
         finished = [r for r in rows if r.done]
         if len(live) < len(rows):
             self.keep(live)
         if self.rows:
-            logits, self.state = self.model(torch.from_numpy(nxt[live]).to(self.device).view(1, -1), self.state)
+            ids = torch.tensor([nxt[b] for b in live], device=self.device)
+            logits, self.state = self.model(ids.view(1, -1), self.state)
             self.logits = logits[-1]
         return finished
 
