@@ -294,8 +294,8 @@ class TiedOutput(nn.Module):
         if torch.is_grad_enabled() or md == self.bias.dtype:
             return F.linear(self.down(out), self.embed[0].weight, self.bias)      # (T, B, V)
         with torch.autocast(out.device.type, enabled=False):     # inference under bf16: weights cast once
-            low = F.linear(out.to(md), cast_once(self.down, "weight", md))
-            return torch.add(cast_once(self, "bias", md), low @ cast_once(self.embed[0], "weight", md).t())
+            low = F.linear(out.to(md), cast_once(self.down, "weight", md))      # what autocast would do, with
+            return F.linear(low, cast_once(self.embed[0], "weight", md), cast_once(self, "bias", md))  # the casts kept
 
 
 class PoetryLM(nn.Module):

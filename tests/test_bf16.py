@@ -160,8 +160,9 @@ def test_auto_precision_follows_native_bf16(monkeypatch):
 
 def test_bf16_inference_casts_weights_once_and_follows_their_changes():
     """Generation under bf16 reads weights cast once (model.cast_once): its logits are the float64 model's
-    within BF16_TOL, the cast is reused while the weights stay, and a weight changed in place (an optimiser
-    step, a loaded state) is cast again, never served stale."""
+    within BF16_TOL and, to the last bit, those of the path that casts at every call (training's); the cast is
+    reused while the weights stay, and a weight changed in place (an optimiser step, a loaded state) is cast
+    again, never served stale."""
     torch.manual_seed(3)
     cfg = ModelConfig(vocab_size=37, embed_dim=8, hidden_size=12, num_layers=2, tie_weights=True)
     m = PoetryLM(cfg).eval()
@@ -176,6 +177,8 @@ def test_bf16_inference_casts_weights_once_and_follows_their_changes():
             ref.load_state_dict({k: v.double() for k, v in m.state_dict().items()})
             first = m(tokens)[0]
             assert relerr(first, ref(tokens)[0]) < BF16_TOL
+            with torch.enable_grad():                                         # autocast's own casts: the same
+                assert torch.equal(m(tokens)[0], first)                       # numbers to the last bit
             casts = {id(v[1]) for mod in m.modules() for v in mod.__dict__.get("_casts", {}).values()}
             assert len(casts) == 5 and torch.equal(m(tokens)[0], first)   # 2 layers' W, down, embedding, bias
             again = {id(v[1]) for mod in m.modules() for v in mod.__dict__.get("_casts", {}).values()}
