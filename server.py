@@ -38,7 +38,8 @@ from config import Config, GenConfig, UserError, check_config
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 MAX_BODY = 16_384                 # bytes of a request body
 MAX_ROWS = 256                    # candidate rows generated together at most
-STREAM_EVERY = 0.04               # seconds between two text updates of a streamed poem (25 a second)
+STREAM_EVERY = 0.04               # seconds between two text updates of a streamed poem (25 a second) at most,
+STREAM_BUDGET = 100               # and text updates a second for all streams together (20 streams: 5 each)
 WRITE_KEYS = {"start", "keywords", "acrostic", "form", "lines", "rhyme", "tones", "cipai", "temperature", "seed",
               "candidates", "rhyme_system", "rhyme_tone", "tone_system", "top_k", "top_p", "prefix", "free",
               "repetition_penalty"}
@@ -91,9 +92,9 @@ class Engine:
     poems and gone clients' rows leave it, and revise/check calls run. A request is answered as soon as its own
     candidates are done, not when the batch it joined is."""
 
-    def __init__(self, models, device, max_rows=MAX_ROWS, stream_every=STREAM_EVERY):
+    def __init__(self, models, device, max_rows=MAX_ROWS, stream_every=STREAM_EVERY, stream_budget=STREAM_BUDGET):
         self.models, self.device, self.max_rows = models, device, max_rows   # models: genre -> (model, itos)
-        self.stream_every = stream_every
+        self.stream_every, self.stream_budget = stream_every, stream_budget
         self.tables = workshop.load_tables()
         self.tables_cache = {}
         self.queue = queue.Queue()
@@ -192,9 +193,11 @@ class Engine:
             self.row_done(batch, row)
         jobs[:] = [j for j in jobs if not j.done.is_set()]
         _, itos = self.models[key[0]]
-        now = time.monotonic()                  # streamed text at most every stream_every: under load the
-        for job in jobs:                        # updates would cost more than the steps
-            if job.on_text is not None and now - job.told >= self.stream_every:
+        streams = sum(job.on_text is not None for job in jobs)      # under load the updates would cost more
+        every = max(self.stream_every, streams / self.stream_budget)  # than the steps: fewer, longer pieces
+        now = time.monotonic()
+        for job in jobs:
+            if job.on_text is not None and now - job.told >= every:
                 job.told = now
                 job.tell(dataUtil.decode(job.rows[0].out, itos))
         if not batch.rows:

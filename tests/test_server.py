@@ -1,6 +1,7 @@
 """The web API in-process (Starlette's test client, the shipped models): every endpoint, each bad input, and
 batching that changes no poem."""
 import json
+import math
 import threading
 
 import pytest
@@ -100,6 +101,7 @@ def test_stream_sends_the_poem_as_it_is_written(client, engine, monkeypatch, eve
     """Every step's text (stream_every 0), or at most one update per stream_every: the start, the first step's,
     the whole poem's."""
     monkeypatch.setattr(engine, "stream_every", every)
+    monkeypatch.setattr(engine, "stream_budget", math.inf)
     with client.stream("POST", "/api/write/stream", json={"start": "日", "form": 5, "lines": 4}) as r:
         events = [json.loads(line) for line in r.iter_lines() if line]
     texts = [e["text"] for e in events if e["event"] == "text"]          # the first candidate as it is written
@@ -108,6 +110,29 @@ def test_stream_sends_the_poem_as_it_is_written(client, engine, monkeypatch, eve
     assert texts[0] == "日" and texts[-1] in [c["poem"] for c in done["candidates"]]
     assert all(b.startswith(a[:-1]) for a, b in zip(texts, texts[1:]))
     assert len(texts) > 10 if every == 0 else len(texts) == 3 and len(texts[1]) == 2
+
+
+@pytest.mark.parametrize("budget", [math.inf, 4.0])
+def test_streamed_updates_share_a_budget(engine, monkeypatch, budget):
+    """Four streams at once with a budget of 4 updates a second in all: one update a second each at most
+    (the first step's text, then the whole poem); without a budget, every step's."""
+    monkeypatch.setattr(engine, "stream_every", 0.0)
+    monkeypatch.setattr(engine, "stream_budget", budget)
+    seen = [[] for _ in range(4)]
+    jobs = [engine.write_job({"start": "日", "form": 5, "lines": 4, "seed": k}, on_text=seen[k].append)
+            for k in range(4)]
+    engine.queue.put(server.Job("call", lambda: __import__("time").sleep(0.3)))     # so that they start together
+    for job in jobs:
+        engine.submit(job)
+    started = __import__("time").monotonic()
+    assert all(job.done.wait(60) for job in jobs)
+    took = __import__("time").monotonic() - started
+    for texts in seen:
+        texts = [t for t in texts if t is not None]
+        if budget == math.inf:
+            assert len(texts) > 10
+        else:
+            assert len(texts) <= 2 + took, texts
 
 
 def test_revise_check_and_cipai(client):
