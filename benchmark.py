@@ -8,6 +8,8 @@
                                      # peak memory of each
     python benchmark.py infer        # no-grad forward as evaluate and generate use it, per backend
     python benchmark.py profile --variants fused-bf16,cudnn-bf16   # where a training step's time goes
+    python benchmark.py engine       # (not in all) the serve engine in-process, no HTTP: poems/s, 20 clients,
+                                     # batched and one request at a time, fp32 and bf16, alternating
 
 Numbers depend on the machine and on what else runs: quote them with the hardware and the command.
 """
@@ -248,10 +250,50 @@ def peak_rss():
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
 
+def engine_bench(device, clients=20, seconds=10.0, rounds=2):
+    """server.Engine driven by client threads writing default poems back to back, as `serve` runs it but without
+    HTTP: poems/s batched (256 rows) and one request at a time (8 rows), in fp32 and bf16, alternating."""
+    import os
+    import threading
+    import server
+    from training import load_checkpoint, model_from_checkpoint
+    root = os.path.dirname(os.path.abspath(__file__))
+    model, _, itos = model_from_checkpoint(load_checkpoint(os.path.join(root, "pretrained", "tang.pt")), device)
+    engines = {rows: server.Engine({"tang": (model, itos)}, device, rows) for rows in (256, 8)}
+
+    def run(engine):
+        count, stop_at = [0], time.perf_counter() + seconds
+
+        def client(c):
+            k = 0
+            while time.perf_counter() < stop_at:
+                job = engine.submit(engine.write_job({"start": "日月山水风花雪春秋夜江云"[(c + k) % 12],
+                                                      "seed": 1000 * c + k}))
+                job.done.wait()
+                count[0] += job.error is None
+                k += 1
+        threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return count[0] / (time.perf_counter() - t0)
+    print(f"the serve engine in-process, {clients} clients writing default poems, {seconds:.0f} s each, "
+          f"{device.type}, {torch.get_num_threads()} threads")
+    for r in range(1, rounds + 1):
+        for precision in ("fp32", "bf16"):
+            model.precision = precision
+            rates = {rows: run(engine) for rows, engine in engines.items()}
+            print(f"  round {r} {precision}: batched {rates[256]:6.2f} poems/s   one at a time {rates[8]:6.2f} "
+                  f"poems/s   ratio {rates[256] / rates[8]:.2f}x", flush=True)
+
+
 def main(argv):
     from config import OneLineParser
     parser = OneLineParser(prog="benchmark.py", description="benchmarks that print figures")
-    parser.add_argument("which", nargs="?", default="all", choices=("all", "lstm", "train", "infer", "profile", "peak"))
+    parser.add_argument("which", nargs="?", default="all", choices=("all", "lstm", "train", "infer", "profile", "peak",
+                                                                    "engine"))
     parser.add_argument("args", nargs="*", help="for peak (internal): VARIANT STEPS")
     parser.add_argument("--device", default="cpu", help="cpu | cuda (train, infer, profile)")
     parser.add_argument("--steps", type=int, default=24, help="real batches per backend (train)")
@@ -277,6 +319,8 @@ def main(argv):
         train_bench(torch.device(a.device), a.steps, tuple(a.variants.split(",")))
     if a.which in ("infer", "all"):
         infer_bench(torch.device(a.device))
+    if a.which == "engine":
+        engine_bench(torch.device(a.device))
     if a.which == "profile":
         profile_bench(torch.device(a.device), min(a.steps, 5), tuple(a.variants.split(",")))
     return 0
