@@ -67,7 +67,7 @@ def test_the_form_sampler_draws_forms_in_proportion_to_real_poems():
 
 def test_default_poems_take_a_real_form_and_free_ones_do_not_have_to(tmp_path, monkeypatch):
     model, _, itos = training.model_from_checkpoint(training.load_checkpoint(tiny_checkpoint(tmp_path)), "cpu")
-    monkeypatch.setattr(decoding, "default_forms", lambda spec, start, tables: [(5, 4, 1), (7, 8, 1)])
+    monkeypatch.setattr(decoding, "default_forms", lambda spec, start, tables, cache=None: [(5, 4, 1), (7, 8, 1)])
     g = GenConfig(start=TINY_ITOS[10], num=6, candidates=2)
     poems = decoding.poems_for(model, itos, g, "cpu")
     assert all(poetics.form_of(p) in {(5, 4), (7, 8)} for p in poems), poems
