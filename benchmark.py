@@ -254,7 +254,7 @@ def engine_bench(device, clients=20, seconds=10.0, rounds=2):
     """server.Engine driven by client threads writing default poems back to back, as `serve` runs it but without
     HTTP: poems/s batched (256 rows) and one request at a time (8 rows), in fp32 and bf16, alternating."""
     import os
-    import threading
+    import loadtest
     import server
     from training import load_checkpoint, model_from_checkpoint
     root = os.path.dirname(os.path.abspath(__file__))
@@ -267,18 +267,13 @@ def engine_bench(device, clients=20, seconds=10.0, rounds=2):
         def client(c):
             k = 0
             while time.perf_counter() < stop_at:
-                job = engine.submit(engine.write_job({"start": "日月山水风花雪春秋夜江云"[(c + k) % 12],
+                job = engine.submit(engine.write_job({"start": loadtest.STARTS[(c + k) % len(loadtest.STARTS)],
                                                       "seed": 1000 * c + k}))
                 job.done.wait()
                 count[0] += job.error is None
                 k += 1
-        threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return count[0] / (time.perf_counter() - t0)
+        wall = loadtest.run_clients(client, clients, seconds + 120)
+        return count[0] / wall
     print(f"the serve engine in-process, {clients} clients writing default poems, {seconds:.0f} s each, "
           f"{device.type}, {torch.get_num_threads()} threads")
     for r in range(1, rounds + 1):
@@ -286,7 +281,7 @@ def engine_bench(device, clients=20, seconds=10.0, rounds=2):
             model.precision = precision
             rates = {rows: run(engine) for rows, engine in engines.items()}
             print(f"  round {r} {precision}: batched {rates[256]:6.2f} poems/s   one at a time {rates[8]:6.2f} "
-                  f"poems/s   ratio {rates[256] / rates[8]:.2f}x", flush=True)
+                  f"poems/s   ratio {rates[256] / max(rates[8], 1e-9):.2f}x", flush=True)
 
 
 def main(argv):

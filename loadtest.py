@@ -88,13 +88,19 @@ def load(url, clients, seconds):
             with lock:
                 results.append((total, ok))
             k += 1
+    return results, run_clients(client, clients, seconds + 120)
+
+
+def run_clients(client, clients, timeout):
+    """client(c) for c in range(clients), each on a thread of its own; the seconds until all are done (each
+    waited for at most timeout)."""
     threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
-        t.join(seconds + 120)
-    return results, time.perf_counter() - t0
+        t.join(timeout)
+    return time.perf_counter() - t0
 
 
 def pct(xs, q):
