@@ -58,9 +58,11 @@ def test_concurrent_writes_are_batched_and_unchanged(engine):
         assert job.error is None and job.result.text == cli_poem(**s), s
 
 
-def test_a_request_joins_a_running_batch_and_leaves_when_done(engine):
+def test_a_request_joins_a_running_batch_and_leaves_when_done(engine, monkeypatch):
     """Continuous batching: a short poem asked for while a long one is being written joins its batch between
     two steps and is answered before the long one ends; neither poem changes."""
+    monkeypatch.setattr(engine, "stream_every", 0.0)          # on_text at every step, however fast the machine
+    monkeypatch.setattr(engine, "stream_budget", math.inf)
     long_s, short_s = {"start": "江", "form": 7, "lines": 8, "seed": 5}, {"start": "月", "form": 5, "lines": 4}
     joined = threading.Event()
     short = engine.write_job(dict(short_s))
