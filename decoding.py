@@ -378,10 +378,12 @@ class Batch:
 
     def drop(self, gone):
         """Remove the rows for which gone(row) holds (a client that went away) and return them."""
-        out = [r for r in self.rows if gone(r)]
-        if out:
-            self.keep([b for b, r in enumerate(self.rows) if not gone(r)])
-        return out
+        leaving = [gone(r) for r in self.rows]
+        if any(leaving):
+            out = [r for r, g in zip(self.rows, leaving) if g]
+            self.keep([b for b, g in enumerate(leaving) if not g])
+            return out
+        return []
 
     def keep(self, idx):
         sel = torch.tensor(idx, dtype=torch.long, device=self.logits.device)
@@ -406,7 +408,7 @@ class Batch:
             masks[b] = t.any                               # the row ends here; its draw is not used
         streams = [r.stream for r in rows]
         nxt = pick_next(self.logits, t, g, streams if streams[0] is not None else self.generator,
-                        (list(range(len(rows))), masks), [r.out for r in rows], skip=forced)      # (B,)
+                        masks, [r.out for r in rows], skip=forced)                               # (B,)
         step_nll = -torch.log_softmax(self.logits.float(), -1).gather(1, nxt[:, None])[:, 0]
         nxt, step_nll = nxt.tolist(), step_nll.tolist()
         for b, r in enumerate(rows):
@@ -476,25 +478,15 @@ def read_in_chunks(model, tokens, chunk=64):
     return logits[-1:], state
 
 
-def stack_masks(masks):
-    """Per-row masks (V,) or None -> (the rows that have one, their masks stacked (rows, V))."""
-    rows = [b for b, m in enumerate(masks) if m is not None]
-    return rows, np.stack([masks[b] for b in rows]) if rows else np.zeros((0, 0), bool)
-
-
 def pick_next(logits, tables, gcfg, generator, masks=None, history=None, skip=None):
     """Next ids (B,) from logits (B, V): masked and banned tokens never; repetition penalty on the tokens
-    already in each poem; then greedy, or temperature with optional top-k and top-p. masks: one per row (or
-    None), or stack_masks' pair. Rows in skip (forced by the caller) draw nothing from their own random stream."""
+    already in each poem; then greedy, or temperature with optional top-k and top-p. masks: (B, V) bool, every
+    row's allowed tokens (None: any). Rows in skip (forced by the caller) draw nothing from their own random
+    stream."""
     logits = logits.to(torch.float32, copy=True)
     logits[:, tables.banned] = -math.inf
-    rows, stacked = masks if isinstance(masks, tuple) else stack_masks(masks or [])
-    if rows:                                                  # all masks in one (rows, V) fill
-        barred = torch.from_numpy(~stacked).to(logits.device)
-        if len(rows) == len(logits):
-            logits.masked_fill_(barred, -math.inf)
-        else:
-            logits[rows] = logits[rows].masked_fill(barred, -math.inf)
+    if masks is not None:                                     # all masks in one in-place fill
+        logits.masked_fill_(torch.from_numpy(~masks).to(logits.device), -math.inf)
     for b, seen in enumerate(history or ()):                 # never three of one character in a row (凄凄凄),
         if len(seen) >= 2 and seen[-1] == seen[-2] and torch.isfinite(logits[b]).sum() > 1:   # when any
             logits[b, seen[-1]] = -math.inf                                                      # other fits
@@ -652,7 +644,7 @@ def tables_for(itos, gcfg, rhyme, tones, cache=None):
 
 def make_request(itos, gcfg, tables_cache=None):
     """The Request of gcfg (a UserError for anything it cannot honour). tables_cache: a dict that keeps the
-    Tables built for each (tone table, rhyme book) across requests (the web server's)."""
+    Tables built for each (tone table, rhyme book), and the forms table, across requests (the web server's)."""
     spec = spec_from(gcfg, cipai_table() if gcfg.cipai else None)
     tables = tables_for(itos, gcfg, spec.rhyme, spec.tones, tables_cache)
     for ch in spec.heads:

@@ -207,7 +207,7 @@ def cast_once(module, name, dtype):
     param = getattr(module, name)
     if param.dtype == dtype:
         return param
-    key = (name, dtype, param.data_ptr(), param._version)
+    key = (dtype, param.data_ptr(), param._version)
     cache = module.__dict__.setdefault("_casts", {})
     if cache.get(name, (None,))[0] != key:
         cache[name] = (key, param.detach().to(dtype))
