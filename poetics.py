@@ -87,6 +87,61 @@ def required_tone(line, pos, first):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# each character's readings: the rhyme book's first, the poets' usage to drop one they never use
+
+READING_MIN_SLOTS = 30      # a character is judged by where poets put it once it fills this many key positions
+READING_MIN_SHARE = 0.02    # a reading used in under 2% of them is dropped (不 平: 5 of 1,409)
+PATTERN_FIT = 0.9           # a poem's key positions follow its pattern this well, or it is not counted
+
+
+def key_slots(poems, single):
+    """{character: [times in a 仄 slot, times in a 平 slot]} over the regular poems (4 or 8 lines of 5 or 7
+    characters; each a list of lines without end marks): the slots are positions 2, 4, 6 as the poem's tone
+    pattern wants them, the pattern being the one its single-reading characters (single(ch) -> LEVEL, OBLIQUE
+    or None) follow, in poems that follow it at PATTERN_FIT or better. The last key position of an odd line
+    (4 in 五言, 6 in 七言) is left out: 拗 and its rescue live there (野火烧不尽)."""
+    slots = {}
+    for lines in poems:
+        if len(lines) not in (4, 8) or any(len(l) != len(lines[0]) or len(l) not in (5, 7) for l in lines):
+            continue
+        places = [(k, p) for k, l in enumerate(lines) for p in (2, 4, 6)
+                  if p < len(l) and not (k % 2 == 0 and p == len(l) - 1)]
+        fit = {}
+        for first in (LEVEL, OBLIQUE):
+            known = [single(lines[k][p - 1]) == required_tone(k, p, first) for k, p in places
+                     if single(lines[k][p - 1]) is not None]
+            fit[first] = sum(known) / len(known) if known else 0.0
+        first = max(fit, key=fit.get)
+        if fit[first] < PATTERN_FIT:
+            continue
+        for k, p in places:
+            slots.setdefault(lines[k][p - 1], [0, 0])[required_tone(k, p, first)] += 1
+    return slots
+
+
+def book_readings(book, labels, slots, min_slots=READING_MIN_SLOTS, min_share=READING_MIN_SHARE):
+    """({character: 平|仄|both}, {character: [dropped tone, its slots, all slots]}): each character's tones as
+    the rhyme book lists them (both where it lists both: 为 wéi/wèi, 看, 思), a reading dropped when the poets
+    put the character in that tone's key slots (key_slots) under min_share of at least min_slots times
+    (不 stays 仄); characters the book lacks take the corpus's label (labels {character: 平|仄|both})."""
+    table, dropped = dict(labels), {}
+    names = {LEVEL: "平", OBLIQUE: "仄"}
+    for ch, entries in book.entries.items():
+        tones = {t for _, t in entries if t in names}
+        if not tones:
+            continue
+        oblique, level = slots.get(ch, (0, 0))
+        n = oblique + level
+        if len(tones) == 2 and n >= min_slots:
+            for tone, used in ((LEVEL, level), (OBLIQUE, oblique)):
+                if used < min_share * n:
+                    tones.discard(tone)
+                    dropped[ch] = [names[tone], used, n]
+        table[ch] = "both" if len(tones) == 2 else names[tones.pop()]
+    return table, dropped
+
+
+# ----------------------------------------------------------------------------------------------------------
 # a whole poem
 
 def split_lines(text):

