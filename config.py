@@ -54,6 +54,7 @@ class ModelConfig:
     dropout: float = 0.0              # dropout rate at the places --dropout-at names (0 = the seed's model)
     dropout_at: str = "embed,layers,output"   # comma-separated: embed | layers (between them) | output
     tie_weights: bool = False         # the output layer shares the embedding (through an H -> E projection)
+    format_inputs: bool = True        # the input also says where the position is in the form (formats.py)
 
 
 @dataclass
@@ -82,6 +83,7 @@ class TrainConfig:
     resume: str = ""                  # a checkpoint to continue from (its settings; flags given win)
     overwrite: bool = False           # start anew in a --ckpt-dir that holds an earlier run, deleting that run's files
     eval_batch_size: int = 256        # poems per batch when measuring perplexity
+    format_drop: float = 0.2          # each format input is unknown for a whole poem at this rate in training
     precision: str = "auto"           # matmuls in fp32 | bf16 (float32 accumulation); auto = bf16 where the CPU or GPU multiplies it natively
 
 
@@ -157,13 +159,14 @@ CHOICES = {
 }
 NO_FLAG = {("model", "vocab_size")}   # computed from the data
 LIST_FLAGS = {("gen", "keywords")}     # take several words, stored space-separated
-LEGACY = {("data", "variant_chars"): "keep"}   # checkpoints from before the setting were trained on variants as kept
+# checkpoints from before a setting: trained on variants as kept, with no format inputs
+LEGACY = {("data", "variant_chars"): "keep", ("model", "format_inputs"): False}
 BIG = 10 ** 9
 # The range of every numeric setting, checked in one place (check_config): "[a, b]" closed, "(a, b]" open at a.
 # The upper ends keep a typo from asking for terabytes (a hidden size of 10^6) or for a loop without end.
 RANGES = {
     ("data", "max_len"): f"[0, {10 ** 4}]", ("data", "min_len"): f"[1, {10 ** 4}]", ("data", "min_freq"): f"[1, {BIG}]",
-    ("data", "dev_frac"): "[0, 1)", ("data", "test_frac"): "[0, 1)", ("data", "limit_poems"): f"[0, {BIG}]",
+    ("train", "format_drop"): "[0, 1]", ("data", "dev_frac"): "[0, 1)", ("data", "test_frac"): "[0, 1)", ("data", "limit_poems"): f"[0, {BIG}]",
     ("model", "embed_dim"): "[1, 4096]", ("model", "hidden_size"): "[1, 8192]", ("model", "num_layers"): "[1, 16]",
     ("model", "dropout"): "[0, 1)",
     ("train", "batch_size"): "[1, 65536]", ("train", "lr"): "(0, 100]", ("train", "weight_decay"): "[0, 10]",

@@ -860,6 +860,56 @@ def format_poem(text):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# format inputs: what each position of a real poem is in its form (formats.py)
+
+def verse_tables(cfg):
+    """(tones {character: 平|仄|both}, 平水韵 Book, 词林正韵 Book, 词牌 table) of the prepared corpus, else the
+    ones shipped in pretrained/; a UserError when there are none."""
+    root = os.path.dirname(os.path.abspath(__file__))
+    found = {}
+    for name, load in (("tones.json", load_tone_table), ("rhymes.json", load_rhyme_books),
+                       ("cipai.json", load_cipai_table)):
+        for folder in (processed_dir(cfg), os.path.join(root, "pretrained")):
+            path = os.path.join(folder, name)
+            found[name] = load(path) if os.path.isfile(path) else None
+            if found[name]:
+                break
+    if not found["tones.json"] or not found["rhymes.json"]:
+        raise UserError("no readable tones.json / rhymes.json for the format inputs: python dataUtil.py prepare")
+    books = found["rhymes.json"]
+    return found["tones.json"], books["pingshui"], books["cilin"], found["cipai.json"] or {}
+
+
+def text_of(ids, itos):
+    """The text between <bos> and <eos> of an encoded poem, an unknown character as □ (so positions align)."""
+    return "".join("□" if itos[i] in SPECIALS else itos[i] for i in ids[1:-1])
+
+
+def poem_formats(poems, itos, cfg):
+    """[(feats (n+1, K), pair (n+1,))] of encoded poems (formats.features of each poem's own Format)."""
+    import formats
+    tones, pingshui, cilin, cipai = verse_tables(cfg)
+    reader = formats.Formatter(tones, pingshui, cilin, cipai if cfg.data.genre == "ci" else None, ci_pattern)
+    stoi = {w: i for i, w in enumerate(itos)}
+    out = []
+    for ids in poems:
+        text = text_of(ids, itos)
+        out.append(formats.features(text, reader(text), stoi))
+    return out
+
+
+def pad_formats(items, T):
+    """Time-major (T, B, K) features and (T, B) pair ids of a batch (zeros, unknown, after each poem's end),
+    aligned with pad_batch's inputs."""
+    K = items[0][0].shape[1]
+    feats = np.zeros((T, len(items), K), np.int64)
+    pair = np.zeros((T, len(items)), np.int64)
+    for b, (f, p) in enumerate(items):
+        feats[:len(f), b], pair[:len(p), b] = f, p
+    return feats, pair
+
+
+# ----------------------------------------------------------------------------------------------------------
 # batching
 
 def length_batches(lengths, batch_size, rng=None):

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import formats
 from config import CHOICES
 
 INIT_SCHEMES = CHOICES[("model", "init_lstm")]
@@ -298,6 +299,34 @@ class TiedOutput(nn.Module):
             return F.linear(low, cast_once(self.embed[0], "weight", md), cast_once(self, "bias", md))  # the casts kept
 
 
+class FormatInputs(nn.Module):
+    """The sum of the format inputs' embeddings (formats.py): one table with a block of rows per feature group,
+    the row of each group's value 0 (unknown) held at zero, plus the aligned character of the line answered
+    (pair) through an E x E map of its character embedding. forward(feats (T, B, K), pair_embed (T, B, E) or
+    None, pair (T, B)) -> (T, B, E)."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.table = nn.Embedding(formats.TOTAL, dim)
+        self.pair = nn.Linear(dim, dim, bias=False)
+        offsets = torch.tensor([formats.OFFSETS[g] for g in formats.GROUPS])
+        self.register_buffer("offsets", offsets, persistent=False)
+        unknown = torch.zeros(formats.TOTAL, 1)
+        unknown[offsets] = 1.0
+        self.register_buffer("known", 1.0 - unknown, persistent=False)      # (TOTAL, 1): 0 on the unknown rows
+        with torch.no_grad():
+            nn.init.normal_(self.table.weight, std=0.1)
+            nn.init.normal_(self.pair.weight, std=0.1 / math.sqrt(dim))
+
+    def forward(self, feats, pair_embed=None, pair=None):
+        T, B, K = feats.shape
+        rows = (feats + self.offsets).reshape(T * B, K)
+        out = F.embedding_bag(rows, self.table.weight * self.known, mode="sum").reshape(T, B, -1)   # (T, B, E)
+        if pair_embed is not None:
+            out = out + self.pair(pair_embed) * (pair != 0).unsqueeze(-1).to(pair_embed.dtype)
+        return out
+
+
 class PoetryLM(nn.Module):
     """forward(tokens (T, B), state=None) -> logits (T, B, V), state. One interface for train, eval, generate.
 
@@ -320,10 +349,17 @@ class PoetryLM(nn.Module):
         self.cudnn = [CudnnLSTM(self.lstm)] if mcfg.lstm == "cudnn" else None
         self.precision = "fp32"       # fp32 | bf16: a setting of the run, not of the model (set_precision)
         init_weights(self, mcfg.init_embed, mcfg.init_lstm)
+        if mcfg.format_inputs:
+            self.formats = FormatInputs(mcfg.embed_dim)
 
-    def forward(self, tokens, state=None):
+    def forward(self, tokens, state=None, feats=None, pair=None):
+        """tokens (T, B); feats (T, B, len(formats.GROUPS)) and pair (T, B), the format inputs of the positions
+        predicted (formats.features; None: all unknown, the characters alone)."""
         with torch.autocast(tokens.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-            x = self.drop_embed(self.embed(tokens))               # (T, B, E)
+            x = self.embed(tokens)                                # (T, B, E)
+            if feats is not None and self.cfg.format_inputs:
+                x = x + self.formats(feats, self.embed(pair) if pair is not None else None, pair)
+            x = self.drop_embed(x)
             if self.cudnn:
                 out, state = self.cudnn[0](x, state)
             else:

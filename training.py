@@ -177,22 +177,25 @@ def model_from_checkpoint(ckpt, device):
 # evaluation
 
 @torch.no_grad()
-def evaluate(model, poems, pad_id, batch_size, device, max_cells=16_000_000):
+def evaluate(model, poems, pad_id, batch_size, device, max_cells=16_000_000, formats=None):
     """Perplexity over a whole split, exp(total NLL / real target tokens), plus the batch-mean figure
     mean_b exp(NLL_b / n_b) that some peers report (it weighs short batches as much as long ones).
     Each batch runs in time chunks of at most max_cells logits (chunk × batch × V), carrying the LSTM state,
-    so memory stays bounded whatever the batch size: 16M float32 logits are 64 MB."""
+    so memory stays bounded whatever the batch size: 16M float32 logits are 64 MB. formats: the poems' format
+    inputs (dataUtil.poem_formats), else none (all unknown)."""
     was_training = model.training
     model.eval()
     total, count, batch_ppls = 0.0, 0, []
     V = model.proj.out_features
     for idx in dataUtil.length_batches([len(p) for p in poems], batch_size):
         inputs, targets = dataUtil.pad_batch([poems[i] for i in idx], pad_id)
+        feats, pair = batch_formats(formats, idx, inputs.shape[0], device)
         inputs, targets = torch.from_numpy(inputs).to(device), torch.from_numpy(targets).to(device)
         chunk = max(1, max_cells // (inputs.shape[1] * V))
         nll_b, n_b, state = 0.0, 0, None
         for t in range(0, inputs.shape[0], chunk):
-            logits, state = model(inputs[t:t + chunk], state)
+            sl = slice(t, t + chunk)
+            logits, state = model(inputs[sl], state, *((feats[sl], pair[sl]) if feats is not None else ()))
             nll, n = masked_nll(logits, targets[t:t + chunk], pad_id)
             nll_b, n_b = nll_b + nll.item(), n_b + n
         total, count = total + nll_b, count + n_b
@@ -200,6 +203,19 @@ def evaluate(model, poems, pad_id, batch_size, device, max_cells=16_000_000):
     model.train(was_training)
     return {"ppl": math.exp(total / count), "nll": total / count, "tokens": count,
             "batch_mean_ppl": float(np.mean(batch_ppls))}
+
+
+def batch_formats(formats, idx, T, device, drop=0.0, rng=None):
+    """(feats (T, B, K), pair (T, B)) tensors of poems idx from formats (a list per poem), each group dropped
+    to unknown for a poem at rate drop (training); (None, None) without formats."""
+    if formats is None:
+        return None, None
+    items = [formats[i] for i in idx]
+    if drop > 0:
+        from formats import drop_groups
+        items = [drop_groups(f, p, drop, rng) for f, p in items]
+    feats, pair = dataUtil.pad_formats(items, T)
+    return torch.from_numpy(feats).to(device), torch.from_numpy(pair).to(device)
 
 
 @torch.no_grad()
@@ -400,6 +416,9 @@ class TrainLoop:
         self.disk_best = run_dir.best_on_disk() if run_dir else math.inf
         self.batches, self.batches_epoch = None, None
         self.evaluated_step = -1
+        self.formats = {}
+        if cfg.model.format_inputs:                        # each poem's format inputs, read once
+            self.formats = {s: dataUtil.poem_formats(getattr(corpus, s), corpus.itos, cfg) for s in ("train", "dev")}
 
     def epoch_batches(self, epoch):
         """The epoch's batch order, fixed by (seed, epoch) so that a resumed run sees the same data."""
@@ -470,7 +489,11 @@ class TrainLoop:
         t = time.time()
         mine, real = self.dist.shard(idx)
         inputs, targets = dataUtil.pad_batch([self.corpus.train[i] for i in mine], self.pad_id)
-        logits, _ = self.model(torch.from_numpy(inputs).to(self.device))
+        rng = np.random.default_rng([self.cfg.train.seed, self.p["step"]])     # the same drops on resume
+        feats, pair = batch_formats(self.formats.get("train"), mine, inputs.shape[0], self.device,
+                                    self.cfg.train.format_drop, rng)
+        logits, _ = self.model(torch.from_numpy(inputs).to(self.device),
+                               *((None, feats, pair) if feats is not None else ()))
         nll, n = masked_nll(logits, torch.from_numpy(targets).to(self.device), self.pad_id)
         nll_all, n_all = self.dist.sum([nll.item() if real else 0.0, n if real else 0], self.device)
         if not math.isfinite(nll_all):
@@ -489,8 +512,11 @@ class TrainLoop:
     def after_step(self, t0, stopper, bar):
         """Evaluate, sample and check the stop conditions; returns a stop reason or '' (the same on all ranks)."""
         tcfg, step = self.cfg.train, self.p["step"]
-        if step % tcfg.pp_every == 0 and self.evaluate_dev(bar, scheduled=True):
-            return "early stop"
+        if step % tcfg.pp_every == 0:
+            stop = self.evaluate_dev(bar, scheduled=True)
+            self.save("last.pt")                 # a run killed between evaluations resumes from here
+            if stop:
+                return "early stop"
         if tcfg.gen_every and step % tcfg.gen_every == 0 and self.dist.main:
             self.print_samples(bar)
         time_up = bool(tcfg.max_minutes) and time.time() - t0 >= tcfg.max_minutes * 60 and self.dist.main
@@ -514,7 +540,12 @@ class TrainLoop:
 
     def evaluate_on_main(self, bar, scheduled):
         tcfg = self.cfg.train
-        res = evaluate(self.net, self.corpus.dev, self.pad_id, tcfg.eval_batch_size, self.device)
+        res = evaluate(self.net, self.corpus.dev, self.pad_id, tcfg.eval_batch_size, self.device,
+                       formats=self.formats.get("dev"))
+        plain = {}
+        if self.formats:                     # and with every format input unknown: the characters alone
+            plain = {"dev_ppl_plain": evaluate(self.net, self.corpus.dev, self.pad_id, tcfg.eval_batch_size,
+                                               self.device)["ppl"]}
         if scheduled and res["ppl"] < self.p["track_ppl"]:
             self.p["track_ppl"], self.p["bad_evals"] = res["ppl"], 0
         elif scheduled:
@@ -526,8 +557,9 @@ class TrainLoop:
             self.disk_best = res["ppl"]
             self.save("best.pt")
         self.log({"step": self.p["step"], "dev_ppl": res["ppl"], "dev_batch_mean_ppl": res["batch_mean_ppl"],
-                  "lr": self.current_lr()})
-        bar.write(f"step {self.p['step']}: dev perplexity {res['ppl']:.2f} (best {self.p['best_ppl']:.2f}, "
+                  "lr": self.current_lr(), **plain})
+        unknown = f", {plain['dev_ppl_plain']:.2f} with no format input" if plain else ""
+        bar.write(f"step {self.p['step']}: dev perplexity {res['ppl']:.2f}{unknown} (best {self.p['best_ppl']:.2f}, "
                   f"{self.p['bad_evals']}/{self.cfg.train.tolerance} without improvement)")
         self.plot()
 

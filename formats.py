@@ -1,0 +1,198 @@
+"""Format inputs: what the model is told about the position it is about to write (SongNet's idea, for an LSTM).
+
+At input step t the model reads token t and the features of position t+1, the one it predicts:
+
+    input      <bos>  白   日   依   山   尽   ，   黄  ...  流   。   <eos>?
+    predicts    白    日   依   山   尽   ，   黄   河  ...  。  <eos>
+    left        6     5    4    3    2    1    6    5  ...   1    1        characters left in the line + 1 (1: a mark)
+    line        1     1    1    1    1    1    2    2  ...   4   EOS       the line being written (1-based)
+    slot        1     1    1    1    2    1    1    1  ...   1    1        2: a rhyme slot (the last character of a rhyming line)
+    tone        3     2    3    1    2    -    3    1  ...   -    -        1 平 2 仄 3 either (positions 2, 4, 6, and line ends)
+
+and, for the whole poem: lines (how many), group (the rhyme group: 平水韵 for 诗, a 词林正韵 部 per rhyme set for
+词), and pair (in a line that should answer the one before it — the 颔联 and 颈联 of a 律诗 — the character at
+the same position of that line). Every value 0 means unknown: its embedding is zero, so a model given no
+features reads characters alone. `features` is the one function that aligns them; a test shifts it by one.
+
+A poem's Format comes from the real poem in training (`format_of`: its shape, the group its rhyming lines
+share, the tone pattern its positions 2/4/6 follow best) and from the request in generation. Torch-free.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import poetics
+from poetics import BOTH, LEVEL, OBLIQUE
+
+GROUPS = ("left", "line", "lines", "slot", "group", "tone")     # the columns of features(), then pair
+SIZES = {"left": 33, "line": 34, "lines": 33, "slot": 3, "group": 1 + 106 + 19, "tone": 4}
+OFFSETS = dict(zip(GROUPS, np.cumsum([0] + [SIZES[g] for g in GROUPS[:-1]]).tolist()))
+TOTAL = sum(SIZES.values())
+CILIN_BASE = 106                  # group values: 1 + 平水韵 group (0..105), 1 + 106 + 词林正韵 部 (0..18)
+EOS_LINE = 33                     # the line value when <eos> is predicted
+TONE_VALUE = {LEVEL: 1, OBLIQUE: 2, BOTH: 3}
+PATTERN_FIT = 0.8                 # a 诗 follows the nearer tone pattern at this share of positions 2/4/6, or no pattern
+
+
+@dataclass
+class Format:
+    """What is known of a poem's form: its line lengths, which lines rhyme (and in which group value of
+    SIZES['group'], 0 unknown), each character position's target tone (1 平 2 仄 3 either, 0 unknown), and
+    which lines answer the one before (对仗). Empty fields mean unknown."""
+    lengths: tuple = ()               # characters per line
+    rhyme_lines: dict = field(default_factory=dict)   # {line index: group value} of the rhyming lines
+    tones: tuple = ()                 # per line, a tuple of per-character target tone values
+    paired: tuple = ()                # line indices whose characters answer the line before's
+
+
+def clip(v, hi):
+    return min(v, hi)
+
+
+def features(text, fmt, stoi=None):
+    """(n + 1, len(GROUPS)) int64 features and (n + 1,) pair character ids for `<bos> text`, text being n
+    tokens (characters and marks; the last target is <eos>): row t describes target t (text[t], or <eos> for
+    t = n). fmt None or empty: all unknown. stoi maps pair characters to ids (0, unknown, without it)."""
+    n = len(text)
+    out = np.zeros((n + 1, len(GROUPS)), np.int64)
+    pair = np.zeros(n + 1, np.int64)
+    if fmt is None or not fmt.lengths:
+        return out, pair
+    col = {g: k for k, g in enumerate(GROUPS)}
+    lines = poetics.split_after(text, poetics.LINE_ENDS + "、")
+    pos = 0
+    later = sorted(fmt.rhyme_lines)
+    for i, piece in enumerate(lines):
+        L = len(piece) - (piece[-1] in poetics.LINE_ENDS + "、")
+        ahead = next((k for k in later if k >= i), None)        # the rhyme this line writes toward
+        group = fmt.rhyme_lines.get(ahead, 0) if ahead is not None else 0
+        tones = fmt.tones[i] if i < len(fmt.tones) else ()
+        for j in range(len(piece)):
+            row = out[pos + j]
+            row[col["left"]] = 1 + clip(L - j, 31) if j < L else 1
+            row[col["line"]] = 1 + clip(i, 31)
+            row[col["lines"]] = 1 + clip(len(fmt.lengths), 31)
+            row[col["slot"]] = 2 if (j == L - 1 and i in fmt.rhyme_lines) else 1
+            row[col["group"]] = group
+            row[col["tone"]] = tones[j] if j < min(L, len(tones)) else 0
+            if i in fmt.paired and j < L and i > 0 and j < len(lines[i - 1]) and stoi is not None:
+                pair[pos + j] = stoi.get(lines[i - 1][j], 0)
+        pos += len(piece)
+    out[n] = 0
+    out[n, col["left"]], out[n, col["line"]] = 1, EOS_LINE
+    out[n, col["lines"]] = 1 + clip(len(fmt.lengths), 31)
+    return out, pair
+
+
+def drop_groups(feats, pair, rate, rng):
+    """feats and pair with each feature group (and pair) set to unknown with probability rate, for the whole
+    poem (training's dropout of formats, so that the model also writes with any of them missing)."""
+    keep = rng.random(len(GROUPS) + 1) >= rate
+    return feats * keep[:-1], pair * keep[-1]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the Format of a 诗
+
+def shi_tones(chars, lines, first, rhyme_lines):
+    """Target tones of a regular poem: positions 2, 4, 6 by 二四六分明 with 粘 and 对 from `first` (line 1's
+    position-2 tone); a rhyming line ends 平, another line ends 仄; every other position either (3)."""
+    out = []
+    for k in range(lines):
+        t = [3] * chars
+        for p in (2, 4, 6):
+            if p < chars:
+                t[p - 1] = TONE_VALUE[poetics.required_tone(k, p, first)]
+        t[-1] = 1 if k in rhyme_lines else 2
+        out.append(tuple(t))
+    return tuple(out)
+
+
+def shi_format(chars, lines, first=None, group=None, first_rhymes=False):
+    """The Format of a regular 诗 of `lines` lines of `chars` characters: rhyming on the even lines (and the
+    first when first_rhymes) in 平水韵 group index `group` (None: rhyme unknown), tone pattern from `first`
+    (None: tones unknown), the 颔联/颈联 (and an 排律's middle couplets) answering."""
+    rhyme = {}
+    if group is not None:
+        rhyme = {k: 1 + group for k in range(lines) if k % 2 == 1 or (k == 0 and first_rhymes)}
+    tones = shi_tones(chars, lines, first, rhyme or {k for k in range(1, lines, 2)}) if first is not None else ()
+    paired = tuple(range(3, lines - 2, 2)) if lines >= 8 else ()
+    return Format(lengths=(chars,) * lines, rhyme_lines=rhyme, tones=tones, paired=paired)
+
+
+def tone_fit(lines, tone, first):
+    """Share of positions 2, 4, 6 (before the last character) of lines whose tone (tone(ch): LEVEL, OBLIQUE,
+    BOTH or None) follows the pattern from `first`; None when none is known."""
+    hit = total = 0
+    for k, l in enumerate(lines):
+        for p in (2, 4, 6):
+            t = tone(l[p - 1]) if p < len(l) else None
+            if t is not None:
+                total += 1
+                hit += t in (BOTH, poetics.required_tone(k, p, first))
+    return hit / total if total else None
+
+
+def shi_group(lines, book):
+    """(group index, first line rhymes) when every even line ends in one level group of book (the first line's
+    end decides between several), else (None, False)."""
+    even = [book.groups_of(l[-1], LEVEL) for l in lines[1::2]]
+    common = set.intersection(*even) if even else set()
+    if not common:
+        return None, False
+    with_first = common & book.groups_of(lines[0][-1], LEVEL)
+    return min(with_first or common), bool(with_first)
+
+
+def format_of(text, tone, book):
+    """The Format a real 诗 follows, read from the poem: None unless it is regular (5 or 7 characters a line,
+    an even number of lines); its rhyme when all even lines share a level group of book, its tone pattern when
+    positions 2/4/6 follow the nearer pattern at PATTERN_FIT or better. tone(ch): LEVEL, OBLIQUE, BOTH or None."""
+    shape = poetics.form_of(text)
+    if not shape or shape[0] not in (5, 7) or shape[1] % 2:
+        return None
+    lines = [l[:-1] for l in poetics.split_lines(text)]
+    group, first_rhymes = shi_group(lines, book)
+    fits = {f: tone_fit(lines, tone, f) for f in (LEVEL, OBLIQUE)}
+    first = max(fits, key=lambda f: fits[f] or 0.0)
+    first = first if (fits[first] or 0.0) >= PATTERN_FIT else None
+    return shi_format(shape[0], shape[1], first, group, first_rhymes)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the Format of a 词 (its 词牌's lines and rhyme sets: dataUtil's cipai table)
+
+def ci_format(entry, ends=None, book=None):
+    """The Format of a 词 of the 词牌 entry (cipai.json: lines [(characters, mark)], rhymes [{lines, tones}]):
+    its line lengths and rhyme slots; each rhyme set's 词林正韵 部 from ends (the poem's line-end characters)
+    when they share one in book, else unknown (0). Tones unknown (the 词谱 gives them where it is known)."""
+    rhyme = {}
+    for s in entry.get("rhymes", []):
+        value = 0
+        if ends is not None and book is not None and max(s["lines"]) < len(ends):
+            wants = [poetics.CLASSICAL[t] for t in s["tones"]]
+            common = book.common([ends[i] for i in s["lines"]], wants)
+            value = 1 + CILIN_BASE + min(common) if common else 0
+        rhyme.update({i: value for i in s["lines"]})
+    return Format(lengths=tuple(n for n, _ in entry["lines"]), rhyme_lines=rhyme)
+
+
+class Formatter:
+    """Formats of real poems, read with the project's tables: tone {character: 平|仄|both}, the 平水韵 and
+    词林正韵 books, the 词牌 table (for 词: a 词 whose lines follow a 词牌's pattern gets that 词牌's form)."""
+
+    def __init__(self, tones, pingshui, cilin=None, cipai=None, ci_pattern=None):
+        self.tone = lambda ch: poetics.CLASSICAL.get(tones.get(ch))
+        self.pingshui, self.cilin = pingshui, cilin
+        self.by_pattern = {}
+        for name, entry in (cipai or {}).items():
+            self.by_pattern.setdefault(tuple(map(tuple, entry["lines"])), entry)
+        self.ci_pattern = ci_pattern
+
+    def __call__(self, text):
+        fmt = format_of(text, self.tone, self.pingshui)
+        if fmt is None and self.by_pattern and self.ci_pattern is not None:
+            entry = self.by_pattern.get(self.ci_pattern(text))
+            if entry is not None:
+                fmt = ci_format(entry, poetics.line_ends(text), self.cilin)
+        return fmt
