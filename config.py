@@ -106,13 +106,16 @@ class GenConfig:
     rhyme: bool = False               # rhyme: --form's even lines end in one rhyme group; --cipai's rhyme sets
     rhyme_system: str = "pingshui"    # pingshui (平水韵; 词林正韵 for --cipai) | xinyun (中华新韵, modern finals)
     rhyme_tone: str = "level"         # the tone --form's rhymes are on: level (平, as 律诗/绝句) | oblique (仄)
-    tones: bool = False               # 平仄 at positions 2, 4, 6 (二四六分明), with --form
+    tones: bool = False               # 平仄 at positions 2, 4, 6 (二四六分明), with --form; with --cipai every 平/仄 of its 格 in the 词谱
     tone_system: str = "classical"    # classical (the corpus's 平仄 labels) | mandarin (pypinyin), for --tones, --rhyme
     cipai: str = ""                   # write a 宋词 to this 词牌's pattern of lines (see --list-cipai)
+    ge: int = 0                       # with --cipai: follow this 格 (variant) of the 词谱, 1-based (0: the one fitting the learnt pattern, else 格 1)
     precision: str = "fp32"           # the model's matmuls in fp32 | bf16 (faster on a CPU or GPU with native bfloat16)
     candidates: int = 8               # poems sampled for each one printed; the best by fluency and defects is kept
     free: bool = False                # let the model end the poem where it likes (default: a real poem's form)
     keywords: str = ""                # words the poem must hold (1-4 words of 1-2 characters): --keywords 春 江 花月
+    rhyme_group: str = ""             # the 平水韵 level group to rhyme in: 十灰, 灰 or 上平声十灰 (default: drawn as poets chose)
+    masks: bool = True                # --no-masks: no mask at all, the model's format inputs alone keep the form
 
 
 @dataclass

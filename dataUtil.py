@@ -727,9 +727,42 @@ def write_forms_table(cfg, train_texts):
     counts = poetics.form_counts(train_texts)
     forms = sorted([[c, n, k] for (c, n), k in ((f, k) for f, k in counts.items() if f is not None)])
     try:
-        write_json(os.path.join(processed_dir(cfg), "forms.json"), {"forms": forms, "other": counts.get(None, 0)})
+        write_json(os.path.join(processed_dir(cfg), "forms.json"), {"forms": forms, "other": counts.get(None, 0),
+                                                                   "formats": format_counts(cfg, train_texts)})
     except OSError as e:
         print(f"warning: could not write forms.json ({e.strerror})", file=sys.stderr)
+
+
+def format_counts(cfg, train_texts):
+    """{"chars,lines": {"first": [仄起, 平起], "first_rhymes": [no, yes], "groups": {平水韵 group index: poems}}}
+    over the regular train poems whose tone pattern and rhyme are known (formats.format_of): what a default
+    poem's format is drawn from."""
+    import formats
+    tones, pingshui, _, _ = verse_tables(cfg)
+    reader = formats.Formatter(tones, pingshui)
+    out = {}
+    for t in train_texts:
+        fmt = reader(t)
+        if fmt is None or not fmt.tones or not fmt.rhyme_lines:
+            continue
+        c = out.setdefault(f"{fmt.lengths[0]},{len(fmt.lengths)}", {"first": [0, 0], "first_rhymes": [0, 0],
+                                                                    "groups": {}})
+        c["first"][fmt.tones[0][1] == formats.TONE_VALUE[poetics.LEVEL]] += 1
+        c["first_rhymes"][0 in fmt.rhyme_lines] += 1
+        g = str(fmt.rhyme_lines[1] - 1)
+        c["groups"][g] = c["groups"].get(g, 0) + 1
+    return out
+
+
+def load_format_draws(path):
+    """forms.json's "formats" (format_counts), or None when unreadable or malformed."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            draws = json.load(f)["formats"]
+        ok = all(len(v["first"]) == 2 and len(v["first_rhymes"]) == 2 and v["groups"] for v in draws.values())
+        return draws if ok else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def load_forms_table(path):

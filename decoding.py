@@ -7,7 +7,8 @@ temperature a constrained poem has exactly the lines and characters asked for:
     --acrostic 春夏秋冬       line k starts with the k-th character; any of ，。？！； ends a line
     --rhyme                  even lines end in characters of one rhyme group in one tone (level by default)
     --rhyme-system           pingshui (平水韵; 词林正韵 for --cipai, the default) or xinyun (中华新韵)
-    --tones                  positions 2, 4, 6 follow 二四六分明 with 粘 and 对 (a hard mask)
+    --tones                  positions 2, 4, 6 follow 二四六分明 with 粘 and 对 (a hard mask); with --cipai every
+                             平/仄 its 格 in the 词谱 fixes (cipu.py; --ge N picks the 格), 中 left free
     --tone-system            classical (the corpus's own 平仄 labels, the default) or mandarin (pypinyin)
     --prefix TEXT            style priming: run through the model first, never printed
 
@@ -25,12 +26,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+import cipu
 import dataUtil
+import formats
 import keywords
 import poetics
+import rhymebook
 from config import GenConfig, UserError, suggest
 
 END_MARKS = poetics.LINE_ENDS
+CI_TONE = {"平": poetics.LEVEL, "仄": poetics.OBLIQUE}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -51,24 +56,33 @@ class Spec:
     rhyme_open: tuple = ()              # ((rhyme set, (group, ...)), ...): groups a set is already in (revise)
     rhymed: str = ""                    # rhyme characters already used elsewhere in the poem (revise)
     fixed: tuple = ()                   # (((line, pos), character), ...): characters placed beforehand (keywords)
+    ci_tones: tuple = ()                # --cipai --tones: per line of the pattern, its 格's 平/仄/中 per character
+    group: int = -1                     # the 平水韵 group (index) the poem rhymes in, told the model (-1: open)
+    rhyme_lines: tuple = ()             # a 词牌's rhyming lines (told the model, whether or not --rhyme masks)
+    masks: bool = True                  # False (--no-masks): the model alone keeps the form
 
     @property
     def constrained(self):
         return bool(self.chars or self.lines or self.heads or self.pattern)
 
 
-def spec_from(gcfg, cipai=None):
-    """The Spec of a GenConfig (cipai: the 词牌 table, needed for --cipai); a bad combination is a UserError."""
+def spec_from(gcfg, cipai=None, cipu_table=None):
+    """The Spec of a GenConfig (cipai: the learnt 词牌 table, needed for --cipai; cipu_table: the 词谱, read
+    from pretrained/cipu.json when --cipai needs it and none is given); a bad combination is a UserError."""
     s = Spec(gcfg.form, gcfg.lines, "".join(gcfg.acrostic.split()), gcfg.rhyme, gcfg.tones,
              rhyme_tone=poetics.LEVEL if gcfg.rhyme_tone == "level" else poetics.OBLIQUE)
+    if gcfg.ge and not gcfg.cipai or gcfg.ge < 0:
+        raise UserError(f"--ge {gcfg.ge}: give --cipai NAME and a 格 number from 1 (0: the default)")
     if gcfg.cipai:
-        if s.chars or s.lines or s.heads or s.tones:
-            raise UserError("--cipai fixes the form itself: leave out --form, --lines, --acrostic, --tones")
-        if gcfg.cipai not in (cipai or {}):
-            raise UserError(f"--cipai {gcfg.cipai}: not a known 词牌 (python main.py generate --list-cipai)"
-                            + suggest(gcfg.cipai, list(cipai or {})))
-        entry = cipai[gcfg.cipai]
+        if s.chars or s.lines or s.heads:
+            raise UserError("--cipai fixes the form itself: leave out --form, --lines, --acrostic")
+        entry, ge = cipai_entry(gcfg, cipai, cipu_table, s.tones)
         s.pattern = dataUtil.cipai_pattern(entry)
+        if ge is not None and s.tones:
+            s.ci_tones = tuple(cut(ge.tones, [n for n, _ in s.pattern]))
+        if ge is not None and s.rhyme and gcfg.rhyme_system == "pingshui":      # 词林正韵: a 入 set rhymes in 入声
+            s.rhyme_open = tuple((k, ENTERING) for k, (tone, _) in enumerate(ge.rhymes) if tone == "入")
+        s.rhyme_lines = tuple(sorted(line for r in entry["rhymes"] for line in r["lines"]))
         s.rhyme_sets = tuple(tuple(zip(r["lines"], r["tones"])) for r in entry["rhymes"]) if s.rhyme else ()
         if s.rhyme and not s.rhyme_sets:
             raise UserError(f"--rhyme: no rhyme positions are known for {gcfg.cipai} (its examples share no rhyme "
@@ -94,6 +108,70 @@ def spec_from(gcfg, cipai=None):
     if s.chars and not s.lines:
         s.lines = len(s.heads) or 4
     return s
+
+
+ENTERING = tuple(g for g, bu in enumerate(rhymebook.CILIN) if bu in cipu.ENTERING_BU)   # 词林正韵's 入声 部
+
+
+def cipai_entry(gcfg, cipai, table, tones):
+    """(the entry {"lines", "rhymes"} in cipai.json's form that --cipai writes to, the 格 of the 词谱 it follows
+    or None). The learnt pattern alone unless --tones or --ge asks for a 格, or the 词牌 is only in the 词谱;
+    the 格 is --ge's, else the first whose pieces the learnt pattern follows, else the first (with its own
+    pieces); a 格's rhyme sets replace the learnt ones (their tones are the 格's)."""
+    learnt = gcfg.cipai if gcfg.cipai in (cipai or {}) else None
+    if learnt and not tones and not gcfg.ge:
+        return cipai[learnt], None
+    table = table or cipu.load()
+    main = cipu.resolve(table, gcfg.cipai, dataUtil.opencc_t2s())
+    if main is None:
+        if learnt:
+            raise UserError(f"--cipai {gcfg.cipai}: the 词谱 has no 格 of it for --tones or --ge")
+        raise UserError(f"--cipai {gcfg.cipai}: not a known 词牌 (python main.py generate --list-cipai)"
+                        + (suggest(gcfg.cipai, list(cipai or {})) or suggest(gcfg.cipai, list(table.names))))
+    names = {n for n, m in table.names.items() if m == main}
+    learnt = learnt or next((k for k in cipai or {} if names & {k, *k.split("・")}), None)
+    ges = table.ge[main]
+    if gcfg.ge > len(ges):
+        raise UserError(f"--ge {gcfg.ge}: {main} has {len(ges)} 格 in the 词谱")
+    lengths = [n for n, _ in cipai[learnt]["lines"]] if learnt else []
+    fitting = [g for g in ges if cipu.distance(lengths, g) == 0] if learnt else []
+    ge = ges[gcfg.ge - 1] if gcfg.ge else (fitting or ges)[0]
+    pattern = cipai[learnt]["lines"] if ge in fitting else [[n, mark] for n, mark in ge.pieces]
+    return {"lines": pattern, "rhymes": rhyme_entries(ge, [n for n, _ in pattern])}, ge
+
+
+def rhyme_entries(ge, lengths):
+    """The 格's rhyme sets as cipai.json's: [{"lines": [line, ...], "tones": [平|仄, ...]}] for lines of these
+    lengths (every rhyme ends one); a 中 rhyme takes its set's tone (平 for a 平仄 set)."""
+    line_of = {end - 1: k for k, end in enumerate(cipu.piece_ends(lengths))}
+    out = []
+    for tone, at in ge.rhymes:
+        fallback = "仄" if tone in ("仄", "入") else "平"
+        out.append({"lines": [line_of[p] for p in at],
+                    "tones": [ge.tones[p] if ge.tones[p] != "中" else fallback for p in at]})
+    return out
+
+
+def cut(s, lengths):
+    """s in consecutive pieces of these lengths."""
+    return [s[end - n:end] for n, end in zip(lengths, cipu.piece_ends(lengths))]
+
+
+def reads_formats(model):
+    """Whether the model reads format inputs (stand-in models of the tests have no config)."""
+    return getattr(getattr(model, "cfg", None), "format_inputs", False)
+
+
+def format_for(spec):
+    """The formats.Format a row of spec tells the model: a 词牌's lines and rhyming lines, or a regular 诗's
+    shape with its tone pattern (spec.first_tone) and 平水韵 group (spec.group) where chosen; None when free."""
+    if spec.pattern:
+        return formats.Format(lengths=tuple(n for n, _ in spec.pattern), rhyme_lines=dict.fromkeys(spec.rhyme_lines, 0))
+    if spec.chars in (5, 7) and spec.lines and spec.lines % 2 == 0:
+        level = spec.rhyme_tone == poetics.LEVEL
+        group = spec.group if spec.group >= 0 and level else None
+        return formats.shi_format(spec.chars, spec.lines, spec.first_tone, group, spec.rhyme_first and level)
+    return None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -180,6 +258,7 @@ class Automaton:
         self.groups = {k: tables.group_mask(gs) for k, gs in spec.rhyme_open}   # rhyme set -> its open groups
         self.rhymed = {tables.stoi[c] for c in spec.rhymed if c in tables.stoi}   # never repeated
         self.fixed = dict(spec.fixed)
+        self.written = [[]]                    # the ids of each line's characters so far
 
     def describe(self):
         """The constraints in force, as the flags that asked for them."""
@@ -192,7 +271,7 @@ class Automaton:
     def allowed(self):
         """Boolean mask (V,) of the tokens allowed next, or None when anything goes."""
         t, s = self.t, self.spec
-        if not s.constrained:
+        if not s.constrained or not s.masks:
             return None
         if self.n_lines and self.line >= self.n_lines:
             return t.only(dataUtil.EOS)
@@ -220,7 +299,11 @@ class Automaton:
             return t.only(self.fixed[self.line, self.pos])
         mask = t.ideograph                     # shared: narrowed below into new arrays, never in place
         col = self.pos + 1                     # 1-based position of the next character
-        if s.tones and col in (2, 4, 6) and col < chars:
+        if s.tones and s.ci_tones:              # a 词: every 平/仄 its 格 fixes (中 free)
+            want = s.ci_tones[self.line][self.pos]
+            if want != "中":
+                mask = mask & np.isin(t.tone_tables()[1], (CI_TONE[want], poetics.BOTH))
+        elif s.tones and col in (2, 4, 6) and col < chars:
             _, level = t.tone_tables()           # a character read both ways fits either tone, but the
             if self.first_tone is not None:     # poem's first tone is fixed by position 2 or, failing that, 4
                 want = (poetics.required_tone(self.line, col, self.first_tone), poetics.BOTH)
@@ -267,10 +350,12 @@ class Automaton:
         w = self.t.itos[tok]
         if w in END_MARKS or (self.spec.pattern and w == "、"):     # a 词牌's lines may end in 、 (满江红)
             self.line, self.pos = self.line + 1, 0
+            self.written.append([])
             return
         if not self.t.ideograph[tok]:
             return
         self.pos += 1
+        self.written[-1].append(tok)
         level = int(self.t.tone_tables()[1][tok]) if self.spec.tones else -1
         if self.line == 0 and self.first_tone is None and level in (0, 1) and self.pos in (2, 4):
             self.first_tone = level if self.pos == 2 else 1 - level
@@ -330,6 +415,16 @@ class Row:
     done: bool = False
     error: object = None    # a UserError that ended it
     tag: object = None      # the caller's (the web server's request)
+    fmt: object = None      # its formats.Format, told the model (None: the model has no format inputs, or free)
+
+    def features(self):
+        """(features (K,), pair id) of the position this row writes next (all unknown while its --prefix is
+        still being read, or without a Format)."""
+        a = self.auto
+        if self.fmt is None or (self.pending and not self.pending[0][1]):     # --prefix still being read
+            return np.zeros(len(formats.GROUPS), np.int64), 0
+        pair = formats.pair_at(self.fmt, a.line, a.pos, a.written[a.line - 1]) if a.line > 0 else None
+        return formats.row_at(self.fmt, a.line, a.pos), pair or 0
 
 
 class Batch:
@@ -358,16 +453,26 @@ class Batch:
         leads = [[(bos, False)] + [(tok, False) for tok in pr] + [(tok, True) for tok in st]
                  for pr, st in zip(primes, starts)]
         common = 0 if self.rows else min(map(len, leads))
-        rows = [Row(Automaton(s, t), streams[b] if streams else None, lead[common:], tag=tags[b] if tags else None)
+        told = reads_formats(self.model)
+        rows = [Row(Automaton(s, t), streams[b] if streams else None, lead[common:], tag=tags[b] if tags else None,
+                    fmt=format_for(s) if told else None)
                 for b, (s, t, lead) in enumerate(zip(specs, tables, leads))]
+        lead_feats = []                                    # per row, the features after each common lead token
         for row, lead in zip(rows, leads):
-            for tok, is_start in lead[:common]:
+            feats = []
+            for k, (tok, is_start) in enumerate(lead[:common]):
                 if is_start:
                     row.out.append(tok)
                     row.auto.advance(tok)
+                ahead = row.pending if k == common - 1 else lead[k + 1:]
+                feats.append((np.zeros(len(formats.GROUPS), np.int64), 0) if row.fmt is None or
+                             (ahead and not ahead[0][1]) else row.features())
+            lead_feats.append(feats)
         if not self.rows:
             tokens = torch.tensor([[t for t, _ in lead[:common]] for lead in leads], device=self.device).t()
-            logits, self.state = read_in_chunks(self.model, tokens)         # (1, n, V)
+            told_any = told and any(r.fmt is not None for r in rows)
+            logits, self.state = read_in_chunks(self.model, tokens, formats=self.lead_formats(lead_feats) if told_any
+                                                else None)                     # (1, n, V)
             self.rows, self.logits = rows, logits[-1]
             return rows
         self.logits = torch.cat([self.logits, self.logits.new_zeros(n, self.logits.shape[1])])  # not read: forced
@@ -375,6 +480,12 @@ class Batch:
                                           for s in self.state)               # (L, B + n, H)
         self.rows = self.rows + rows
         return rows
+
+    def lead_formats(self, lead_feats):
+        """(feats (P, n, K), pair (P, n)) tensors of the rows' common lead features."""
+        feats = np.array([[f for f, _ in row] for row in lead_feats], np.int64).transpose(1, 0, 2)
+        pair = np.array([[p for _, p in row] for row in lead_feats], np.int64).T
+        return torch.from_numpy(feats).to(self.device), torch.from_numpy(pair).to(self.device)
 
     def drop(self, gone):
         """Remove the rows for which gone(row) holds (a client that went away) and return them."""
@@ -435,7 +546,13 @@ class Batch:
             self.keep(live)
         if self.rows:
             ids = torch.tensor([nxt[b] for b in live], device=self.device)
-            logits, self.state = self.model(ids.view(1, -1), self.state)
+            extra = ()
+            if any(r.fmt is not None for r in self.rows):
+                told = [r.features() for r in self.rows]
+                feats = torch.from_numpy(np.stack([f for f, _ in told])[None]).to(self.device)   # (1, B, K)
+                pair = torch.tensor([[p for _, p in told]], device=self.device)                  # (1, B)
+                extra = (feats, pair)
+            logits, self.state = self.model(ids.view(1, -1), self.state, *extra)
             self.logits = logits[-1]
         return finished
 
@@ -458,23 +575,25 @@ def token_nll(model, itos, texts, device, batch=32):
     return out
 
 
-def line_nll(model, itos, text, device):
-    """The mean NLL per character of each line of text (its end mark included; <eos> counts to the last)."""
+def line_nll(model, itos, text, device, marks=poetics.LINE_ENDS):
+    """The mean NLL per character of each line of text (its end mark included; <eos> counts to the last);
+    lines end at marks (a 词's pieces: dataUtil.PUNCT)."""
     nll = token_nll(model, itos, [text], device)[0]
     out, start = [], 0
-    for line in poetics.split_lines(text):
+    for line in poetics.split_after(text, marks):
         end = start + len(line) + (1 if start + len(line) == len(text) else 0)
         out.append(float(nll[start:end].mean()))
         start += len(line)
     return out
 
 
-def read_in_chunks(model, tokens, chunk=64):
+def read_in_chunks(model, tokens, chunk=64, formats=None):
     """Run tokens (P, B) through the model `chunk` steps at a time, carrying the state: only the last step's
     logits (1, B, V) are kept, so a long --prefix costs chunk x B x V logits of memory, not P x B x V."""
     state = None
     for t in range(0, tokens.shape[0], chunk):
-        logits, state = model(tokens[t:t + chunk], state)
+        extra = (formats[0][t:t + chunk], formats[1][t:t + chunk]) if formats is not None else ()
+        logits, state = model(tokens[t:t + chunk], state, *extra)
     return logits[-1:], state
 
 
@@ -617,6 +736,7 @@ class Request:
     forms: list             # [(characters, lines, poems)] a default poem's form is drawn from, or None
     words: list             # keywords
     key: tuple              # what the random streams hang on
+    draws: dict = None      # the format counts a regular poem's format is drawn from (models with format inputs)
 
 
 @dataclass
@@ -642,11 +762,22 @@ def tables_for(itos, gcfg, rhyme, tones, cache=None):
     return tables
 
 
-def make_request(itos, gcfg, tables_cache=None):
+def make_request(itos, gcfg, tables_cache=None, told=False):
     """The Request of gcfg (a UserError for anything it cannot honour). tables_cache: a dict that keeps the
-    Tables built for each (tone table, rhyme book), and the forms table, across requests (the web server's)."""
+    Tables built for each (tone table, rhyme book), and the forms table, across requests (the web server's).
+    told: the model reads format inputs, so a regular poem's format is drawn (rows_of) and it rhymes by default."""
     spec = spec_from(gcfg, cipai_table() if gcfg.cipai else None)
-    tables = tables_for(itos, gcfg, spec.rhyme, spec.tones, tables_cache)
+    spec.masks = gcfg.masks
+    regular = told and not gcfg.cipai and (spec.chars or not gcfg.free)
+    if regular and gcfg.masks and gcfg.rhyme_system == "pingshui" and gcfg.rhyme_tone == "level":
+        spec.rhyme = True                                # real regular poems rhyme nine times in ten
+    tables = tables_for(itos, gcfg, spec.rhyme or regular, spec.tones, tables_cache)
+    if gcfg.rhyme_group:
+        if not spec.rhyme or not (told or gcfg.rhyme_system == "pingshui"):
+            raise UserError("--rhyme-group needs --rhyme (or a model with format inputs) and the 平水韵 "
+                            "(--rhyme-system pingshui, --rhyme-tone level)")
+        spec.group = rhyme_group_of(gcfg.rhyme_group, tables.book)
+        spec.rhyme_open = ((0, (spec.group,)),)
     for ch in spec.heads:
         if ch not in tables.stoi:
             raise UserError(f"acrostic head {ch!r} is not in the vocabulary; choose another character")
@@ -662,14 +793,67 @@ def make_request(itos, gcfg, tables_cache=None):
         raise UserError("--keywords needs a form to place them in: --form, --cipai, or leave out --free")
     # the random streams depend on the seed, the asked-for text and the poem's number (never on --num)
     key = (gcfg.seed, str((start, spec.heads) + ((gcfg.cipai,) if gcfg.cipai else ())))
-    return Request(gcfg, spec, tables, start, prime, forms, words, key)
+    draws = format_draws(tables_cache) if told else None
+    return Request(gcfg, spec, tables, start, prime, forms, words, key, draws)
+
+
+def rhyme_group_of(name, book):
+    """The index of the 平水韵 level group named (十灰, 灰, 上平声十灰, 一东, 东); a UserError naming the choices."""
+    level = [g for g, n in enumerate(book.groups) if n.startswith(("上平声", "下平声"))]
+    spelt = {g: {book.groups[g], book.groups[g][3:], book.groups[g][-1]} for g in level}
+    found = [g for g in level if name.strip() in spelt[g]]
+    if len(found) != 1:
+        raise UserError(f"--rhyme-group {name!r}: not one 平水韵 level group; choose one of "
+                        + " ".join(book.groups[g][3:] for g in level))
+    return found[0]
+
+
+def format_draws(cache=None):
+    """forms.json's counts of tone patterns, 首句入韵 and rhyme groups per form (dataUtil.format_counts)."""
+    cache = {} if cache is None else cache
+    if "formats" not in cache:
+        cache["formats"] = prepared_or_shipped("forms.json", dataUtil.load_format_draws, "data")
+    return cache["formats"]
+
+
+def drawn(weights, generator):
+    w = torch.tensor([float(x) for x in weights])
+    return int(torch.multinomial(w, 1, generator=generator))
+
+
+def sampled_format(spec, draws, start, tables, generator):
+    """spec with the rest of a regular poem's format drawn as the train poems' frequencies for its form go: the
+    tone pattern (a start reaching position 2 fixes it by its tone there), 首句入韵, and the rhyme group (among
+    those with rhymes enough; --rhyme-group keeps its own). A draw the start does not fit is given up."""
+    counts = (draws or {}).get(f"{spec.chars},{spec.lines}")
+    if counts is None:
+        return spec
+    first = spec.first_tone
+    if first is None:
+        first = drawn(counts["first"], generator)
+        if len(start) >= 2 and tables.classical:
+            level = tables.tone_tables()[1][start[1]]
+            first = int(level) if level in (poetics.LEVEL, poetics.OBLIQUE) else first
+    out = dataclasses.replace(spec, first_tone=first, rhyme_first=bool(drawn(counts["first_rhymes"], generator)))
+    if spec.group < 0 and tables.book is not None:
+        ok = tables.enough((poetics.LEVEL,) * (spec.lines // 2 + 1))
+        groups = [(int(g), n) for g, n in sorted(counts["groups"].items()) if int(g) < len(ok) and ok[int(g)]]
+        if groups:
+            out.group = groups[drawn([n for _, n in groups], generator)][0]
+            out.rhyme_open = ((0, (out.group,)),) if spec.rhyme else ()
+    if not fits(out, start, tables):
+        out = dataclasses.replace(out, rhyme_first=False, group=spec.group, rhyme_open=spec.rhyme_open)
+    return out if fits(out, start, tables) else spec
 
 
 def rows_of(model, itos, req, poems, device):
     """The candidates' rows of poems (numbers) of a request; keywords placed from a draft (keyword_specs)."""
     n = req.gcfg.candidates
-    specs = [sampled_form(req.spec, req.forms, stream(req.key, k, -1, device)) if req.forms else req.spec
-             for k in poems]
+    specs = []
+    for k in poems:
+        g = stream(req.key, k, -1, device)
+        spec = sampled_form(req.spec, req.forms, g) if req.forms else req.spec
+        specs.append(sampled_format(spec, req.draws, req.start, req.tables, g) if req.draws else spec)
     streams = [stream(req.key, k, j, device) for k in poems for j in range(n)]
     specs = [s for s in specs for _ in range(n)]
     if req.words:
@@ -683,7 +867,7 @@ def iter_poems(model, itos, gcfg, device, batch=64):
     yielded as each batch is done (at most `batch` samples at once), so memory stays bounded and output starts
     at once however many are asked for. Without --form, --cipai or --acrostic a poem's form is drawn from the
     real poems' forms (forms.json) unless --free. Poem k of a request is the same whatever --num is."""
-    req = make_request(itos, gcfg)
+    req = make_request(itos, gcfg, told=reads_formats(model))
     n = gcfg.candidates
     per_batch = max(1, batch // n)
     for first in range(0, gcfg.num, per_batch):
@@ -739,7 +923,11 @@ def layout_of(spec, tables, start):
         tok = tables.stoi.get(ch)
         if tok is None or not tables.ideograph[tok] or (spec.heads and col == 1 and spec.heads[line] != ch):
             return False
-        if spec.tones and col in (2, 4, 6) and col < widths[line] and \
+        if spec.ci_tones:
+            want = spec.ci_tones[line][col - 1]
+            if want != "中" and level[tok] not in (CI_TONE[want], poetics.BOTH):
+                return False
+        elif spec.tones and col in (2, 4, 6) and col < widths[line] and \
                 level[tok] not in (poetics.required_tone(line, col, first), poetics.BOTH):
             return False
         if line in rhyme_lines and col == widths[line]:

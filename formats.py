@@ -49,6 +49,38 @@ def clip(v, hi):
     return min(v, hi)
 
 
+COLUMN = {g: k for k, g in enumerate(GROUPS)}
+
+
+def row_at(fmt, i, j):
+    """The features (len(GROUPS),) of position j of line i (0-based; j == the line's length: its end mark;
+    i == the number of lines: <eos>) of a poem of Format fmt. Training (features) and generation (decoding's
+    rows) both read them here."""
+    row = np.zeros(len(GROUPS), np.int64)
+    n = len(fmt.lengths)
+    row[COLUMN["lines"]] = 1 + clip(n, 31)
+    if i >= n:
+        row[COLUMN["left"]], row[COLUMN["line"]] = 1, EOS_LINE
+        return row
+    L = fmt.lengths[i]
+    ahead = next((k for k in sorted(fmt.rhyme_lines) if k >= i), None)        # the rhyme this line writes toward
+    tones = fmt.tones[i] if i < len(fmt.tones) else ()
+    row[COLUMN["left"]] = 1 + clip(L - j, 31) if j < L else 1
+    row[COLUMN["line"]] = 1 + clip(i, 31)
+    row[COLUMN["slot"]] = 2 if (j == L - 1 and i in fmt.rhyme_lines) else 1
+    row[COLUMN["group"]] = fmt.rhyme_lines.get(ahead, 0) if ahead is not None else 0
+    row[COLUMN["tone"]] = tones[j] if j < min(L, len(tones)) else 0
+    return row
+
+
+def pair_at(fmt, i, j, before):
+    """The character (whatever before holds: text or ids) that position j of line i answers: the same
+    position of the line before (`before`), when line i is one that answers it; else None."""
+    if fmt is None or i not in fmt.paired or i >= len(fmt.lengths) or j >= fmt.lengths[i] or j >= len(before):
+        return None
+    return before[j]
+
+
 def features(text, fmt, stoi=None):
     """(n + 1, len(GROUPS)) int64 features and (n + 1,) pair character ids for `<bos> text`, text being n
     tokens (characters and marks; the last target is <eos>): row t describes target t (text[t], or <eos> for
@@ -58,29 +90,16 @@ def features(text, fmt, stoi=None):
     pair = np.zeros(n + 1, np.int64)
     if fmt is None or not fmt.lengths:
         return out, pair
-    col = {g: k for k, g in enumerate(GROUPS)}
     lines = poetics.split_after(text, poetics.LINE_ENDS + "、")
     pos = 0
-    later = sorted(fmt.rhyme_lines)
     for i, piece in enumerate(lines):
-        L = len(piece) - (piece[-1] in poetics.LINE_ENDS + "、")
-        ahead = next((k for k in later if k >= i), None)        # the rhyme this line writes toward
-        group = fmt.rhyme_lines.get(ahead, 0) if ahead is not None else 0
-        tones = fmt.tones[i] if i < len(fmt.tones) else ()
         for j in range(len(piece)):
-            row = out[pos + j]
-            row[col["left"]] = 1 + clip(L - j, 31) if j < L else 1
-            row[col["line"]] = 1 + clip(i, 31)
-            row[col["lines"]] = 1 + clip(len(fmt.lengths), 31)
-            row[col["slot"]] = 2 if (j == L - 1 and i in fmt.rhyme_lines) else 1
-            row[col["group"]] = group
-            row[col["tone"]] = tones[j] if j < min(L, len(tones)) else 0
-            if i in fmt.paired and j < L and i > 0 and j < len(lines[i - 1]) and stoi is not None:
-                pair[pos + j] = stoi.get(lines[i - 1][j], 0)
+            if i < len(fmt.lengths):
+                out[pos + j] = row_at(fmt, i, j)
+            ch = pair_at(fmt, i, j, lines[i - 1]) if i > 0 else None
+            pair[pos + j] = stoi.get(ch, 0) if ch is not None and stoi is not None else 0
         pos += len(piece)
-    out[n] = 0
-    out[n, col["left"]], out[n, col["line"]] = 1, EOS_LINE
-    out[n, col["lines"]] = 1 + clip(len(fmt.lengths), 31)
+    out[n] = row_at(fmt, len(fmt.lengths), 0)
     return out, pair
 
 

@@ -109,9 +109,10 @@ class Engine:
     def write_job(self, body, on_text=None):
         gcfg = write_config(body)
         genre = "ci" if gcfg.cipai and "ci" in self.models else "tang"
-        _, itos = self.models[genre]
+        model, itos = self.models[genre]
         gcfg.free = gcfg.free or (genre == "ci" and not gcfg.cipai)
-        return Job(genre, decoding.make_request(itos, gcfg, self.tables_cache), on_text=on_text)
+        return Job(genre, decoding.make_request(itos, gcfg, self.tables_cache, decoding.reads_formats(model)),
+                   on_text=on_text)
 
     def submit(self, job):
         self.queue.put(job)
