@@ -380,7 +380,7 @@ def sample(model, itos, starts, gcfg, device, generator=None, spec=None, prime=(
 
 @torch.no_grad()
 def sample_scored(model, itos, starts, gcfg, device, generator=None, spec=None, prime=(), tables=None,
-                  given=False, primes=None):
+                  given=False, primes=None, mask_log=None):
     """Generate len(starts) poems as one batch: their texts (no special tokens) and each one's mean NLL per
     generated token (<eos> included) under the model's own distribution (untempered, unmasked).
 
@@ -389,12 +389,15 @@ def sample_scored(model, itos, starts, gcfg, device, generator=None, spec=None, 
     (given: they are the user's own lines, followed but not checked against them, as revise's kept lines).
     spec and generator are one for all rows or a list with one per row (a poem's own random stream: the same
     poem whatever else is in the batch), and so is tables (rows of one vocabulary may follow different tone
-    tables and rhyme books). A constraint that leaves no character to choose is a UserError naming it."""
+    tables and rhyme books). A constraint that leaves no character to choose is a UserError naming it.
+    mask_log: a list that receives, at every sampled step a mask narrowed, (at a rhyme slot, the model's own
+    probability outside the mask) — how often the mask had to act (the form study)."""
     B = len(starts)
     specs = spec if isinstance(spec, list) else [spec or Spec()] * B
     row_tables = tables if isinstance(tables, list) else [tables or Tables(itos)] * B
     streams = generator if isinstance(generator, list) else None
     batch = Batch(model, gcfg, device, None if streams else generator)
+    batch.mask_log = mask_log
     rows = batch.add(starts, specs, row_tables, primes or [list(prime)] * B, streams, given)
     while batch.rows:
         for row in batch.step():
@@ -435,6 +438,7 @@ class Batch:
     def __init__(self, model, gcfg, device, generator=None):
         self.model, self.gcfg, self.device, self.generator = model, gcfg, device, generator
         self.rows, self.logits, self.state, self.tables = [], None, None, None    # logits (B, V), state (L, B, H)
+        self.mask_log = None          # a list to note how much of the model's choice each mask cut (sample_scored)
 
     @torch.no_grad()
     def add(self, starts, specs, tables, primes, streams=None, given=False, tags=None):
@@ -481,6 +485,17 @@ class Batch:
         self.rows = self.rows + rows
         return rows
 
+    def note_masks(self, rows, forced, masks):
+        """Append (at a rhyme slot, probability the mask took away) for each sampling row whose mask cut any."""
+        probs = torch.softmax(self.logits.float(), -1).cpu().numpy()                 # (B, V), untempered
+        cut = self.tables.any[None] & ~masks                                          # (B, V)
+        for b, r in enumerate(rows):
+            if not forced[b] and cut[b].any():
+                a = r.auto
+                at_rhyme = a.spec.rhyme and a.pos + 1 == a.line_form()[0] and a.rhyme_here() is not None \
+                    if (a.spec.chars or a.spec.pattern) and a.line < a.n_lines else False
+                self.mask_log.append((at_rhyme, float(probs[b][cut[b]].sum())))
+
     def lead_formats(self, lead_feats):
         """(feats (P, n, K), pair (P, n)) tensors of the rows' common lead features."""
         feats = np.array([[f for f, _ in row] for row in lead_feats], np.int64).transpose(1, 0, 2)
@@ -517,6 +532,8 @@ class Batch:
                                       f"{a.line + 1}, position {a.pos + 1}; loosen the constraints or "
                                       "use another model")
             masks[b] = t.any                               # the row ends here; its draw is not used
+        if self.mask_log is not None:
+            self.note_masks(rows, forced, masks)
         streams = [r.stream for r in rows]
         nxt = pick_next(self.logits, t, g, streams if streams[0] is not None else self.generator,
                         masks, [r.out for r in rows], skip=forced)                               # (B,)

@@ -1,5 +1,5 @@
-"""The studies (`python main.py experiment init|optim|recipe|rerank|rhyme|keywords`; the last two live in
-rhyme_study.py and keywords_study.py).
+"""The studies (`python main.py experiment init|optim|recipe|rerank|rhyme|keywords|gelv`; the last three live
+in rhyme_study.py, keywords_study.py and gelv_study.py).
 
 init:  (1) the three zero-initialisation cases, trained 50 steps, measured: share of parameters still exactly
        zero, distinct rows (to 1e-6) of the embedding and of each gate block of W, spread of row norms;
@@ -621,9 +621,15 @@ def cmd_experiment(rest):
     if rest and rest[0] == "keywords":
         import keywords_study
         return keywords_study.cmd_keywords(rest[1:])
+    if rest and rest[0] == "form":
+        import form_study
+        return form_study.cmd_form(rest[1:])
+    if rest and rest[0] == "gelv":
+        import gelv_study
+        return gelv_study.cmd_gelv(rest[1:])
     if not rest or rest[0] not in ("init", "optim", "recipe"):
-        raise UserError("usage: python main.py experiment init|optim|recipe|rerank|rhyme|keywords [--steps N] "
-                        "[--limit-poems N] ...")
+        raise UserError("usage: python main.py experiment init|optim|recipe|rerank|rhyme|keywords|gelv|form "
+                        "[--steps N] [--limit-poems N] ...")
     which = rest[0]
     parser = make_parser(f"main.py experiment {which}", __doc__.splitlines()[0], ["data", "model", "train"])
     parser.add_argument("--steps", type=int, default={"init": 300, "optim": 100, "recipe": 400}[which],

@@ -1,0 +1,183 @@
+"""`python main.py experiment form`: what a model with format inputs knows of the form, real poems beside it.
+
+Rows: the test split's real poems that open with the start characters; the default poem (masks on: rhyme for a
+format model); `--no-masks` (the format inputs alone keep the form). Measures per row: exact form (the form
+asked for), even-line rhyme (平水韵, level), 重字 (a character met again in the poem, a doubling 萧萧 counted
+once), doubling (two identical characters side by side), mean length, tone agreement with the target pattern
+(positions 2, 4, 6 as the drawn pattern wants them), the discriminator (poetics.discriminator_accuracy), NLL per
+token, and how often the masks had to act (the model's own probability outside the mask, at rhyme slots and
+at all masked steps). Also the test perplexity with every format input unknown and with them known, over all
+targets and over characters only (marks and <eos> excluded), as papers that count that way report it.
+"""
+import os
+import time
+
+import numpy as np
+import torch
+
+import dataUtil
+import decoding
+import fileio
+import formats
+import poetics
+from config import GenConfig, UserError, make_parser
+
+STARTS = "日红山夜湖海月"
+
+
+def repeats(text):
+    """Whether a character comes back in the poem (a doubling counts once) and whether two identical characters
+    stand side by side."""
+    chars = [c for c in text if c not in poetics.LINE_ENDS + "、："]
+    runs = [c for k, c in enumerate(chars) if k == 0 or chars[k - 1] != c]
+    return len(set(runs)) < len(runs), any(a == b for a, b in zip(chars, chars[1:]))
+
+
+def tone_hits(text, fmt, tone):
+    """(agreeing, judged) positions where fmt's target tone is 平 or 仄 and the character's tone is known."""
+    hit = total = 0
+    for i, line in enumerate(l[:-1] for l in poetics.split_lines(text)):
+        targets = fmt.tones[i] if fmt is not None and i < len(fmt.tones) else ()
+        for ch, want in zip(line, targets):
+            t = tone(ch)
+            if want in (1, 2) and t is not None:
+                total += 1
+                hit += t == poetics.BOTH or formats.TONE_VALUE[t] == want
+    return hit, total
+
+
+def measures(poems, book, tone, fmts=None, wanted=None):
+    """The row's shares over poems (fmts/wanted: each poem's Format and (chars, lines) asked for)."""
+    reps = [repeats(p) for p in poems]
+    hits = [tone_hits(p, f, tone) for p, f in zip(poems, fmts)] if fmts else []
+    return {"poems": len(poems),
+            "form": poetics.mean(poetics.form_of(p) == w for p, w in zip(poems, wanted)) if wanted else float("nan"),
+            "rhyme": poetics.mean(poetics.rhymes(p, book) for p in poems),
+            "repeat": poetics.mean(r for r, _ in reps), "double": poetics.mean(d for _, d in reps),
+            "length": poetics.mean(map(len, poems)),
+            "tones": sum(h for h, _ in hits) / max(sum(t for _, t in hits), 1) if hits else float("nan")}
+
+
+def generated(model, itos, gcfg, n_per_start, device="cpu"):
+    """(poems, their Formats, the forms asked for, the mask log) of n_per_start default poems per start."""
+    poems, fmts, wanted, log = [], [], [], []
+    for k, ch in enumerate(STARTS):
+        g = GenConfig(**{**vars(gcfg), "start": ch, "seed": k, "num": n_per_start})
+        req = decoding.make_request(itos, g, told=decoding.reads_formats(model))
+        r = decoding.rows_of(model, itos, req, range(n_per_start), device)
+        texts, nlls = decoding.sample_scored(model, itos, r.starts, g, device, r.streams, r.specs, tables=r.tables,
+                                             primes=r.primes, mask_log=log)
+        c = g.candidates
+        for i in range(n_per_start):
+            best = decoding.best_of(texts[i * c:(i + 1) * c], nlls[i * c:(i + 1) * c])
+            spec = r.specs[i * c + texts[i * c:(i + 1) * c].index(best.text)]
+            poems.append(best.text)
+            fmts.append(decoding.format_for(spec))
+            wanted.append((spec.chars, spec.lines))
+    return poems, fmts, wanted, log
+
+
+def perplexities(model, itos, corpus, cfg):
+    """Test perplexity with format inputs unknown and known, over all targets and over characters only."""
+    from training import evaluate
+    pad = itos.index(dataUtil.PAD)
+    told = dataUtil.poem_formats(corpus.test, itos, cfg) if decoding.reads_formats(model) else None
+    out = {"unknown": evaluate(model, corpus.test, pad, 256, "cpu")["ppl"]}
+    if told is not None:
+        out["known"] = evaluate(model, corpus.test, pad, 256, "cpu", formats=told)["ppl"]
+    chars = [np.where(np.isin(np.array(itos)[p], list(dataUtil.PUNCT) + [dataUtil.EOS]), pad, p) for p in corpus.test]
+    keep = [np.concatenate([[p[0]], c[1:]]) for p, c in zip(corpus.test, chars)]       # targets: characters only
+    out["unknown_chars"] = char_ppl(model, corpus.test, keep, pad, None)
+    if told is not None:
+        out["known_chars"] = char_ppl(model, corpus.test, keep, pad, told)
+    return out
+
+
+@torch.no_grad()
+def char_ppl(model, poems, targets_of, pad, told):
+    """Perplexity over the ideograph targets only: the inputs are the poems, the targets with marks as pad."""
+    from model import masked_nll
+    from training import batch_formats
+    total, count = 0.0, 0
+    model.eval()
+    for idx in dataUtil.length_batches([len(p) for p in poems], 256):
+        inputs, _ = dataUtil.pad_batch([poems[i] for i in idx], pad)
+        _, targets = dataUtil.pad_batch([targets_of[i] for i in idx], pad)
+        feats, pair = batch_formats(told, idx, inputs.shape[0], "cpu")
+        logits, _ = model(torch.from_numpy(inputs), None, *((feats, pair) if feats is not None else ()))
+        nll, n = masked_nll(logits, torch.from_numpy(targets), pad)
+        total, count = total + nll.item(), count + n
+    return float(np.exp(total / count))
+
+
+def run(model, itos, corpus, cfg, n, candidates):
+    tones, book, _, _ = dataUtil.verse_tables(cfg)
+    tone = lambda ch: poetics.CLASSICAL.get(tones.get(ch))           # noqa: E731
+    read = formats.Formatter(tones, book)
+    from training import text_nll
+    real = [t for t in (dataUtil.text_of(p, itos) for p in corpus.test) if t[0] in STARTS and read(t) is not None]
+    rows = [{"setting": "real test poems", **measures(real, book, tone, [read(t) for t in real]),
+             "nll": text_nll(model, itos, real, "cpu"), "disc": float("nan"), "acted": float("nan"),
+             "acted_all": float("nan")}]
+    for label, masks in (("default", True), ("--no-masks", False)):
+        t0 = time.time()
+        gcfg = GenConfig(candidates=candidates, masks=masks)
+        poems, fmts, wanted, log = generated(model, itos, gcfg, n)
+        rhyme = [p for at, p in log if at]
+        rows.append({"setting": label, **measures(poems, book, tone, fmts, wanted),
+                     "nll": text_nll(model, itos, poems, "cpu"), "disc": poetics.discriminator_accuracy(poems, real),
+                     "acted": poetics.mean(rhyme) if rhyme else float("nan"),
+                     "acted_all": poetics.mean(p for _, p in log) if log else float("nan"),
+                     "seconds": (time.time() - t0) / len(poems), "sample": poems[:4]})
+        print(f"  {label}: {rows[-1]['rhyme']:.1%} rhyme, {rows[-1]['form']:.1%} form", flush=True)
+    return rows, perplexities(model, itos, corpus, cfg)
+
+
+def pct(v):
+    return "—" if v != v else f"{v:.1%}"
+
+
+def write(rows, ppl, path, ckpt, args):
+    out = ["# What the format inputs teach: the form study", "",
+           f"Command: `python main.py experiment form --ckpt {ckpt} --samples {args.samples} --candidates "
+           f"{args.candidates}` (this machine's CPU). {args.samples} poems per start character {STARTS}, each the best "
+           "of the candidates, its form, tone pattern, 首句入韵 and rhyme group drawn as the train poems' go; real: "
+           "the test split's regular poems with those first characters. Tone agreement: positions whose target "
+           "(the drawn pattern's 2, 4, 6 and line ends) the character's classical tone keeps. Mask acted: the "
+           "model's own probability outside the mask, at rhyme slots / at every masked step.", "",
+           "| setting | poems | exact form | even-line rhyme | 重字 | doubling | length | tone agreement | NLL/token "
+           "| disc. | mask acted (rhyme) | mask acted (all) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['setting']} | {r['poems']} | {pct(r['form'])} | {pct(r['rhyme'])} | {pct(r['repeat'])} | "
+                   f"{pct(r['double'])} | {r['length']:.1f} | {pct(r['tones'])} | {r['nll']:.3f} | {pct(r['disc'])} | "
+                   f"{pct(r['acted'])} | {pct(r['acted_all'])} |")
+    out += ["", "Test perplexity over real tokens: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in ppl.items())
+            + " (unknown: every format input unknown, as a model without them reads; chars: characters only, marks "
+              "and <eos> excluded).", ""]
+    for r in rows[1:]:
+        out += [f"{r['setting']}, the first poems:", ""] + [f"    {p}" for p in r["sample"]] + [""]
+    fileio.write_text(path, "\n".join(out) + "\n")
+    print(f"wrote {path}")
+
+
+def cmd_form(rest):
+    """python main.py experiment form [--ckpt PATH] [--samples N] [--candidates N] [--out docs/form_study.md]"""
+    parser = make_parser("main.py experiment form", "what the format inputs teach (rhyme, form, repeats)", [])
+    parser.add_argument("--ckpt", default="", help="the model (default: as generate picks it)")
+    parser.add_argument("--samples", type=int, default=20, help="poems per start character and setting")
+    parser.add_argument("--candidates", type=int, default=8, help="candidates per poem")
+    parser.add_argument("--out", default="docs/form_study.md", help="the study's Markdown (default: docs/form_study.md)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    args = parser.parse_args(rest)
+    if not 1 <= args.samples <= 1000 or not 1 <= args.candidates <= 64:
+        raise UserError("--samples in 1-1000, --candidates in 1-64")
+    if os.path.lexists(args.out) and not args.overwrite:
+        raise UserError(f"{args.out} exists; pass --overwrite to replace it or --out another file")
+    from experiments import study_model
+    path, model, itos, corpus = study_model(args.ckpt)
+    from config import Config
+    from training import load_checkpoint
+    cfg = Config.from_dict(load_checkpoint(path)["config"])
+    rows, ppl = run(model, itos, corpus, cfg, args.samples, args.candidates)
+    write(rows, ppl, args.out, os.path.relpath(path), args)
+    return 0
