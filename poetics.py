@@ -303,7 +303,8 @@ def train_line_set(texts):
 # ----------------------------------------------------------------------------------------------------------
 # re-ranking candidates, and the real poems' forms
 
-RERANK_WEIGHTS = {"nll": 1.0, "repeated_lines": 1.0, "doubled": 1.0, "runs": 1.0, "opening": 0.5}   # per defect
+RERANK_WEIGHTS = {"nll": 1.0, "repeated_lines": 1.0, "doubled": 1.0, "runs": 1.0, "opening": 0.5,   # per defect
+                  "repeats": 0.0, "pairs": 0.0}
 
 
 def rerank_terms(text, nll):
@@ -311,7 +312,8 @@ def rerank_terms(text, nll):
     (fluency); repeated_lines, lines that occur earlier in the poem; doubled, characters met a second time in
     one line, away from their first use (萧萧 and other reduplication, two in a row, are not counted); runs,
     three or more of one character in a row (凄凄凄); opening, uses of the poem's first character beyond two
-    (月 opening a poem and coming back in every line)."""
+    (月 opening a poem and coming back in every line); repeats, characters met again anywhere in the poem (重字:
+    a doubling 萧萧 counts once); pairs, two identical characters side by side (萧萧)."""
     lines = [l.rstrip(LINE_ENDS + "、") for l in split_lines(text)]
     lines = [l for l in lines if l]
     doubled = runs = 0
@@ -321,8 +323,10 @@ def rerank_terms(text, nll):
             doubled += seen_before and not (k > 0 and l[k - 1] == ch)
             runs += k >= 2 and l[k - 2] == l[k - 1] == ch
     opening = max(0, text.count(text[0]) - 2) if text else 0
+    words = [ch for l in lines for k, ch in enumerate(l) if k == 0 or l[k - 1] != ch]     # a doubling once
+    pairs = sum(a == b for l in lines for a, b in zip(l, l[1:]))
     return {"nll": nll, "repeated_lines": len(lines) - len(set(lines)), "doubled": doubled, "runs": runs,
-            "opening": opening}
+            "opening": opening, "repeats": len(words) - len(set(words)), "pairs": pairs}
 
 
 def rerank_score(terms, weights=RERANK_WEIGHTS):

@@ -21,13 +21,21 @@ from tests_helpers import TINY_ITOS, tiny_checkpoint
 # the score's terms, by hand
 
 @pytest.mark.parametrize("text,terms", [
-    ("白日依山尽，黄河入海流。", {"repeated_lines": 0, "doubled": 0, "runs": 0, "opening": 0}),
-    ("萧萧落木下，滚滚长江来。", {"repeated_lines": 0, "doubled": 0, "runs": 0, "opening": 0}),   # reduplication
-    ("月明寒月满，花落水花流。", {"repeated_lines": 0, "doubled": 2, "runs": 0, "opening": 0}),   # 月…月, 花…花
-    ("凄凄凄夜雨，一声声不歇。", {"repeated_lines": 0, "doubled": 0, "runs": 1, "opening": 1}),   # 凄 three times
-    ("春风吹柳绿，春风吹柳绿。春风吹柳绿，花开。", {"repeated_lines": 2, "doubled": 0, "runs": 0, "opening": 1}),
-    ("山山山山水，水。", {"repeated_lines": 0, "doubled": 0, "runs": 2, "opening": 2}),       # two triples in 4
-    ("月出月落月，月明。", {"repeated_lines": 0, "doubled": 2, "runs": 0, "opening": 2}),     # 月 four times
+    ("白日依山尽，黄河入海流。", {"repeated_lines": 0, "doubled": 0, "runs": 0, "opening": 0, "repeats": 0, "pairs": 0}),
+    ("萧萧落木下，滚滚长江来。", {"repeated_lines": 0, "doubled": 0, "runs": 0, "opening": 0, "repeats": 0,
+                                 "pairs": 2}),                                                # reduplication
+    ("月明寒月满，花落水花流。", {"repeated_lines": 0, "doubled": 2, "runs": 0, "opening": 0, "repeats": 2,
+                                 "pairs": 0}),                                                # 月…月, 花…花
+    ("凄凄凄夜雨，一声声不歇。", {"repeated_lines": 0, "doubled": 0, "runs": 1, "opening": 1, "repeats": 0,
+                                 "pairs": 3}),                                                # 凄 three times
+    ("春风吹柳绿，春风吹柳绿。春风吹柳绿，花开。", {"repeated_lines": 2, "doubled": 0, "runs": 0, "opening": 1,
+                                                 "repeats": 10, "pairs": 0}),
+    ("山山山山水，水。", {"repeated_lines": 0, "doubled": 0, "runs": 2, "opening": 2, "repeats": 1, "pairs": 3}),
+    ("月出月落月，月明。", {"repeated_lines": 0, "doubled": 2, "runs": 0, "opening": 2, "repeats": 3, "pairs": 0}),
+    ("江流天地外，山色有无中。郡邑浮前浦，波澜动远空。", {"repeated_lines": 0, "doubled": 0, "runs": 0, "opening": 0,
+                                                     "repeats": 0, "pairs": 0}),
+    ("明月松间照，清泉石上流。竹喧归浣女，莲动下渔舟。明月", {"repeated_lines": 0, "doubled": 0, "runs": 0,
+                                                     "opening": 0, "repeats": 2, "pairs": 0}),   # 明月 again
 ])
 def test_rerank_terms_by_hand(text, terms):
     got = poetics.rerank_terms(text, 2.5)
