@@ -33,7 +33,8 @@ def cmd_rhyme(rest):
     import json
     with open(os.path.join(processed, "rhymes.json"), encoding="utf-8") as f:
         learnt = json.load(f).get("learnt", {})
-    sections = [conversion_section(books["pingshui"]) + learnt_lines(learnt),
+    sections = [tables_section(processed, tang, books["pingshui"], labels),
+                conversion_section(books["pingshui"]) + learnt_lines(learnt),
                 agreement_section(books["pingshui"], labels), tang_section(tang, books, labels),
                 check_section(tang, books, labels), ci_section(ci, books, labels, cfg)]
     doc = os.path.join(args.docs_dir, "rhyme_study.md")
@@ -42,6 +43,65 @@ def cmd_rhyme(rest):
                                      + [line for s in sections for line in s + [""]]))
     print(f"wrote {doc}")
     return 0
+
+
+def old_rule_tables(processed, tang):
+    """(tones, 平水韵 Book) as the earlier rules made them: the corpus's majority labels (both at a 10% minority),
+    and every group of every traditional source, with the learnt characters but nothing dropped."""
+    import json
+    import opencc
+    with open(os.path.join(processed, "tones.json"), encoding="utf-8") as f:
+        counts = json.load(f)["counts"]
+    share, least = dataUtil.TONE_BOTH_SHARE, dataUtil.TONE_MIN_LABELS
+    tones = {ch: "both" if min(a, b) >= share * (a + b) else ("平" if a > b else "仄")
+             for ch, (a, b) in counts.items() if a + b >= least}
+    groups, _ = rhymebook.build_pingshui(rhymebook.read_package_table(rhymebook.package_table_path(),
+                                                                      opencc.OpenCC("t2s").convert), dataUtil.convert_chars)
+    texts = [tang.decode(p) for p in tang.train]
+    rhymebook.learn_missing(groups, [poetics.split_lines(t) for t in texts])
+    return tones, rhymebook.book_from("pingshui", groups)
+
+
+def tables_section(processed, tang, book, tones):
+    """What the table rules drop and add (thresholds, lists), and how many of the 3,000 commonest characters
+    change against the earlier rules."""
+    import json
+    with open(os.path.join(processed, "rhymes.json"), encoding="utf-8") as f:
+        raw = json.load(f)
+    with open(os.path.join(processed, "tones.json"), encoding="utf-8") as f:
+        dropped_tones = json.load(f).get("dropped_readings", {})
+    gone = raw.get("dropped", {})
+    freq = Counter(ch for p in tang.train for ch in tang.decode(p) if ch not in dataUtil.PUNCT)
+    top = [ch for ch, _ in freq.most_common(3000)]
+    old_tones, old_book = old_rule_tables(processed, tang)
+    tone_changed = [ch for ch in top if old_tones.get(ch) != tones.get(ch)]
+    group_changed = [ch for ch in top if old_book.entries.get(ch) != book.entries.get(ch)]
+    kinds = Counter((old_tones.get(ch), tones.get(ch)) for ch in tone_changed)
+    short = lambda n: n.replace("上平声", "").replace("下平声", "").replace("上声", "").replace("去声", "").replace("入声", "")  # noqa: E731
+    return ["## The tables' rules (tones.json, rhymes.json)", "",
+            f"Tones: each character's readings from the 平水韵 first (both tones where it lists both); a reading "
+            f"dropped when the poets put the character in that tone's key slots (positions 2, 4, 6 of regular poems "
+            f"whose single-reading characters fix the pattern at {poetics.PATTERN_FIT:.0%}+, the last key position "
+            f"of an odd line left out) under {poetics.READING_MIN_SHARE:.0%} of at least {poetics.READING_MIN_SLOTS} "
+            f"times (single-reading characters stand in the other tone's slots 0.2% of the time); the corpus's "
+            f"labels only for characters the book lacks. {len(dropped_tones)} readings dropped, e.g. "
+            + ", ".join(f"{ch} {t} ({u} of {n})" for ch, (t, u, n) in list(sorted(dropped_tones.items(),
+                                                                                key=lambda kv: -kv[1][2]))[:12]) + ".",
+            "",
+            f"Rhyme groups: a traditional source written for under {rhymebook.SOURCE_MIN_SHARE:.0%} of a simplified "
+            f"character's uses (characters used {rhymebook.SOURCE_MIN_USES}+ times) gives it no group: "
+            + ", ".join(f"{ch} {'/'.join(map(short, gs))}" for ch, gs in sorted(gone.get("rare_source", {}).items())) + ". "
+            f"A level group a character rhymes in under {rhymebook.RARE_READING_SHARE:.0%} of at least "
+            f"{rhymebook.RARE_READING_VOTES} rhyming poems is dropped: "
+            + ", ".join(f"{ch} {short(g)} ({v}/{n})" for ch, rows in sorted(gone.get("rare_reading", {}).items())
+                        for g, v, n in rows) + ". "
+            f"A tone the poets never use leaves its groups ({len(gone.get('unused_tone', {}))} characters, 不 out of "
+            "十一尤). Added by hand (rhymebook.BY_HAND): "
+            + ", ".join(f"{ch} {short(g)}" for ch, g in raw.get("by_hand", {}).items()) + ".", "",
+            f"Against the earlier rules (majority labels; every source's every group), of the 3,000 commonest train "
+            f"characters {len(tone_changed)} change tone ("
+            + ", ".join(f"{a}→{b} {n}" for (a, b), n in kinds.most_common()) + f") and {len(group_changed)} their "
+            "groups."]
 
 
 def conversion_section(book):
