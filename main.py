@@ -7,7 +7,7 @@ imports this file.
     python main.py evaluate [--ckpt checkpoints/best.pt] [--samples 20]
     python main.py experiment init|optim|recipe|rerank|rhyme|keywords [--steps N] [--limit-poems N]
     python main.py export [--ckpt checkpoints/best.pt] [--out pretrained/tang.pt]
-    python main.py check "POEM" [--json]                  (the 格律 check; exit 0 clean, 1 a rule broken)
+    python main.py check "POEM" [--json] [--cipai NAME]   (the 格律 check; exit 0 clean, 1 a rule broken)
     python main.py revise "POEM" --line K [--num 5] [--json]
     python main.py serve [--host 127.0.0.1] [--port 8000]    (the web page)
 
@@ -329,16 +329,20 @@ def cmd_check(rest):
     parser.add_argument("--ckpt", default="", help="the model whose surprise (NLL) per line is shown "
                         "(default: as generate picks it)")
     parser.add_argument("--no-model", action="store_true", help="leave out the model's NLL per line")
+    parser.add_argument("--cipai", default="", help="the 词牌 the poem follows (any of its names), checked by its "
+                        "格 in the 词谱 (default: found by the poem's lines)")
     device_flag(parser)
     args = parser.parse_args(rest)
     text = prosody.normalise(args.poem if args.poem is not None else read_stdin())
     tables = workshop.load_tables()
+    if args.cipai:
+        prosody.resolve_cipai(args.cipai, tables.cipu, tables.cipai)           # an unknown name fails here
     model = itos = device = None
     if not args.no_model:
-        ci = workshop.reads_as_ci(text, tables)
+        ci = workshop.reads_as_ci(text, tables, args.cipai)
         device = pick_device(TrainConfig(device=args.device))
         model, _, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(args.ckpt, ci=ci)), device)
-    report = workshop.check_poem(text, tables, model, itos, device)
+    report = workshop.check_poem(text, tables, model, itos, device, args.cipai)
     print(json.dumps(report, ensure_ascii=False) if args.json else prosody.format_report(report))
     return 0 if report["ok"] else 1
 

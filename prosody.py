@@ -12,13 +12,18 @@ unknown tone. Rules for regular verse (五/七言 绝句, 律诗, 排律), as th
 - 三平尾 / 三仄尾: the last three characters all 平 / all 仄;
 - 出韵: a rhyming line (the even lines, and the first when it rhymes: 首句入韵) ends outside the poem's group;
 - 重字: a character used twice in the poem, away from a doubling (萧萧 滚滚 are one word).
-A 词 that follows a 词牌's pattern is checked for rhyme only: each rhyme set in one 词林正韵 部, in its tones.
+A 词 is matched to a 格 of the 词谱 (cipu.py: 钦定词谱 and 龙榆生, by name with --cipai or by its pieces' lengths)
+and judged character by character against the 格's 平/仄 (中 free), each rhyme set in one 词林正韵 部 in the
+tones it wants (入声 部 for a 入 set); 粘, 对, 孤平 and 二四六 are rules of regular verse and never applied to a
+词. A 词 of a learnt 词牌 (cipai.json) that fits no 格 is checked for rhyme only, by the learnt rhyme sets.
+A 词's report lines are its pieces (句 and 读, as its punctuation cuts them).
 """
 from dataclasses import asdict, dataclass
 
+import cipu
 import dataUtil
 import poetics
-from config import UserError
+from config import UserError, suggest
 from poetics import BOTH, LEVEL, OBLIQUE
 
 TONE_MARK = {LEVEL: "平", OBLIQUE: "仄", BOTH: "中", None: "？"}       # 中: either tone
@@ -77,10 +82,11 @@ def form_name(chars, lines):
     return f"{'五' if chars == 5 else '七'}言{kind}" if kind else ""
 
 
-def check(text, labels, pingshui, cilin=None, cipai=None):
+def check(text, labels, pingshui, cilin=None, cipai=None, cipu_table=None, cipai_name=None):
     """The report of text (already normalised: lines ending in ，。？！；): a dict with form, lines (text and
     tones), pattern, rhyme, violations (Violation as dicts), notes and ok. labels: {character: 平|仄|both};
-    pingshui, cilin: rhymebook.Book; cipai: the 词牌 table, to recognise a 词."""
+    pingshui, cilin: rhymebook.Book; cipai: the learnt 词牌 table and cipu_table the 词谱 (cipu.Cipu), to
+    recognise a 词; cipai_name: the 词牌 the text is said to be (check --cipai), never read as regular verse."""
     lines = [l[:-1] for l in poetics.split_lines(text)]
     tones = [[tone_of(ch, labels, pingshui) for ch in l] for l in lines]
     report = {"poem": text, "form": {"name": "free", "chars": 0, "lines": len(lines), "cipai": None},
@@ -88,12 +94,11 @@ def check(text, labels, pingshui, cilin=None, cipai=None):
                         for i, (l, ts) in enumerate(zip(lines, tones))],
               "pattern": None, "rhyme": None, "violations": [], "notes": []}
     shape = poetics.form_of(text)
-    if shape and shape[0] in (5, 7) and shape[1] % 2 == 0 and form_name(*shape):
+    if not cipai_name and shape and shape[0] in (5, 7) and shape[1] % 2 == 0 and form_name(*shape):
         report["form"].update(name=form_name(*shape), chars=shape[0])
         check_regular(lines, tones, pingshui, report)
-    elif cipai and cilin is not None and (name := cipai_of(text, cipai)):
-        report["form"].update(name="词", cipai=name)
-        check_ci(text, cipai[name], cilin, report)
+    elif cilin is not None and (ci := check_ci(text, labels, pingshui, cilin, cipai, cipu_table, cipai_name, report)):
+        lines, tones = ci                                 # a 词's lines are its pieces
     else:
         report["notes"].append("free form: not a regular 绝句/律诗/排律 nor a known 词牌's pattern, so no rule "
                                "applies; tones are shown")
@@ -107,11 +112,6 @@ def check(text, labels, pingshui, cilin=None, cipai=None):
     report["violations"] = [asdict(v) for v in sorted(report["violations"], key=lambda v: (v.line, v.char))]
     report["ok"] = not report["violations"]
     return report
-
-
-def cipai_of(text, cipai):
-    pattern = dataUtil.ci_pattern(text)
-    return next((name for name, e in cipai.items() if dataUtil.cipai_pattern(e) == pattern), None)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -212,28 +212,159 @@ def check_rhyme(lines, book, report):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# 词
+# 词: matched to a 格 of the 词谱 (cipu.py), else to a learnt 词牌's pattern (cipai.json)
 
-def check_ci(text, entry, cilin, report):
-    """Each rhyme set of the 词牌 in one 词林正韵 部, each line in its tone; a line that leaves it is 出韵."""
-    ends = poetics.line_ends(text)
-    pieces = [p for p in poetics.split_after(text, poetics.LINE_ENDS + "、")]
+def resolve_cipai(name, cipu_table, cipai):
+    """(the 词谱's main name or None, the learnt table's key or None) of a 词牌 name (any of its other names;
+    traditional characters too); neither: a UserError."""
+    main = cipu.resolve(cipu_table, name, dataUtil.opencc_t2s()) if cipu_table else None
+    aliases = {name} | ({n for n, m in cipu_table.names.items() if m == main} if main else set())
+    learnt = next((k for k in cipai or {} if aliases & {k, *k.split("・")}), None)
+    if main is None and learnt is None:
+        known = list(cipai or {}) + list(cipu_table.names if cipu_table else ())
+        raise UserError(f"--cipai {name}: not a 词牌 of the 词谱 nor of the learnt table" + suggest(name, known))
+    return main, learnt
+
+
+def cipai_of(text, cipai, cipu_table=None, cipai_name=None):
+    """The 词牌 a 词 is (its main name): cipai_name's when given, else the first whose 格 (cipu_table) or learnt
+    pattern (cipai) the text's pieces follow; None when none."""
+    if cipai_name:
+        main, learnt = resolve_cipai(cipai_name, cipu_table, cipai)
+        return main or learnt
+    shape = dataUtil.ci_pattern(text)
+    if found := ge_candidates(shape, cipu_table, cipai):
+        return found[0][1].cipai
+    return next((name for name, e in (cipai or {}).items() if dataUtil.cipai_pattern(e) == shape), None)
+
+
+def ge_candidates(shape, cipu_table, cipai, main=None):
+    """[(distance, Ge)] that a text of this shape ((length, mark), ...) may be: the 格 of 词牌 main when given;
+    else of any 词牌, except that a text of equal lines (a 诗's shape: six lines of seven may be 浣溪沙) is taken
+    for a 词 only when it follows a learnt 词牌's pattern mark for mark, and then by that 词牌's 格."""
+    if not cipu_table or shape is None:
+        return []
+    lengths = [n for n, _ in shape]
+    if not main and len(set(lengths)) == 1:
+        learnt = next((k for k, e in (cipai or {}).items() if dataUtil.cipai_pattern(e) == shape), None)
+        main = cipu.resolve(cipu_table, learnt) if learnt else None
+        if not main:
+            return []
+    return cipu.matches(cipu_table, lengths, main)
+
+
+def check_ci(text, labels, pingshui, cilin, cipai, cipu_table, cipai_name, report):
+    """Fill the report of a 词: by its 格 when one fits, else by a learnt pattern's rhyme sets; (lines, tones)
+    of its pieces, or None when the text is no 词 the tables know (and no cipai_name says it is one)."""
+    shape = dataUtil.ci_pattern(text)
+    main, learnt = resolve_cipai(cipai_name, cipu_table, cipai) if cipai_name else (None, None)
+    if shape is None:
+        return None
+    lines = [chars for chars, _ in dataUtil.CI_LINE.findall(text)]
+    tones = [[tone_of(ch, labels, pingshui) for ch in l] for l in lines]
+    lengths = [len(l) for l in lines]
+    found = ge_candidates(shape, cipu_table, cipai, main) if main or not cipai_name else []
+    wants = ()
+    if found:
+        wants = check_ge(lines, tones, found, cilin, report, named=bool(cipai_name))
+    elif not cipai_name and (name := cipai_of(text, cipai)):
+        check_learnt(lines, name, cipai[name], cilin, report)
+    elif learnt and dataUtil.cipai_pattern(cipai[learnt]) == shape:
+        check_learnt(lines, learnt, cipai[learnt], cilin, report)
+    elif cipai_name:
+        shape_violation(lines, main, learnt, cipu_table, cipai, report)
+    else:
+        return None
+    report["form"]["name"] = "词"
+    report["lines"] = [{"line": i + 1, "text": l, "tones": "".join(TONE_MARK[t] for t in ts)}
+                       for i, (l, ts) in enumerate(zip(lines, tones))]
+    for row, w in zip(report["lines"], wants):
+        row["wants"] = w                                  # the 格's 平/仄/中 for the line
+    return lines, tones
+
+
+def check_ge(lines, tones, found, cilin, report, named):
+    """The 格 the text fits best — fewest breaks of tone and rhyme and of the pieces' breaks — and the
+    text judged against it (cipu.judge): each break a violation at its line and character. Returns the 格's
+    tones cut as the lines are."""
+    chars = "".join(lines)
+    flat = [t for ts in tones for t in ts]
+    scored = []
+    for k, (d, g) in enumerate(found):
+        judged = cipu.judge(g, chars, flat, cilin)
+        scored.append(((d + len(judged[0]), d, k), g, judged))       # a differing break counts as a break
+    (_, d, _), ge, (breaks, sets, unjudged) = min(scored, key=lambda x: x[0])
+    where = line_positions(lines)                           # character -> (line, char), both 1-based
+    report["violations"] += [Violation(b.rule, *where[b.at], chars[b.at], b.message) for b in breaks]
+    report["form"].update(cipai=ge.cipai, ge={"number": ge.number, "of": ge.of, "chars": ge.chars,
+                                              "source": ge.source, "first": ge.first, "distance": d})
+    report["rhyme"] = {"system": "词林正韵", "sets": [
+        {"lines": [where[p][0] for p in s["at"]], "group": s["group"], "tone": s["tone"]} for s in sets]}
+    notes = report["notes"]
+    notes.append(f"{ge.cipai}, {ge.label()} (its example: {ge.first}): each character against the 格's 平/仄, 中 "
+                 "free; 粘, 对, 孤平 and 二四六 are not rules of a 词")
+    if d:
+        notes.append(f"the text's 句读 differ from the 格's at {d} break(s): judged character by character")
+    others = sorted({g.cipai for e, g in found if e == d} - {ge.cipai}) if not named else []
+    if others:
+        notes.append("its lines fit these 词牌 too (--cipai NAME to choose): " + "、".join(others[:8]))
+    if unjudged:
+        notes.append("rhyme not judged (not in 词林正韵): " + "".join(dict.fromkeys(unjudged)))
+    return split_like(ge.tones, lines)
+
+
+def line_positions(lines):
+    """[(line, char)] of each character of the joined lines, both 1-based."""
+    return [(i + 1, p + 1) for i, l in enumerate(lines) for p in range(len(l))]
+
+
+def split_like(s, lines):
+    """s cut into pieces as long as the lines."""
+    out, at = [], 0
+    for l in lines:
+        out.append(s[at:at + len(l)])
+        at += len(l)
+    return out
+
+
+def shape_violation(lines, main, learnt, cipu_table, cipai, report):
+    """A 词 said to be a 词牌 whose lines it does not follow: one violation at the first line that differs from
+    the nearest 格 (or the learnt pattern)."""
+    lengths = [len(l) for l in lines]
+    if main:
+        ge, k = cipu.nearest_shape(cipu_table, lengths, main)
+        theirs, name = [n for n, _ in ge.pieces], f"{main} {ge.label()}"
+    else:
+        theirs, name = [n for n, _ in cipai[learnt]["lines"]], f"{learnt}'s learnt pattern"
+        k = next((i for i, (a, b) in enumerate(zip(lengths, theirs)) if a != b), min(len(lengths), len(theirs)) - 1)
+    here = f"{theirs[k]} characters here" if k < len(theirs) else "no more lines"
+    report["form"]["cipai"] = main or learnt
+    report["violations"].append(Violation("格式", k + 1, 1, lines[k][0], f"no 格 of {main or learnt} has these "
+                                          f"lines ({sum(lengths)} 字); the nearest, {name}, has {here}, not "
+                                          f"{lengths[k]}"))
+
+
+def check_learnt(lines, name, entry, cilin, report):
+    """Each learnt rhyme set of 词牌 name (its cipai.json entry) in one 词林正韵 部, each line in its tone; a line
+    that leaves it is 出韵."""
+    report["form"]["cipai"] = name
+    ends = [l[-1] for l in lines]
     v, sets = report["violations"], []
     for s in entry.get("rhymes", []):
-        lines = s["lines"]
+        at = s["lines"]
         want = [poetics.CLASSICAL[t] for t in s["tones"]]
-        chars = [ends[i] for i in lines]
         count = {}
-        for i, ch, t in zip(lines, chars, want):
-            for g in cilin.groups_of(ch, t):
+        for i, t in zip(at, want):
+            for g in cilin.groups_of(ends[i], t):
                 count.setdefault(g, []).append(i)
         g, members = max(sorted(count.items()), key=lambda kv: len(kv[1]), default=(None, []))
-        for i, ch in zip(lines, chars):
+        for i in at:
             if i not in members:
-                v.append(Violation("出韵", i + 1, len(pieces[i]) - 1, ch, f"{ch} leaves the rhyme set's "
+                v.append(Violation("出韵", i + 1, len(lines[i]), ends[i], f"{ends[i]} leaves the rhyme set's "
                                    f"{cilin.groups[g] if g is not None else '部'}"))
-        sets.append({"lines": [i + 1 for i in lines], "group": cilin.groups[g] if g is not None else None})
+        sets.append({"lines": [i + 1 for i in at], "group": cilin.groups[g] if g is not None else None})
     report["rhyme"] = {"system": "词林正韵", "sets": sets}
+    report["notes"].append("not a 格 of the 词谱: checked for rhyme only, by the rhyme sets learnt from its examples")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -243,17 +374,22 @@ def format_report(report):
     """The report as a reader sees it: the form line, each line with its tones (and NLL), the violations."""
     form, rhyme, pattern = report["form"], report["rhyme"] or {}, report["pattern"] or {}
     head = form["name"] if not form["cipai"] else f"词 · {form['cipai']}"
+    if form.get("ge"):
+        g = form["ge"]
+        head += f" (格 {g['number']} of {g['of']}, {g['chars']} 字, {g['source']})"
     if pattern:
         head += f", {pattern['start']}, 首句{'入韵' if pattern['first_line_rhymes'] else '不入韵'}"
     if rhyme.get("group"):
         head += f"; rhyme {rhyme['system']} {rhyme['group']} ({rhyme['tone']})"
     elif rhyme.get("sets"):
         head += f"; rhyme {rhyme['system']}: " + " | ".join(
-            f"lines {' '.join(map(str, s['lines']))} {s['group'] or '—'}" for s in rhyme["sets"])
+            f"lines {' '.join(map(str, s['lines']))} {s['group'] or '—'}{' ' + s['tone'] if s.get('tone') else ''}"
+            for s in rhyme["sets"])
     out = [head]
     for l in report["lines"]:
         nll = f"  NLL {l['nll']:.2f}" if l.get("nll") is not None else ""
-        out.append(f"{l['line']:>3} {l['text']}  {l['tones']}{nll}")
+        wants = f"  格 {l['wants']}" if l.get("wants") else ""
+        out.append(f"{l['line']:>3} {l['text']}  {l['tones']}{wants}{nll}")
     if report["violations"]:
         out.append(f"{len(report['violations'])} violation(s):")
         out += [f"  line {v['line']}, char {v['char']} {v['character']}: {v['rule']} — {v['message']}"

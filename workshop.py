@@ -2,6 +2,7 @@
 loaded once, a poem checked with the model's surprise per line, and new versions of a line proposed."""
 from dataclasses import dataclass
 
+import cipu
 import dataUtil
 import decoding
 import poetics
@@ -11,11 +12,13 @@ from config import GenConfig, UserError
 
 @dataclass
 class Tables:
-    """What a check needs besides the poem: tone labels, the two rhyme books, the 词牌 table (or None)."""
+    """What a check needs besides the poem: tone labels, the two rhyme books, the learnt 词牌 table (or None),
+    the 词谱 (cipu.Cipu)."""
     labels: dict
     pingshui: object
     cilin: object
     cipai: dict
+    cipu: object = None
 
 
 def load_tables(data_dir="data"):
@@ -24,19 +27,23 @@ def load_tables(data_dir="data"):
         raise UserError("no readable rhyme table: python dataUtil.py prepare builds it (data/processed/rhymes.json)")
     labels = decoding.classical_table(GenConfig(), data_dir) or {}
     cipai = decoding.prepared_or_shipped("cipai.json", dataUtil.load_cipai_table, data_dir)
-    return Tables(labels, books["pingshui"], books["cilin"], cipai)
+    return Tables(labels, books["pingshui"], books["cilin"], cipai, cipu.load())
 
 
-def reads_as_ci(text, tables):
-    """Whether a poem is a 词 by a known 词牌's pattern and no regular 诗 (the 宋词 model reads it then)."""
-    return prosody.cipai_of(text, tables.cipai or {}) is not None and poetics.form_of(text) is None
+def reads_as_ci(text, tables, cipai_name=None):
+    """Whether a poem is a 词 — said to be one (cipai_name), or by a known 词牌's pattern and no regular 诗 —
+    (the 宋词 model reads it then)."""
+    found = prosody.cipai_of(text, tables.cipai or {}, tables.cipu, cipai_name)
+    return found is not None and (bool(cipai_name) or poetics.form_of(text) is None)
 
 
-def check_poem(text, tables, model=None, itos=None, device="cpu"):
-    """prosody.check's report of the normalised text, with each line's NLL under the model when one is given."""
-    report = prosody.check(text, tables.labels, tables.pingshui, tables.cilin, tables.cipai)
+def check_poem(text, tables, model=None, itos=None, device="cpu", cipai_name=None):
+    """prosody.check's report of the normalised text, with each line's NLL under the model when one is given;
+    cipai_name: the 词牌 it is said to follow (check --cipai)."""
+    report = prosody.check(text, tables.labels, tables.pingshui, tables.cilin, tables.cipai, tables.cipu, cipai_name)
     if model is not None:
-        for line, nll in zip(report["lines"], decoding.line_nll(model, itos, text, device)):
+        marks = dataUtil.PUNCT if report["form"]["name"] == "词" else poetics.LINE_ENDS    # a 词's lines: pieces
+        for line, nll in zip(report["lines"], decoding.line_nll(model, itos, text, device, marks)):
             line["nll"] = round(nll, 4)
     return report
 
