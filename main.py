@@ -7,7 +7,8 @@ imports this file.
     python main.py evaluate [--ckpt checkpoints/best.pt] [--samples 20]
     python main.py experiment init|optim|recipe|rerank|rhyme|keywords [--steps N] [--limit-poems N]
     python main.py export [--ckpt checkpoints/best.pt] [--out pretrained/tang.pt]
-    python main.py check "POEM" [--json] [--cipai NAME]   (the 格律 check; exit 0 clean, 1 a rule broken)
+    python main.py check "POEM"|FILE|- [--json] [--cipai NAME]   (the 格律 check, of one poem or many: exit 0
+                                 clean, 1 a rule broken or nothing checked, 2 bad input, 3 a table unreadable)
     python main.py revise "POEM" --line K [--num 5] [--json]
     python main.py serve [--host 127.0.0.1] [--port 8000]    (the web page)
 
@@ -26,6 +27,10 @@ import sys
 
 if __name__ == "__main__":        # Ctrl-C while the imports below load: one line and 130, not a traceback
     signal.signal(signal.SIGINT, lambda *_: (sys.stderr.write("interrupted\n"), os._exit(130)))
+if __name__ == "__main__" and sys.argv[1:2] == ["check"]:     # the 格律 check imports torch only for a model
+    import checking
+    from config import run_cli
+    sys.exit(run_cli(checking.cmd_check, sys.argv[2:]))
 
 import torch
 
@@ -319,32 +324,8 @@ def same_file_content(a, b):
 
 
 def cmd_check(rest):
-    import json
-    import prosody
-    import workshop
-    parser = make_parser("main.py check", "the 格律 check of a poem: form, tones, rhyme and the rules it breaks "
-                         "(exit 0: keeps them all, 1: breaks one, 2: bad input)", [])
-    parser.add_argument("poem", nargs="?", default=None, help="the poem's text (default: read from stdin)")
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    parser.add_argument("--ckpt", default="", help="the model whose surprise (NLL) per line is shown "
-                        "(default: as generate picks it)")
-    parser.add_argument("--no-model", action="store_true", help="leave out the model's NLL per line")
-    parser.add_argument("--cipai", default="", help="the 词牌 the poem follows (any of its names), checked by its "
-                        "格 in the 词谱 (default: found by the poem's lines)")
-    device_flag(parser)
-    args = parser.parse_args(rest)
-    text = prosody.normalise(args.poem if args.poem is not None else read_stdin())
-    tables = workshop.load_tables()
-    if args.cipai:
-        prosody.resolve_cipai(args.cipai, tables.cipu, tables.cipai)           # an unknown name fails here
-    model = itos = device = None
-    if not args.no_model:
-        ci = workshop.reads_as_ci(text, tables, args.cipai)
-        device = pick_device(TrainConfig(device=args.device))
-        model, _, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(args.ckpt, ci=ci)), device)
-    report = workshop.check_poem(text, tables, model, itos, device, args.cipai)
-    print(json.dumps(report, ensure_ascii=False) if args.json else prosody.format_report(report))
-    return 0 if report["ok"] else 1
+    import checking                        # the command lives there (main.py dispatches to it before torch loads)
+    return checking.cmd_check(rest)
 
 
 def cmd_revise(rest):

@@ -1,71 +1,44 @@
 """The 格律 check (`python main.py check "POEM"`): a poem's form, each character's classical tone, its tone
 pattern, its rhyme by 平水韵 (词林正韵 for a 词牌), and the rules it breaks, each at a line and position.
 
-Tones: the corpus's own 平仄 labels (tones.json, how the Tang poets used each character), else the 平水韵 table's
-tones, else unknown. A character read both ways (看 思 过) fits either tone and is never flagged; nor is one of
-unknown tone. Rules for regular verse (五/七言 绝句, 律诗, 排律), as the handbooks state them (王力《诗词格律》):
-- 二四六分明: positions 2, 4 (and 6 in 七言) of a line alternate in tone; positions 1, 3, 5 are free (一三五不论)
-  except where the next two rules bite;
-- 对: the second line of a couplet is opposite the first at position 2; 粘: the first line of a couplet has the
-  tone of the line before it at position 2;
-- 孤平: a line ending in 平 whose last five characters read 仄平仄仄平 (its only 平 besides the rhyme is alone);
-- 三平尾 / 三仄尾: the last three characters all 平 / all 仄;
-- 出韵: a rhyming line (the even lines, and the first when it rhymes: 首句入韵) ends outside the poem's group;
-- 重字: a character used twice in the poem, away from a doubling (萧萧 滚滚 are one word).
+Tones: the tone table (tones.json), else the 平水韵 table's tones, else unknown. A character read both ways
+(中: 看 思 过) takes the tone that fits; one of unknown tone is never flagged. The text is read as a reader would
+(reading.py: any of ，。？！；：、, a space or a new line ends a line; a title or author line is set aside). Regular
+verse (五/七言 绝句, 律诗, 排律: 4, 8 or 10+ lines of 5 or 7 characters) is judged by gelv.py: the poem's pattern
+from all its lines, each line against its template, 拗救 named and accepted, 三仄尾 and 重字 noted, 孤平, 三平尾,
+粘, 对, 二四六分明, 出句平收 and 出韵 flagged. Text that is neither regular nor a 词 is not checked (checked: false).
 A 词 is matched to a 格 of the 词谱 (cipu.py: 钦定词谱 and 龙榆生, by name with --cipai or by its pieces' lengths)
 and judged character by character against the 格's 平/仄 (中 free), each rhyme set in one 词林正韵 部 in the
 tones it wants (入声 部 for a 入 set); 粘, 对, 孤平 and 二四六 are rules of regular verse and never applied to a
 词. A 词 of a learnt 词牌 (cipai.json) that fits no 格 is checked for rhyme only, by the learnt rhyme sets.
 A 词's report lines are its pieces (句 and 读, as its punctuation cuts them).
 """
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import cipu
 import dataUtil
+import gelv
 import poetics
+import reading
 from config import UserError, suggest
+from gelv import Violation
 from poetics import BOTH, LEVEL, OBLIQUE
 
 TONE_MARK = {LEVEL: "平", OBLIQUE: "仄", BOTH: "中", None: "？"}       # 中: either tone
-FORM_NAMES = {4: "绝句", 8: "律诗"}
-
-
-@dataclass
-class Violation:
-    rule: str
-    line: int            # 1-based
-    char: int            # 1-based position in the line
-    character: str
-    message: str
-
-
-MAX_POEM = 400          # characters a check or revision accepts
+MAX_POEM = reading.MAX_POEM          # characters a check or revision accepts
+NOT_CHECKED = "not a regular form: nothing was checked"
+best_group = gelv.best_group         # workshop's revision infers a poem's rhyme group with it
 
 
 def normalise(text, vocab=None):
-    """User text as one string of lines ending in ，。？！；、: half-width marks made full, spaces dropped, a
-    row without an end mark given ，/。 in turn, traditional characters converted the way the corpus is (given a
-    model's vocabulary, a variant the vocabulary holds stays: a model trained on variants as kept wrote it).
-    Empty, oversized or non-Chinese text is a UserError naming the problem."""
-    rows = ["".join(r.split()) for r in text.translate(dataUtil.HALF_TO_FULL).splitlines()]
-    out = ""
-    for r in (r for r in rows if r):
-        if r[-1] not in dataUtil.PUNCT:
-            r += "，" if len(poetics.split_lines(out + r + "，")) % 2 == 1 else "。"
-        out += r
-    if not out.strip(dataUtil.PUNCT):
+    """User text as one string of lines ending in ，。？！；：、 (reading.read_poem: spaces and new lines end lines,
+    empty lines dropped, a title or author line above the poem set aside, traditional characters converted;
+    given a model's vocabulary, a variant it holds stays). Empty, oversized or non-Chinese text, or text with no
+    line left, is a UserError naming the problem."""
+    text = reading.read_poem(text, vocab).text
+    if not text:
         raise UserError("the poem is empty; give its lines, e.g. \"白日依山尽，黄河入海流。\"")
-    if len(out) > MAX_POEM:
-        raise UserError(f"the poem has {len(out)} characters; at most {MAX_POEM} are checked")
-    bad = next((ch for ch in out if not dataUtil.CLEAN_POEM.fullmatch(ch)), None)
-    if bad is not None:
-        raise UserError(f"{bad!r} is neither a Chinese character nor ，。？！；、: give the poem's text alone")
-    if out[0] in dataUtil.PUNCT:
-        raise UserError("the poem starts with a punctuation mark; give its lines")
-    simplified = dataUtil.opencc_t2s()(out)
-    if vocab is None:
-        return dataUtil.standardise(simplified)
-    return "".join(ch if ch in vocab else dataUtil.standard_form(ch) for ch in simplified)
+    return text
 
 
 def tone_of(ch, labels, book):
@@ -77,138 +50,48 @@ def tone_of(ch, labels, book):
     return BOTH if len(tones) == 2 else tones.pop() if tones else None
 
 
-def form_name(chars, lines):
-    kind = FORM_NAMES.get(lines, "排律" if lines >= 10 else "")
-    return f"{'五' if chars == 5 else '七'}言{kind}" if kind else ""
+form_name = reading.form_name
 
 
-def check(text, labels, pingshui, cilin=None, cipai=None, cipu_table=None, cipai_name=None):
-    """The report of text (already normalised: lines ending in ，。？！；): a dict with form, lines (text and
-    tones), pattern, rhyme, violations (Violation as dicts), notes and ok. labels: {character: 平|仄|both};
+def check(text, labels, pingshui, cilin=None, cipai=None, cipu_table=None, cipai_name=None, headings=()):
+    """The report of text (already normalised: lines ending in ，。？！；：、): a dict with form, lines (text and
+    tones; for regular verse also each line's template and reading), pattern, rhyme, violations (Violation as
+    dicts), remarks (the same shape: named, not flagged), notes, checked (a rule was applied), headings (rows set
+    aside as a title or author line) and ok (checked, nothing broken). labels: {character: 平|仄|both};
     pingshui, cilin: rhymebook.Book; cipai: the learnt 词牌 table and cipu_table the 词谱 (cipu.Cipu), to
     recognise a 词; cipai_name: the 词牌 the text is said to be (check --cipai), never read as regular verse."""
-    lines = [l[:-1] for l in poetics.split_lines(text)]
+    lines = reading.lines_of(text)
     tones = [[tone_of(ch, labels, pingshui) for ch in l] for l in lines]
     report = {"poem": text, "form": {"name": "free", "chars": 0, "lines": len(lines), "cipai": None},
               "lines": [{"line": i + 1, "text": l, "tones": "".join(TONE_MARK[t] for t in ts)}
                         for i, (l, ts) in enumerate(zip(lines, tones))],
-              "pattern": None, "rhyme": None, "violations": [], "notes": []}
-    shape = poetics.form_of(text)
-    if not cipai_name and shape and shape[0] in (5, 7) and shape[1] % 2 == 0 and form_name(*shape):
+              "pattern": None, "rhyme": None, "violations": [], "remarks": [], "notes": [], "checked": True,
+              "headings": list(headings)}
+    shape = None if cipai_name else reading.shape_of(text)
+    if shape:
         report["form"].update(name=form_name(*shape), chars=shape[0])
-        check_regular(lines, tones, pingshui, report)
+        gelv.check_regular(lines, tones, pingshui, report)
     elif cilin is not None and (ci := check_ci(text, labels, pingshui, cilin, cipai, cipu_table, cipai_name, report)):
         lines, tones = ci                                 # a 词's lines are its pieces
     else:
-        report["notes"].append("free form: not a regular 绝句/律诗/排律 nor a known 词牌's pattern, so no rule "
-                               "applies; tones are shown")
+        report["checked"] = False
+        report["notes"].append(f"{NOT_CHECKED} (not 4, 8 or 10+ lines of 5 or 7 characters, nor a known 词牌's "
+                               "pattern); tones are shown")
     either = [f"{l[p]} (line {i + 1}, char {p + 1})" for i, (l, ts) in enumerate(zip(lines, tones))
               for p, t in enumerate(ts) if t == BOTH]
-    if either:
+    if either and not shape:
         report["notes"].append("read both ways, so either tone fits: " + ", ".join(either))
     unknown = [ch for l, ts in zip(lines, tones) for ch, t in zip(l, ts) if t is None]
     if unknown:
         report["notes"].append("tone unknown (not judged): " + "".join(dict.fromkeys(unknown)))
     report["violations"] = [asdict(v) for v in sorted(report["violations"], key=lambda v: (v.line, v.char))]
-    report["ok"] = not report["violations"]
+    report["remarks"] = [asdict(v) for v in sorted(report["remarks"], key=lambda v: (v.line, v.char))]
+    report["notes"] = [f"line {r['line']}, char {r['char']} {r['character']}: {r['rule']} — {r['message']}"
+                       for r in report["remarks"]] + report["notes"]
+    if headings:
+        report["notes"].insert(0, "set aside as a title or author line: " + " / ".join(headings))
+    report["ok"] = report["checked"] and not report["violations"]
     return report
-
-
-# ----------------------------------------------------------------------------------------------------------
-# regular verse
-
-def key_tone(ts):
-    """A line's tone at position 2, or the opposite of position 4's when 2 reads both ways; None if unknown."""
-    if ts[1] in (LEVEL, OBLIQUE):
-        return ts[1], 2
-    if len(ts) > 4 and ts[3] in (LEVEL, OBLIQUE):
-        return 1 - ts[3], 4
-    return None, 2
-
-
-def check_regular(lines, tones, book, report):
-    v = report["violations"]
-    keys = [key_tone(ts) for ts in tones]
-    for i, (l, ts) in enumerate(zip(lines, tones)):
-        for a, b in ((2, 4), (4, 6)):
-            if b <= len(ts) and ts[a - 1] in (LEVEL, OBLIQUE) and ts[a - 1] == ts[b - 1]:
-                v.append(Violation("二四六分明", i + 1, b, l[b - 1], f"positions {a} and {b} are both "
-                                   f"{TONE_MARK[ts[b - 1]]}; they should differ"))
-        k, pos = keys[i]
-        if i % 2 == 1 and k is not None and k == keys[i - 1][0]:
-            v.append(Violation("对", i + 1, pos, l[pos - 1], f"the couplet's lines should be opposite at "
-                               f"position 2; both are {TONE_MARK[k] if pos == 2 else TONE_MARK[1 - k]}"))
-        if i % 2 == 0 and i > 0 and k is not None and keys[i - 1][0] is not None and k != keys[i - 1][0]:
-            v.append(Violation("粘", i + 1, pos, l[pos - 1], f"a couplet's first line should follow the line "
-                               f"before it at position 2 ({TONE_MARK[keys[i - 1][0]]})"))
-        tail = ts[-5:]
-        if tail[4] in (LEVEL, BOTH) and tail[3] == OBLIQUE and tail[0] == OBLIQUE and tail[2] == OBLIQUE \
-                and tail[1] in (LEVEL, BOTH):
-            p = len(ts) - 4
-            v.append(Violation("孤平", i + 1, p, l[p - 1], "仄平仄仄平: the one 平 besides the rhyme stands alone; "
-                               f"position {p} wants 平 (or 拗救 with position {p + 2})"))
-        for tone, rule in ((LEVEL, "三平尾"), (OBLIQUE, "三仄尾")):
-            if all(t == tone for t in ts[-3:]):
-                v.append(Violation(rule, i + 1, len(ts) - 2, l[-3], f"the last three characters are all "
-                                   f"{TONE_MARK[tone]}"))
-    check_repeats(lines, v)
-    first = keys[0][0]
-    check_rhyme(lines, book, report)
-    report["pattern"] = {"start": {LEVEL: "平起", OBLIQUE: "仄起"}.get(first, "unknown"),
-                         "first_line_rhymes": bool(report["rhyme"] and 1 in report["rhyme"]["rhyming_lines"])}
-    report["notes"].append("positions 1, 3, 5 are free (一三五不论) except where 孤平 or 三平尾/三仄尾 arise")
-
-
-def check_repeats(lines, v):
-    seen = set()
-    for i, l in enumerate(lines):
-        for p, ch in enumerate(l):
-            doubled = (p > 0 and l[p - 1] == ch) or (p + 1 < len(l) and l[p + 1] == ch)
-            if ch in seen and not doubled:
-                v.append(Violation("重字", i + 1, p + 1, ch, f"{ch} is used earlier in the poem"))
-            seen.add(ch)
-
-
-def best_group(ends, book):
-    """(group, tone, lines in it) of the group of the book that most of ends [(line index, char)] share, level
-    tone first on a tie; (None, None, []) when none has two."""
-    best = (None, None, [])
-    for tone in (LEVEL, OBLIQUE):
-        count = {}
-        for i, ch in ends:
-            for g in book.groups_of(ch, tone):
-                count.setdefault(g, []).append(i)
-        for g, members in sorted(count.items()):
-            if len(members) > len(best[2]):
-                best = (g, tone, members)
-    return best if len(best[2]) >= 2 else (None, None, [])
-
-
-def check_rhyme(lines, book, report):
-    """The poem's group is the one most even lines end in; the first line rhymes when it ends in it too."""
-    even = [(i, l[-1]) for i, l in enumerate(lines) if i % 2 == 1]
-    g, tone, members = best_group(even, book)
-    v = report["violations"]
-    if g is None:
-        for i, ch in even:
-            v.append(Violation("出韵", i + 1, len(lines[i]), ch, "no two even lines end in one 平水韵 group"))
-        report["rhyme"] = {"system": "平水韵", "group": None, "tone": None, "rhyming_lines": [], "ends": []}
-        return
-    rhyming = ([0] if g in book.groups_of(lines[0][-1], tone) else []) + [i for i, _ in even]
-    ends = []
-    for i in rhyming:
-        ch = lines[i][-1]
-        ok = g in book.groups_of(ch, tone)
-        ends.append({"line": i + 1, "char": ch, "groups": sorted(book.groups[x] for x in book.groups_of(ch)),
-                     "in_group": ok})
-        if not ok:
-            v.append(Violation("出韵", i + 1, len(lines[i]), ch, f"{ch} is not in {book.groups[g]} "
-                               f"({', '.join(book.groups[x] for x in sorted(book.groups_of(ch))) or 'no group'})"))
-    report["rhyme"] = {"system": "平水韵", "group": book.groups[g], "tone": TONE_MARK[tone],
-                       "rhyming_lines": [i + 1 for i in rhyming], "ends": ends}
-    if tone == OBLIQUE:
-        report["notes"].append("the rhyme is on 仄 (仄韵): regulated verse rhymes on 平; the tone rules are checked "
-                               "anyway")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -388,12 +271,14 @@ def format_report(report):
     out = [head]
     for l in report["lines"]:
         nll = f"  NLL {l['nll']:.2f}" if l.get("nll") is not None else ""
-        wants = f"  格 {l['wants']}" if l.get("wants") else ""
+        wants = f"  格 {l['wants']}" if l.get("wants") else f"  式 {l['template']}" if l.get("template") else ""
         out.append(f"{l['line']:>3} {l['text']}  {l['tones']}{wants}{nll}")
     if report["violations"]:
         out.append(f"{len(report['violations'])} violation(s):")
         out += [f"  line {v['line']}, char {v['char']} {v['character']}: {v['rule']} — {v['message']}"
                 for v in report["violations"]]
+    elif not report.get("checked", True):
+        out.append(NOT_CHECKED)
     else:
         out.append("keeps every rule it was checked against")
     out += [f"note: {n}" for n in report["notes"]]

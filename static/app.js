@@ -229,7 +229,8 @@ function renderReport(report, box) {
     box.appendChild(row);
   }
   const ul = el("ul", undefined, "violations");
-  if (!report.violations.length) ul.appendChild(el("li", "合律 keeps every rule it was checked against", "ok"));
+  if (report.checked === false) ul.appendChild(el("li", "not a regular form: nothing was checked"));
+  else if (!report.violations.length) ul.appendChild(el("li", "合律 keeps every rule it was checked against", "ok"));
   for (const v of report.violations) ul.appendChild(el("li", `第${v.line}句第${v.char}字 ${v.character}：${v.rule} — ${v.message}`));
   box.appendChild(ul);
   for (const n of report.notes) box.appendChild(el("p", n, "hint"));
