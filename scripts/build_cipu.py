@@ -156,7 +156,11 @@ def main(argv):
     args = p.parse_args(argv)
     if not os.path.isfile(os.path.join(args.source, "ci_index.json")):
         raise UserError(f"{args.source}: no ci_index.json there (give the folder of couyun's ci_pu tables)")
-    table, counts = build(args.source, entering_test(args.rhymes))
+    entering = entering_test(args.rhymes)
+    try:
+        table, counts = build(args.source, entering)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+        raise UserError(f"{args.source}: not the couyun ci_pu tables this script reads ({type(e).__name__}: {e})")
     text = dumps(table)
     cipu.parse(json.loads(text))                         # what cipu.load will read
     fileio.write_text(args.out, text)

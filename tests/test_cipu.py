@@ -256,9 +256,13 @@ def test_the_build_script(tmp_path):
     # c: 急 落 立 all 入声 (落's position -3 is a 叶 in couyun's marking), its 、 a 读
     assert c.rhymes == (("入", (1, 3, 6)),) and c.pieces == ((2, "，"), (2, "、"), (3, "。"))
     assert "MIT License" in (tmp_path / "t" / "cipu.LICENSE").read_text(encoding="utf-8")
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "build_cipu.py"), str(tmp_path / "none")],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "ci_index.json").write_text("{x", encoding="utf-8")
+    for src in ("none", "bad"):                        # no such folder; a ci_index.json that is not JSON
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "build_cipu.py"), str(tmp_path / src),
+                            "--out", str(tmp_path / "x.json")], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "x.json").exists()
 
 
 # ----------------------------------------------------------------------------------------------------------
