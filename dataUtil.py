@@ -1,7 +1,7 @@
 """The corpora (全唐诗, and 宋词 with --genre ci): fetch, clean, convert to simplified, split, vocabulary, cache.
 
     python dataUtil.py prepare [--raw-dir DIR] [--min-freq N] ...   # prints and writes data/processed/stats.json
-    python dataUtil.py export-npz FILE [--split train|all]          # the widely used tang.npz layout
+    python dataUtil.py export-npz FILE [--split train|all] [--overwrite]   # the widely used tang.npz layout
 
 Data flow (docs/design.md): poet.tang.*.json (traditional) -> clean -> OpenCC t2s -> length filter ->
 dedupe -> split by a stable hash of the text -> variant characters to standard form (异体字, `standardise`) ->
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from config import Config, UserError, check_config, make_parser, config_from_args, run_cli
+from config import Config, EnvironmentFailure, UserError, check_config, make_parser, config_from_args, run_cli
 import fileio
 import poetics
 import rhymebook
@@ -111,7 +111,7 @@ def fetch_raw(raw_dir):
             shutil.rmtree(stale, ignore_errors=True)
         tmp = tempfile.mkdtemp(prefix=".raw-partial-", dir=parent)
     except OSError as e:
-        raise UserError(f"cannot write the corpus into {parent} ({e.strerror}); use --data-dir DIR")
+        raise EnvironmentFailure(f"cannot write the corpus into {parent} ({e.strerror}); use --data-dir DIR")
     try:
         if shutil.which("npm"):
             fetch_npm(tmp)
@@ -922,7 +922,10 @@ def poem_formats(poems, itos, cfg):
     """[(feats (n+1, K), pair (n+1,))] of encoded poems (formats.features of each poem's own Format)."""
     import formats
     tones, pingshui, cilin, cipai = verse_tables(cfg)
-    reader = formats.Formatter(tones, pingshui, cilin, cipai if cfg.data.genre == "ci" else None, ci_pattern)
+    ci = cfg.data.genre == "ci"
+    if ci:
+        import cipu
+    reader = formats.Formatter(tones, pingshui, cilin, cipai if ci else None, ci_pattern, cipu.load() if ci else None)
     stoi = {w: i for i, w in enumerate(itos)}
     out = []
     for ids in poems:
@@ -1027,8 +1030,10 @@ def main(argv):
     command, rest = argv[0], argv[1:]
     parser = make_parser(f"dataUtil.py {command}", __doc__.splitlines()[0], ["data"])
     if command == "export-npz":
-        parser.add_argument("file")
-        parser.add_argument("--split", choices=["train", "all"], default="train")
+        parser.add_argument("file", help="the .npz file to write")
+        parser.add_argument("--split", choices=["train", "all"], default="train",
+                            help="the train split's poems, or all three splits' (default: train)")
+        parser.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     args = parser.parse_args(rest)
     cfg = check_config(config_from_args(args, Config()))
     if command == "prepare":
@@ -1039,6 +1044,7 @@ def main(argv):
     else:
         if os.path.isdir(args.file) or args.file.endswith(os.sep):
             raise UserError(f"{args.file} is a folder; give the file to write, e.g. {os.path.join(args.file, 'tang.npz')}")
+        fileio.check_target(args.file, args.overwrite)       # before the corpus is loaded; a device never
         kept, skipped = export_npz(load_corpus(cfg), args.file, args.split)
         print(f"wrote {args.file}: {kept} poems ({skipped} longer than 123 characters skipped)")
     return 0

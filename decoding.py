@@ -66,9 +66,10 @@ class Spec:
         return bool(self.chars or self.lines or self.heads or self.pattern)
 
 
-def spec_from(gcfg, cipai=None, cipu_table=None):
+def spec_from(gcfg, cipai=None, cipu_table=None, told=False):
     """The Spec of a GenConfig (cipai: the learnt 词牌 table, needed for --cipai; cipu_table: the 词谱, read
-    from pretrained/cipu.json when --cipai needs it and none is given); a bad combination is a UserError."""
+    from pretrained/cipu.json when --cipai needs it and none is given; told: the model reads format inputs, so a
+    --cipai poem follows a 格 of the 词谱 and its tones are told it); a bad combination is a UserError."""
     s = Spec(gcfg.form, gcfg.lines, "".join(gcfg.acrostic.split()), gcfg.rhyme, gcfg.tones,
              rhyme_tone=poetics.LEVEL if gcfg.rhyme_tone == "level" else poetics.OBLIQUE)
     if gcfg.ge and not gcfg.cipai or gcfg.ge < 0:
@@ -76,9 +77,9 @@ def spec_from(gcfg, cipai=None, cipu_table=None):
     if gcfg.cipai:
         if s.chars or s.lines or s.heads:
             raise UserError("--cipai fixes the form itself: leave out --form, --lines, --acrostic")
-        entry, ge = cipai_entry(gcfg, cipai, cipu_table, s.tones)
+        entry, ge = cipai_entry(gcfg, cipai, cipu_table, s.tones or told)
         s.pattern = dataUtil.cipai_pattern(entry)
-        if ge is not None and s.tones:
+        if ge is not None and (s.tones or told):
             s.ci_tones = tuple(cut(ge.tones, [n for n, _ in s.pattern]))
         if ge is not None and s.rhyme and gcfg.rhyme_system == "pingshui":      # 词林正韵: a 入 set rhymes in 入声
             s.rhyme_open = tuple((k, ENTERING) for k, (tone, _) in enumerate(ge.rhymes) if tone == "入")
@@ -166,7 +167,9 @@ def format_for(spec):
     """The formats.Format a row of spec tells the model: a 词牌's lines and rhyming lines, or a regular 诗's
     shape with its tone pattern (spec.first_tone) and 平水韵 group (spec.group) where chosen; None when free."""
     if spec.pattern:
-        return formats.Format(lengths=tuple(n for n, _ in spec.pattern), rhyme_lines=dict.fromkeys(spec.rhyme_lines, 0))
+        tones = tuple(tuple(formats.WANT_VALUE[t] for t in line) for line in spec.ci_tones)
+        return formats.Format(lengths=tuple(n for n, _ in spec.pattern), rhyme_lines=dict.fromkeys(spec.rhyme_lines, 0),
+                              tones=tones)
     if spec.chars in (5, 7) and spec.lines and spec.lines % 2 == 0:
         level = spec.rhyme_tone == poetics.LEVEL
         group = spec.group if spec.group >= 0 and level else None
@@ -783,7 +786,7 @@ def make_request(itos, gcfg, tables_cache=None, told=False):
     """The Request of gcfg (a UserError for anything it cannot honour). tables_cache: a dict that keeps the
     Tables built for each (tone table, rhyme book), and the forms table, across requests (the web server's).
     told: the model reads format inputs, so a regular poem's format is drawn (rows_of) and it rhymes by default."""
-    spec = spec_from(gcfg, cipai_table() if gcfg.cipai else None)
+    spec = spec_from(gcfg, cipai_table() if gcfg.cipai else None, told=told)
     spec.masks = gcfg.masks
     regular = told and not gcfg.cipai and (spec.chars or not gcfg.free)
     if regular and gcfg.masks and gcfg.rhyme_system == "pingshui" and gcfg.rhyme_tone == "level":

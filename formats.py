@@ -31,6 +31,7 @@ TOTAL = sum(SIZES.values())
 CILIN_BASE = 106                  # group values: 1 + 平水韵 group (0..105), 1 + 106 + 词林正韵 部 (0..18)
 EOS_LINE = 33                     # the line value when <eos> is predicted
 TONE_VALUE = {LEVEL: 1, OBLIQUE: 2, BOTH: 3}
+WANT_VALUE = {"平": 1, "仄": 2, "中": 3}         # a 词谱 格's marks
 PATTERN_FIT = 0.8                 # a 诗 follows the nearer tone pattern at this share of positions 2/4/6, or no pattern
 
 
@@ -196,22 +197,61 @@ def ci_format(entry, ends=None, book=None):
     return Format(lengths=tuple(n for n, _ in entry["lines"]), rhyme_lines=rhyme)
 
 
+def ge_format(ge, text, cilin):
+    """The Format of a 词 that follows 格 ge (cipu.Ge) piece for piece: its pieces, the 格's tone per character,
+    its rhyme slots, each rhyme set's 词林正韵 部 where the text's rhymes share one (else unknown)."""
+    lengths = tuple(n for n, _ in ge.pieces)
+    ends = {sum(lengths[:k + 1]) - 1: k for k in range(len(lengths))}            # last character -> piece
+    chars = [ch for ch in text if ch not in poetics.LINE_ENDS + "、："]
+    rhyme = {}
+    for tone, at in ge.rhymes:
+        common = cilin.common([chars[p] for p in at]) if cilin is not None else set()
+        if tone == "入":
+            common = {g for g in common if g >= 14}                             # 部 15-19: the 入声
+        value = 1 + CILIN_BASE + min(common) if common else 0
+        rhyme.update({ends[p]: value for p in at if p in ends})
+    tones, pos = [], 0
+    for n in lengths:
+        tones.append(tuple(WANT_VALUE[t] for t in ge.tones[pos:pos + n]))
+        pos += n
+    return Format(lengths=lengths, rhyme_lines=rhyme, tones=tuple(tones))
+
+
 class Formatter:
     """Formats of real poems, read with the project's tables: tone {character: 平|仄|both}, the 平水韵 and
     词林正韵 books, the 词牌 table (for 词: a 词 whose lines follow a 词牌's pattern gets that 词牌's form)."""
 
-    def __init__(self, tones, pingshui, cilin=None, cipai=None, ci_pattern=None):
+    def __init__(self, tones, pingshui, cilin=None, cipai=None, ci_pattern=None, cipu=None):
         self.tone = lambda ch: poetics.CLASSICAL.get(tones.get(ch))
         self.pingshui, self.cilin = pingshui, cilin
         self.by_pattern = {}
         for name, entry in (cipai or {}).items():
             self.by_pattern.setdefault(tuple(map(tuple, entry["lines"])), entry)
         self.ci_pattern = ci_pattern
+        self.ges = {}                                   # piece lengths -> the 词谱's 格 cut that way
+        for ge in (cipu.all_ge() if cipu is not None else ()):
+            self.ges.setdefault(tuple(n for n, _ in ge.pieces), []).append(ge)
 
     def __call__(self, text):
         fmt = format_of(text, self.tone, self.pingshui)
+        if fmt is None and self.ges:
+            fmt = self.by_ge(text)
         if fmt is None and self.by_pattern and self.ci_pattern is not None:
             entry = self.by_pattern.get(self.ci_pattern(text))
             if entry is not None:
                 fmt = ci_format(entry, poetics.line_ends(text), self.cilin)
         return fmt
+
+    def by_ge(self, text):
+        """The Format of the 格 cut exactly as text's pieces whose tones the text keeps best (None: none is)."""
+        pieces = poetics.split_after(text, poetics.LINE_ENDS + "、")
+        lengths = tuple(len(p) - (p[-1] in poetics.LINE_ENDS + "、") for p in pieces)
+        ges = self.ges.get(lengths)
+        if not ges:
+            return None
+        chars = [ch for ch in text if ch not in poetics.LINE_ENDS + "、："]
+        tones = [self.tone(ch) for ch in chars]
+
+        def kept(ge):
+            return sum(t in (BOTH, None) or w == "中" or (w == "平") == (t == LEVEL) for t, w in zip(tones, ge.tones))
+        return ge_format(max(ges, key=kept), text, self.cilin)
