@@ -149,3 +149,24 @@ def test_rhyme_group_spellings(reader):
         decoding.rhyme_group_of("十一", book)
     with pytest.raises(UserError):
         decoding.rhyme_group_of("董", book)                             # 上声: not a level group
+
+
+MANJIANGHONG = ("怒发冲冠，凭栏处、潇潇雨歇。抬望眼、仰天长啸，壮怀激烈。三十功名尘与土，八千里路云和月。莫等闲、白了少年头，"
+                "空悲切。靖康耻，犹未雪。臣子恨，何时灭。驾长车踏破，贺兰山缺。壮志饥餐胡虏肉，笑谈渴饮匈奴血。待从头、"
+                "收拾旧山河，朝天阙。")
+
+
+def test_a_ci_is_told_its_ge():
+    import cipu
+    tones, pingshui, cilin, _ = dataUtil.verse_tables(Config())
+    read = formats.Formatter(tones, pingshui, cilin, cipu=cipu.load())
+    fmt = read(MANJIANGHONG)
+    feats, _ = formats.features(MANJIANGHONG, fmt)
+    slots = [MANJIANGHONG[t] for t in range(len(MANJIANGHONG)) if feats[t, COL["slot"]] == 2]
+    assert slots == list("歇烈月切雪灭缺血阙")                          # the 格's rhymes, at the characters
+    assert cilin.groups[feats[0, COL["group"]] - 1 - formats.CILIN_BASE] == "第十八部"
+    chars = [c for c in MANJIANGHONG if c not in poetics.LINE_ENDS + "、"]
+    told = [feats[t, COL["tone"]] for t in range(len(MANJIANGHONG)) if MANJIANGHONG[t] in chars
+            and MANJIANGHONG[t] not in poetics.LINE_ENDS + "、"]
+    ge = next(g for g in read.ges[fmt.lengths] if formats.ge_format(g, MANJIANGHONG, cilin) == fmt)
+    assert told == [formats.WANT_VALUE[t] for t in ge.tones]         # every character's 平/仄/中, in order
