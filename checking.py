@@ -27,6 +27,7 @@ from config import EnvironmentFailure, UserError, make_parser
 MAX_INPUT = 16 * 2 ** 20            # bytes a file or stdin of poems may hold
 MAX_ARGUMENT_STDIN = 100_000        # bytes of one poem piped in
 EXIT_CLEAN, EXIT_BROKEN, EXIT_USER, EXIT_MACHINE = 0, 1, 2, 3
+NLL_BATCH = 32                      # poems checked, then read by the model, together (many poems)
 
 
 @dataclass
@@ -208,8 +209,7 @@ def check_text(raw, tables, cipai_name=""):
 def check_one(raw, opts, tables):
     report = check_text(raw, tables, opts.cipai)
     if not opts.no_model and report["poem"]:
-        model = load_model(opts, report)
-        add_nll(report, *model)
+        add_nll([report], *load_model(opts, report))
     print(json.dumps(report, ensure_ascii=False) if opts.json else prosody.format_report(report))
     return EXIT_CLEAN if report["ok"] else EXIT_BROKEN
 
@@ -221,20 +221,26 @@ def check_many(text, opts, tables):
         raise UserError("no poem in the input: a poem per line, or poems apart by blank lines")
     model = load_model(opts) if opts.ckpt and not opts.no_model else None
     counts = {"clean": 0, "broken": 0, "unchecked": 0, "unreadable": 0}
-    for k, (row, raw) in enumerate(poems, 1):
-        try:
-            report = check_text(raw, tables, opts.cipai)
-        except UserError as e:
-            report = {"poem": raw, "error": str(e), "checked": False, "ok": False}
-        if model and report.get("poem"):
-            add_nll(report, *model)
-        kind = ("unreadable" if "error" in report else "clean" if report["ok"] else
-                "broken" if report["checked"] else "unchecked")
-        counts[kind] += 1
-        print_one(k, row, report, opts.json)
+    for first in range(0, len(poems), NLL_BATCH):
+        reports = [check_or_error(raw, tables, opts.cipai) for _, raw in poems[first:first + NLL_BATCH]]
+        if model:
+            add_nll([r for r in reports if r.get("poem") and "error" not in r], *model)
+        for k, ((row, _), report) in enumerate(zip(poems[first:], reports), first + 1):
+            kind = ("unreadable" if "error" in report else "clean" if report["ok"] else
+                    "broken" if report["checked"] else "unchecked")
+            counts[kind] += 1
+            print_one(k, row, report, opts.json)
     line = summary(len(poems), counts)
     print(line, file=sys.stderr if opts.json else sys.stdout)
     return EXIT_CLEAN if counts["clean"] == len(poems) else EXIT_BROKEN
+
+
+def check_or_error(raw, tables, cipai_name):
+    """check_text's report, or one saying why the poem could not be read."""
+    try:
+        return check_text(raw, tables, cipai_name)
+    except UserError as e:
+        return {"poem": raw, "error": str(e), "checked": False, "ok": False}
 
 
 def print_one(k, row, report, as_json):
@@ -264,13 +270,14 @@ def load_model(opts, report=None):
     return model, itos, device
 
 
-def add_nll(report, model, itos, device):
-    """Each line's mean NLL per character (its end mark included; <eos> counts to the last) into the report."""
+def add_nll(reports, model, itos, device):
+    """Each line's mean NLL per character (its end mark included; <eos> counts to the last) into each report,
+    the poems read NLL_BATCH a forward pass."""
     import decoding
-    text = report["poem"]
-    nll = decoding.token_nll(model, itos, [text], device)[0]
-    start = 0
-    for line, piece in zip(report["lines"], reading.split_lines(text)):
-        end = start + len(piece) + (1 if start + len(piece) == len(text) else 0)
-        line["nll"] = round(float(nll[start:end].mean()), 4)
-        start += len(piece)
+    texts = [r["poem"] for r in reports]
+    for report, text, nll in zip(reports, texts, decoding.token_nll(model, itos, texts, device, NLL_BATCH)):
+        start = 0
+        for line, piece in zip(report["lines"], reading.split_lines(text)):
+            end = start + len(piece) + (1 if start + len(piece) == len(text) else 0)
+            line["nll"] = round(float(nll[start:end].mean()), 4)
+            start += len(piece)

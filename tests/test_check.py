@@ -158,6 +158,9 @@ def test_many_poems_from_a_file_as_json_lines(tmp_path):
     assert "3 poems: 1 keep every rule, 1 break a rule, 1 not checked" in r.stderr
     path.write_text(GUANQUE + "\n" + JINSE + "\n", encoding="utf-8")
     assert run(str(path), "--json").returncode == 0
+    r = run(str(path), "--json", "--ckpt", os.path.join(ROOT, "pretrained", "tang.pt"))     # NLL when asked
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert r.returncode == 0 and [sum("nll" in l for l in x["lines"]) for x in rows] == [4, 8]
 
 
 def test_many_poems_from_stdin_apart_by_blank_lines():
