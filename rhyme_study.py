@@ -33,9 +33,10 @@ def cmd_rhyme(rest):
     import json
     with open(os.path.join(processed, "rhymes.json"), encoding="utf-8") as f:
         learnt = json.load(f).get("learnt", {})
-    sections = [tables_section(processed, tang, books["pingshui"], labels),
+    old = old_rule_tables(processed, tang)
+    sections = [tables_section(processed, tang, books["pingshui"], labels, old),
                 conversion_section(books["pingshui"]) + learnt_lines(learnt),
-                agreement_section(books["pingshui"], labels), tang_section(tang, books, labels),
+                agreement_section(books["pingshui"], old[0]), tang_section(tang, books, labels),
                 check_section(tang, books, labels), ci_section(ci, books, labels, cfg)]
     doc = os.path.join(args.docs_dir, "rhyme_study.md")
     fileio.write_text(doc, "\n".join(["# Rhyme study", "", "Command: `python main.py experiment rhyme` (no model; "
@@ -62,7 +63,7 @@ def old_rule_tables(processed, tang):
     return tones, rhymebook.book_from("pingshui", groups)
 
 
-def tables_section(processed, tang, book, tones):
+def tables_section(processed, tang, book, tones, old):
     """What the table rules drop and add (thresholds, lists), and how many of the 3,000 commonest characters
     change against the earlier rules."""
     import json
@@ -73,7 +74,7 @@ def tables_section(processed, tang, book, tones):
     gone = raw.get("dropped", {})
     freq = Counter(ch for p in tang.train for ch in tang.decode(p) if ch not in dataUtil.PUNCT)
     top = [ch for ch, _ in freq.most_common(3000)]
-    old_tones, old_book = old_rule_tables(processed, tang)
+    old_tones, old_book = old
     tone_changed = [ch for ch in top if old_tones.get(ch) != tones.get(ch)]
     group_changed = [ch for ch in top if old_book.entries.get(ch) != book.entries.get(ch)]
     kinds = Counter((old_tones.get(ch), tones.get(ch)) for ch in tone_changed)
@@ -153,8 +154,9 @@ def agreement_section(book, labels, shown=80):
             + [f"| {a} | {b} | {n} |" for (a, b), n in kinds.most_common()] + [
             "", f"The disagreements, first {min(shown, len(wrong))} of {len(wrong)} (character: label → table; "
             "opposite tones first). Most are characters with a second reading that the labels rarely see (the "
-            "table lists every reading; the labels count how Tang poets used the character); in rhyme the table "
-            "decides, in the tone pattern (--tones) the labels do:", "",
+            "table lists every reading; the labels count how Tang poets used the character). That is why tones.json "
+            "now takes the book's readings first and drops one only by where the poets put the character (the rules "
+            "above); this comparison is of the labels alone:", "",
             " ".join(f"{ch}:{label}→{tones}" for ch, label, tones in wrong[:shown])])
 
 
