@@ -77,7 +77,10 @@ def short_run(cfg, corpus, steps, eval_every, on_grads=None):
 
 
 def study_config(args_cfg, **model_overrides):
+    """The config of one study run: the characters-only model the init, optim and recipe studies measure (no
+    format inputs unless a row asks for them), with model_overrides."""
     cfg = Config.from_dict(args_cfg.to_dict())
+    cfg.model.format_inputs = False
     for k, v in model_overrides.items():
         setattr(cfg.model, k, v)
     return cfg
@@ -640,6 +643,7 @@ def cmd_experiment(rest):
     parser.add_argument("--variants", default="", help="comma-separated row numbers of RECIPES, 0 = seed (recipe)")
     parser.add_argument("--docs-dir", default="docs", help="where the study's Markdown table goes")
     base = Config()
+    base.model.format_inputs = False                  # the studies measure the characters-only model
     if which != "recipe":                             # the init and optim studies use a small, fast setting
         base.data.limit_poems, base.train.batch_size, base.train.eval_batch_size = 3000, 32, 512
         base.model.embed_dim, base.model.hidden_size, base.model.num_layers = 64, 128, 1
