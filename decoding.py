@@ -989,7 +989,8 @@ def draft_first_tone(draft, tables):
 
 def with_fixed(spec, fixed, first, layout, tables):
     """spec with the keyword characters fixed; a keyword on a rhyme opens its set in that character's groups."""
-    s = dataclasses.replace(spec, fixed=tuple(sorted(fixed.items())), first_tone=first if spec.tones else None)
+    s = dataclasses.replace(spec, fixed=tuple(sorted(fixed.items())),
+                            first_tone=first if spec.tones else spec.first_tone)     # a format model's drawn one
     for (line, pos), ch in fixed.items():
         if line in layout.rhyme_lines and pos == layout.widths[line] - 1:
             k, tone, tones = layout.rhyme_lines[line]

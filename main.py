@@ -137,9 +137,14 @@ def cmd_evaluate(rest):
         r = evaluate(model, poems, pad_id, cfg.train.eval_batch_size, device)
         width = dataUtil.max_len_of(cfg)
         padded = math.exp(r["nll"] * r["tokens"] / (len(poems) * width))
-        print(f"{split:<5} perplexity {r['ppl']:.3f}  NLL {r['nll']:.4f} nats/token over {r['tokens']} real tokens\n"
-              f"      batch-mean of exp(batch loss) {r['batch_mean_ppl']:.3f}; pads-included figure (every poem "
-              f"padded to {width}, pads predicted perfectly) {padded:.3f}", flush=True)
+        told = " with no format input" if cfg.model.format_inputs else ""
+        print(f"{split:<5} perplexity {r['ppl']:.3f}{told}  NLL {r['nll']:.4f} nats/token over {r['tokens']} real "
+              f"tokens\n      batch-mean of exp(batch loss) {r['batch_mean_ppl']:.3f}; pads-included figure (every "
+              f"poem padded to {width}, pads predicted perfectly) {padded:.3f}", flush=True)
+        if cfg.model.format_inputs:                  # and told each poem's form, as generation tells it
+            k = evaluate(model, poems, pad_id, cfg.train.eval_batch_size, device,
+                         formats=dataUtil.poem_formats(poems, itos, cfg))
+            print(f"      perplexity with the format inputs {k['ppl']:.3f}  NLL {k['nll']:.4f}", flush=True)
     if args.samples > 0 and cfg.data.genre == "ci":
         print_ci_metrics(model, corpus, args.samples, args.seed, device, args.rhyme_system, args.data_dir)
     elif args.samples > 0:

@@ -150,7 +150,7 @@ def inferred_spec(text, pieces, line, from_line, gcfg, tables, dtables):
     if g is None:
         spec.rhyme = False                            # the poem does not rhyme: nor need the new line
     else:
-        spec.rhyme_tone = tone
+        spec.rhyme_tone, spec.group = tone, g           # the group a format model is told, too
         spec.rhyme_first = g in dtables.book.groups_of(lines[0][-1], tone)
         spec.rhyme_open = ((0, (g,)),) if kept_even or (spec.rhyme_first and 0 not in rewritten) else ()
         spec.rhymed = "".join(ch for i, ch in kept_even if i > max(rewritten))   # the prefix's own come as read
