@@ -25,6 +25,7 @@ import poetics
 from poetics import BOTH, LEVEL, OBLIQUE
 
 GROUPS = ("left", "line", "lines", "slot", "group", "tone")     # the columns of features(), then pair
+COLUMN = {g: k for k, g in enumerate(GROUPS)}
 SIZES = {"left": 33, "line": 34, "lines": 33, "slot": 3, "group": 1 + 106 + 19, "tone": 4}
 OFFSETS = dict(zip(GROUPS, np.cumsum([0] + [SIZES[g] for g in GROUPS[:-1]]).tolist()))
 TOTAL = sum(SIZES.values())
@@ -46,28 +47,21 @@ class Format:
     paired: tuple = ()                # line indices whose characters answer the line before's
 
 
-def clip(v, hi):
-    return min(v, hi)
-
-
-COLUMN = {g: k for k, g in enumerate(GROUPS)}
-
-
 def row_at(fmt, i, j):
     """The features (len(GROUPS),) of position j of line i (0-based; j == the line's length: its end mark;
     i == the number of lines: <eos>) of a poem of Format fmt. Training (features) and generation (decoding's
     rows) both read them here."""
     row = np.zeros(len(GROUPS), np.int64)
     n = len(fmt.lengths)
-    row[COLUMN["lines"]] = 1 + clip(n, 31)
+    row[COLUMN["lines"]] = 1 + min(n, 31)
     if i >= n:
         row[COLUMN["left"]], row[COLUMN["line"]] = 1, EOS_LINE
         return row
     L = fmt.lengths[i]
     ahead = next((k for k in sorted(fmt.rhyme_lines) if k >= i), None)        # the rhyme this line writes toward
     tones = fmt.tones[i] if i < len(fmt.tones) else ()
-    row[COLUMN["left"]] = 1 + clip(L - j, 31) if j < L else 1
-    row[COLUMN["line"]] = 1 + clip(i, 31)
+    row[COLUMN["left"]] = 1 + min(L - j, 31) if j < L else 1
+    row[COLUMN["line"]] = 1 + min(i, 31)
     row[COLUMN["slot"]] = 2 if (j == L - 1 and i in fmt.rhyme_lines) else 1
     row[COLUMN["group"]] = fmt.rhyme_lines.get(ahead, 0) if ahead is not None else 0
     row[COLUMN["tone"]] = tones[j] if j < min(L, len(tones)) else 0
