@@ -3,6 +3,7 @@
     python MyLSTM_np.py test                                 # gradients vs autograd and finite differences
     python MyLSTM_np.py bench                                # NumPy fwd+bwd time next to PyTorch CPU autograd
     python MyLSTM_np.py generate --ckpt checkpoints/best.pt --start 日   # inference without importing torch
+    python MyLSTM_np.py inspect "POEM" --ckpt pretrained/tang.pt --out FILE.json   # main.py inspect's JSON
 
 Layout shared with model.py (docs/design.md): a layer has W (4H, D+H) and b (4H,), row blocks in gate
 order i, f, o, g, columns acting on [x_t ; h_{t-1}]. Equation numbers (1)-(16) refer to docs/derivation.md.
@@ -351,10 +352,18 @@ def cmd_bench(rest):
     return 0
 
 
+# ----------------------------------------------------------------------------------------------------------
+# inspect: every layer's gates and states over a poem (cellrecord.py's record, the JSON of main.py inspect)
+
+def cmd_inspect(rest):
+    import cellrecord
+    return cellrecord.cmd_inspect_np(rest, NumpyLM.from_checkpoint)
+
+
 def main(argv):
     from config import UserError
     from config import suggest
-    commands = {"test": cmd_test, "bench": cmd_bench, "generate": cmd_generate}
+    commands = {"test": cmd_test, "bench": cmd_bench, "generate": cmd_generate, "inspect": cmd_inspect}
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0

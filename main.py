@@ -11,6 +11,8 @@ imports this file.
                                  clean, 1 a rule broken or nothing checked, 2 bad input, 3 a table unreadable)
     python main.py revise "POEM" --line K [--num 5] [--json]
     python main.py serve [--host 127.0.0.1] [--port 8000]    (the web page)
+    python main.py inspect "POEM" [--layer L] [--cells 12,87] [--out DIR]   (what the cells do: lstm_inspect.py)
+    python main.py experiment cells [--poems N] [--out docs/cells.md]       (which cells track the form)
 
     torchrun --standalone --nproc_per_node N main.py train ...    (several processes; see distributed.py)
 
@@ -427,13 +429,22 @@ def cmd_serve(rest):
 
 
 def cmd_experiment(rest):
+    if rest and rest[0] == "cells":            # the cells study (cells_study.py)
+        import cells_study
+        return cells_study.cmd_cells(rest[1:])
     import experiments
     return experiments.cmd_experiment(rest)
+
+
+def cmd_inspect(rest):
+    import lstm_inspect                  # what the LSTM's cells do over a poem
+    return lstm_inspect.cmd_inspect(rest)
 
 
 def main(argv):
     commands = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "experiment": cmd_experiment,
                 "export": cmd_export, "check": cmd_check, "revise": cmd_revise, "serve": cmd_serve}
+    commands["inspect"] = cmd_inspect
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0

@@ -18,6 +18,8 @@ check run in the same thread, between two steps.
     POST /api/revise        {"poem": ..., "line": 3, "num": 5} -> [{poem, new, score, nll}, ...]
     POST /api/check         {"poem": ...} -> the check report
     GET  /api/cipai         the 词牌 table
+    POST /api/inspect       {"poem": ..., "layer": 2, "cells": [12, 87], "state": "c"} -> each chosen cell's
+                            state and gates at every character (lstm_inspect.page_answer)
 """
 import asyncio
 import collections
@@ -367,6 +369,13 @@ def make_app(engine):
         return JSONResponse({name: {**entry, "shape": decoding.format_cipai(name, entry)}
                              for name, entry in sorted(table.items(), key=lambda kv: -kv[1]["examples"])})
 
+    async def inspect(request):                 # the 看 tab: what the Tang model's cells do
+        import lstm_inspect
+        body = await body_of(request)
+        model, itos = engine.models["tang"]
+        return JSONResponse(await asyncio.to_thread(engine.call, lambda: lstm_inspect.page_answer(
+            model, itos, body)))
+
     async def index(request):
         return FileResponse(os.path.join(STATIC, "index.html"))
 
@@ -374,7 +383,8 @@ def make_app(engine):
         Route("/", index), Route("/api/write", guarded(write), methods=["POST"]),
         Route("/api/write/stream", guarded(write_stream), methods=["POST"]),
         Route("/api/revise", guarded(revise), methods=["POST"]), Route("/api/check", guarded(check), methods=["POST"]),
-        Route("/api/cipai", guarded(cipai)), Mount("/static", StaticFiles(directory=STATIC))])
+        Route("/api/cipai", guarded(cipai)), Route("/api/inspect", guarded(inspect), methods=["POST"]),
+        Mount("/static", StaticFiles(directory=STATIC))])
 
 
 def line(obj):
