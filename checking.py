@@ -38,6 +38,7 @@ class Tables:
     cilin: object
     cipai: dict
     cipu: object = None
+    duizhang: object = None      # the 对仗 table (duizhang.load())
 
 
 @dataclass
@@ -180,7 +181,9 @@ def load_tables(data_dir="data"):
         table = cipu.load()
     except UserError as e:                     # a shipped table the machine cannot read
         raise EnvironmentFailure(str(e))
-    return Tables(labels or {}, books["pingshui"], books["cilin"], cipai, table)
+    import duizhang
+    pairs = first_table("duizhang.json", duizhang.load, data_dir)
+    return Tables(labels or {}, books["pingshui"], books["cilin"], cipai, table, pairs)
 
 
 def first_table(name, load, data_dir):
@@ -203,7 +206,7 @@ def check_text(raw, tables, cipai_name=""):
         return prosody.cipai_of(text, tables.cipai or {}, tables.cipu) is not None
     r = reading.read_poem(raw, fits=fits)
     return prosody.check(r.text, tables.labels, tables.pingshui, tables.cilin, tables.cipai, tables.cipu,
-                         cipai_name or None, headings=r.headings)
+                         cipai_name or None, headings=r.headings, duizhang_table=tables.duizhang)
 
 
 def check_one(raw, opts, tables):

@@ -535,6 +535,7 @@ def prepare(cfg, verbose=True):
             write_rhyme_table(cfg, splits["train"], usage, dropped, verbose)
             write_cipai_table(cfg, verbose)
             write_forms_table(cfg, splits["train"])
+            write_duizhang_table(cfg, splits["train"], verbose)
     return corpus_of(itos, encoded, stats=stats, _vocab=vocab)
 
 
@@ -763,6 +764,19 @@ def load_format_draws(path):
         return draws if ok else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def write_duizhang_table(cfg, train_texts, verbose=True):
+    """data/processed/duizhang.json: which characters answer which in real 律诗's middle couplets (duizhang.py)."""
+    import duizhang
+    path = os.path.join(processed_dir(cfg), "duizhang.json")
+    try:
+        duizhang.write_duizhang_table(train_texts, path)
+    except OSError as e:
+        print(f"warning: could not write {path} ({e.strerror})", file=sys.stderr)
+        return
+    if verbose:
+        print(f"对仗 table         {path}", file=sys.stderr)
 
 
 def load_forms_table(path):

@@ -17,6 +17,7 @@ from dataclasses import asdict
 
 import cipu
 import dataUtil
+import duizhang
 import gelv
 import poetics
 import reading
@@ -53,13 +54,15 @@ def tone_of(ch, labels, book):
 form_name = reading.form_name
 
 
-def check(text, labels, pingshui, cilin=None, cipai=None, cipu_table=None, cipai_name=None, headings=()):
+def check(text, labels, pingshui, cilin=None, cipai=None, cipu_table=None, cipai_name=None, headings=(),
+          duizhang_table=None):
     """The report of text (already normalised: lines ending in ，。？！；：、): a dict with form, lines (text and
     tones; for regular verse also each line's template and reading), pattern, rhyme, violations (Violation as
     dicts), remarks (the same shape: named, not flagged), notes, checked (a rule was applied), headings (rows set
     aside as a title or author line) and ok (checked, nothing broken). labels: {character: 平|仄|both};
     pingshui, cilin: rhymebook.Book; cipai: the learnt 词牌 table and cipu_table the 词谱 (cipu.Cipu), to
-    recognise a 词; cipai_name: the 词牌 the text is said to be (check --cipai), never read as regular verse."""
+    recognise a 词; cipai_name: the 词牌 the text is said to be (check --cipai), never read as regular verse;
+    duizhang_table: the 对仗 table (duizhang.load()), to judge a 律诗's couplets (notes, never violations)."""
     lines = reading.lines_of(text)
     tones = [[tone_of(ch, labels, pingshui) for ch in l] for l in lines]
     report = {"poem": text, "form": {"name": "free", "chars": 0, "lines": len(lines), "cipai": None},
@@ -71,6 +74,8 @@ def check(text, labels, pingshui, cilin=None, cipai=None, cipu_table=None, cipai
     if shape:
         report["form"].update(name=form_name(*shape), chars=shape[0])
         gelv.check_regular(lines, tones, pingshui, report)
+        if duizhang_table is not None:
+            judge_couplets(text, labels, pingshui, duizhang_table, report)
     elif cilin is not None and (ci := check_ci(text, labels, pingshui, cilin, cipai, cipu_table, cipai_name, report)):
         lines, tones = ci                                 # a 词's lines are its pieces
     else:
@@ -92,6 +97,27 @@ def check(text, labels, pingshui, cilin=None, cipai=None, cipu_table=None, cipai
         report["notes"].insert(0, "set aside as a title or author line: " + " / ".join(headings))
     report["ok"] = report["checked"] and not report["violations"]
     return report
+
+
+def judge_couplets(text, labels, pingshui, table, report):
+    """report["duizhang"]: each couplet of a 律诗 judged for 对仗 (duizhang.couplets), and a note for each: the
+    颔联 and 颈联 parallel or weak (its weakest positions named), the 首联 and 尾联 only when parallel (allowed,
+    not asked)."""
+    lines = reading.lines_of(text)
+    judged = duizhang.couplets("".join(l + ("，" if k % 2 == 0 else "。") for k, l in enumerate(lines)), table,
+                               lambda ch: tone_of(ch, labels, pingshui))
+    if judged is None:
+        return
+    report["duizhang"] = [{k: c[k] for k in ("name", "expected", "verdict", "mean", "weakest")} for c in judged]
+    for c in judged:
+        a, b = c["lines"]
+        if c["expected"] and c["verdict"] != "parallel":
+            where = ", ".join(f"{p} ({a[p - 1]}/{b[p - 1]})" for p in c["weakest"])
+            report["notes"].append(f"对仗: {c['name']} {c['verdict']}" + (f", weakest at position {where}" if where else ""))
+        elif c["verdict"] == "parallel":
+            report["notes"].append(f"对仗: {c['name']} parallel" + ("" if c["expected"] else " (allowed, not asked)"))
+        if c.get("same_structure"):
+            report["notes"].append("对仗: the 颈联 is built like the 颔联 throughout (合掌)")
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import cipu
 import dataUtil
 import decoding
+import duizhang
 import poetics
 import prosody
 from config import GenConfig, UserError
@@ -19,6 +20,7 @@ class Tables:
     cilin: object
     cipai: dict
     cipu: object = None
+    duizhang: object = None      # the 对仗 table (duizhang.load())
 
 
 def load_tables(data_dir="data"):
@@ -27,7 +29,8 @@ def load_tables(data_dir="data"):
         raise UserError("no readable rhyme table: python dataUtil.py prepare builds it (data/processed/rhymes.json)")
     labels = decoding.classical_table(GenConfig(), data_dir) or {}
     cipai = decoding.prepared_or_shipped("cipai.json", dataUtil.load_cipai_table, data_dir)
-    return Tables(labels, books["pingshui"], books["cilin"], cipai, cipu.load())
+    pairs = decoding.prepared_or_shipped("duizhang.json", duizhang.load, data_dir)
+    return Tables(labels, books["pingshui"], books["cilin"], cipai, cipu.load(), pairs)
 
 
 def reads_as_ci(text, tables, cipai_name=None):
@@ -40,7 +43,8 @@ def reads_as_ci(text, tables, cipai_name=None):
 def check_poem(text, tables, model=None, itos=None, device="cpu", cipai_name=None):
     """prosody.check's report of the normalised text, with each line's NLL under the model when one is given;
     cipai_name: the 词牌 it is said to follow (check --cipai)."""
-    report = prosody.check(text, tables.labels, tables.pingshui, tables.cilin, tables.cipai, tables.cipu, cipai_name)
+    report = prosody.check(text, tables.labels, tables.pingshui, tables.cilin, tables.cipai, tables.cipu, cipai_name,
+                           duizhang_table=tables.duizhang)
     if model is not None:
         marks = dataUtil.PUNCT if report["form"]["name"] == "词" else poetics.LINE_ENDS    # a 词's lines: pieces
         for line, nll in zip(report["lines"], decoding.line_nll(model, itos, text, device, marks)):
