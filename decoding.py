@@ -28,6 +28,7 @@ import torch
 
 import cipu
 import dataUtil
+import duizhang
 import formats
 import keywords
 import poetics
@@ -757,6 +758,7 @@ class Request:
     words: list             # keywords
     key: tuple              # what the random streams hang on
     draws: dict = None      # the format counts a regular poem's format is drawn from (models with format inputs)
+    pairs: object = None    # the 对仗 table the re-ranking reads (duizhang.load)
 
 
 @dataclass
@@ -814,7 +816,7 @@ def make_request(itos, gcfg, tables_cache=None, told=False):
     # the random streams depend on the seed, the asked-for text and the poem's number (never on --num)
     key = (gcfg.seed, str((start, spec.heads) + ((gcfg.cipai,) if gcfg.cipai else ())))
     draws = format_draws(tables_cache) if told else None
-    return Request(gcfg, spec, tables, start, prime, forms, words, key, draws)
+    return Request(gcfg, spec, tables, start, prime, forms, words, key, draws, pairs_table(tables_cache))
 
 
 def rhyme_group_of(name, book):
@@ -826,6 +828,14 @@ def rhyme_group_of(name, book):
         raise UserError(f"--rhyme-group {name!r}: not one 平水韵 level group; choose one of "
                         + " ".join(book.groups[g][3:] for g in level))
     return found[0]
+
+
+def pairs_table(cache=None):
+    """The 对仗 table (duizhang.json: prepared, else shipped), read once per cache."""
+    cache = {} if cache is None else cache
+    if "duizhang.json" not in cache:
+        cache["duizhang.json"] = prepared_or_shipped("duizhang.json", duizhang.load, "data")
+    return cache["duizhang.json"]
 
 
 def format_draws(cache=None):
@@ -896,7 +906,7 @@ def iter_poems(model, itos, gcfg, device, batch=64):
         texts, nlls = sample_scored(model, itos, r.starts, gcfg, device, r.streams, r.specs, tables=r.tables,
                                     primes=r.primes)
         for i in range(len(poems)):
-            yield best_of(texts[i * n:(i + 1) * n], nlls[i * n:(i + 1) * n])
+            yield best_of(texts[i * n:(i + 1) * n], nlls[i * n:(i + 1) * n], req.pairs)
 
 
 def keyword_specs(model, itos, words, start, prime, specs, streams, gcfg, device, tables):
@@ -1006,10 +1016,14 @@ def stream(key, poem, candidate, device):
     return torch.Generator(device=device).manual_seed(int.from_bytes(digest, "big") >> 1)
 
 
-def best_of(texts, nlls):
-    """The candidate with the lowest score, the others behind it."""
-    ranked = sorted((Candidate(t, terms, poetics.rerank_score(terms), [])
-                     for t, terms in ((t, poetics.rerank_terms(t, float(v))) for t, v in zip(texts, nlls))),
+def best_of(texts, nlls, pairs=None):
+    """The candidate with the lowest score, the others behind it (pairs: the 对仗 table, for 律诗's couplets)."""
+    def terms(t, v):
+        if pairs is None:
+            return poetics.rerank_terms(t, float(v))
+        return poetics.rerank_terms(t, float(v), duizhang.score(t, pairs), pairs.thresholds["parallel"])
+    ranked = sorted((Candidate(t, ts, poetics.rerank_score(ts), []) for t, ts in ((t, terms(t, v))
+                                                                                  for t, v in zip(texts, nlls))),
                     key=lambda c: c.score)
     ranked[0].others = ranked[1:]
     return ranked[0]

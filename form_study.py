@@ -69,7 +69,7 @@ def generated(model, itos, gcfg, n_per_start, device="cpu"):
                                              primes=r.primes, mask_log=log)
         c = g.candidates
         for i in range(n_per_start):
-            best = decoding.best_of(texts[i * c:(i + 1) * c], nlls[i * c:(i + 1) * c])
+            best = decoding.best_of(texts[i * c:(i + 1) * c], nlls[i * c:(i + 1) * c], req.pairs)
             spec = r.specs[i * c + texts[i * c:(i + 1) * c].index(best.text)]
             poems.append(best.text)
             fmts.append(decoding.format_for(spec))

@@ -304,16 +304,18 @@ def train_line_set(texts):
 # re-ranking candidates, and the real poems' forms
 
 RERANK_WEIGHTS = {"nll": 1.0, "repeated_lines": 1.0, "doubled": 1.0, "runs": 1.0, "opening": 0.5,   # per defect
-                  "repeats": 0.0, "pairs": 0.0}
+                  "repeats": 0.0, "pairs": 0.0, "unparallel": 0.0}
 
 
-def rerank_terms(text, nll):
+def rerank_terms(text, nll, parallel=None, parallel_at=0.5):
     """The terms of a candidate's score (lower is better): nll, the model's mean NLL per token of the poem
     (fluency); repeated_lines, lines that occur earlier in the poem; doubled, characters met a second time in
     one line, away from their first use (萧萧 and other reduplication, two in a row, are not counted); runs,
     three or more of one character in a row (凄凄凄); opening, uses of the poem's first character beyond two
     (月 opening a poem and coming back in every line); repeats, characters met again anywhere in the poem (重字:
-    a doubling 萧萧 counts once); pairs, two identical characters side by side (萧萧)."""
+    a doubling 萧萧 counts once); pairs, two identical characters side by side (萧萧); unparallel, how far a
+    律诗's middle couplets fall short of parallel (parallel: duizhang.score of the text, None for other forms;
+    parallel_at: the table's threshold)."""
     lines = [l.rstrip(LINE_ENDS + "、") for l in split_lines(text)]
     lines = [l for l in lines if l]
     doubled = runs = 0
@@ -326,7 +328,8 @@ def rerank_terms(text, nll):
     words = [ch for l in lines for k, ch in enumerate(l) if k == 0 or l[k - 1] != ch]     # a doubling once
     pairs = sum(a == b for l in lines for a, b in zip(l, l[1:]))
     return {"nll": nll, "repeated_lines": len(lines) - len(set(lines)), "doubled": doubled, "runs": runs,
-            "opening": opening, "repeats": len(words) - len(set(words)), "pairs": pairs}
+            "opening": opening, "repeats": len(words) - len(set(words)), "pairs": pairs,
+            "unparallel": max(0.0, parallel_at - parallel) if parallel is not None else 0.0}
 
 
 def rerank_score(terms, weights=RERANK_WEIGHTS):

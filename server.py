@@ -220,7 +220,7 @@ class Engine:
             _, itos = self.models[job.genre]
             job.tell(dataUtil.decode(job.rows[0].out, itos))
             job.finish(decoding.best_of([dataUtil.decode(r.out, itos) for r in job.rows],
-                                        [r.nll / max(r.count, 1) for r in job.rows]))
+                                        [r.nll / max(r.count, 1) for r in job.rows], job.request.pairs))
 
 
 def sampling_key(g):
