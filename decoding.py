@@ -794,6 +794,8 @@ def make_request(itos, gcfg, tables_cache=None, told=False):
     if regular and gcfg.masks and gcfg.rhyme_system == "pingshui" and gcfg.rhyme_tone == "level":
         spec.rhyme = True                                # real regular poems rhyme nine times in ten
     tables = tables_for(itos, gcfg, spec.rhyme or regular, spec.tones, tables_cache)
+    if regular and spec.rhyme and not gcfg.rhyme and not tables.enough((poetics.LEVEL,) * 5).any():
+        spec.rhyme = False                               # a vocabulary without rhymes enough for a 律诗 (tests')
     if gcfg.rhyme_group:
         if not spec.rhyme or not (told or gcfg.rhyme_system == "pingshui"):
             raise UserError("--rhyme-group needs --rhyme (or a model with format inputs) and the 平水韵 "

@@ -39,7 +39,7 @@ from tests_helpers import TINY_ITOS, tiny_checkpoint
 ])
 def test_rerank_terms_by_hand(text, terms):
     got = poetics.rerank_terms(text, 2.5)
-    assert got == {"nll": 2.5, **terms}
+    assert got == {"nll": 2.5, "unparallel": 0.0, **terms}
     w = poetics.RERANK_WEIGHTS
     assert poetics.rerank_score(got) == pytest.approx(2.5 + sum(w[k] * v for k, v in terms.items()))
 
