@@ -54,7 +54,7 @@ class ModelConfig:
     dropout: float = 0.0              # dropout rate at the places --dropout-at names (0 = the seed's model)
     dropout_at: str = "embed,layers,output"   # comma-separated: embed | layers (between them) | output
     tie_weights: bool = False         # the output layer shares the embedding (through an H -> E projection)
-    format_inputs: bool = True        # the input also says where the position is in the form (formats.py)
+    format_inputs: bool = False       # the input also says where the position is in the form (formats.py; the shipped recipe)
 
 
 @dataclass
@@ -181,7 +181,7 @@ RANGES = {
     ("train", "eval_batch_size"): "[1, 65536]",
     ("gen", "num"): f"[1, {BIG}]", ("gen", "temperature"): "(0, 100]", ("gen", "top_k"): f"[0, {BIG}]",
     ("gen", "top_p"): "(0, 1]", ("gen", "repetition_penalty"): "(0, 100]", ("gen", "seed"): f"[0, {2 ** 63 - 1}]",
-    ("gen", "max_gen_len"): f"[1, {10 ** 4}]", ("gen", "candidates"): "[1, 64]",
+    ("gen", "max_gen_len"): f"[1, {10 ** 4}]", ("gen", "candidates"): "[1, 64]", ("gen", "ge"): "[0, 1000]",
 }
 
 

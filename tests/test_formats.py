@@ -103,7 +103,7 @@ def test_old_checkpoints_have_no_format_inputs():
     assert cfg.model.format_inputs is False
     old = PoetryLM(cfg.model)
     assert not any(k.startswith("formats.") for k in old.state_dict())
-    assert Config().model.format_inputs is True                        # new runs have them
+    assert Config().model.format_inputs is False                       # the seed's model; the recipe turns them on
 
 
 class Recorder(torch.nn.Module):

@@ -210,7 +210,9 @@ def test_nan_loss_stops_and_keeps_best(tmp_path, monkeypatch):
     with pytest.raises(training.Diverged):
         training.train(cfg)
     assert os.path.exists(os.path.join(cfg.train.ckpt_dir, "best.pt"))
-    assert not os.path.exists(os.path.join(cfg.train.ckpt_dir, "last.pt"))
+    last = training.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "last.pt"))    # the last evaluation's
+    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+    assert last["step"] % 2 == 0 and last["step"] <= 30                             # from before the NaN
 
 
 # ----------------------------------------------------------------------------------------------------------
