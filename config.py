@@ -84,6 +84,7 @@ class TrainConfig:
     overwrite: bool = False           # start anew in a --ckpt-dir that holds an earlier run, deleting that run's files
     eval_batch_size: int = 256        # poems per batch when measuring perplexity
     format_drop: float = 0.2          # each format input is unknown for a whole poem at this rate in training
+    format_none: float = 0.1          # ... and every one of them at this rate (the characters-only case)
     precision: str = "auto"           # matmuls in fp32 | bf16 (float32 accumulation); auto = bf16 where the CPU or GPU multiplies it natively
 
 
@@ -169,7 +170,7 @@ BIG = 10 ** 9
 # The upper ends keep a typo from asking for terabytes (a hidden size of 10^6) or for a loop without end.
 RANGES = {
     ("data", "max_len"): f"[0, {10 ** 4}]", ("data", "min_len"): f"[1, {10 ** 4}]", ("data", "min_freq"): f"[1, {BIG}]",
-    ("train", "format_drop"): "[0, 1]", ("data", "dev_frac"): "[0, 1)", ("data", "test_frac"): "[0, 1)", ("data", "limit_poems"): f"[0, {BIG}]",
+    ("train", "format_drop"): "[0, 1]", ("train", "format_none"): "[0, 1]", ("data", "dev_frac"): "[0, 1)", ("data", "test_frac"): "[0, 1)", ("data", "limit_poems"): f"[0, {BIG}]",
     ("model", "embed_dim"): "[1, 4096]", ("model", "hidden_size"): "[1, 8192]", ("model", "num_layers"): "[1, 16]",
     ("model", "dropout"): "[0, 1)",
     ("train", "batch_size"): "[1, 65536]", ("train", "lr"): "(0, 100]", ("train", "weight_decay"): "[0, 10]",

@@ -98,10 +98,13 @@ def features(text, fmt, stoi=None):
     return out, pair
 
 
-def drop_groups(feats, pair, rate, rng):
+def drop_groups(feats, pair, rate, rng, none_rate=0.0):
     """feats and pair with each feature group (and pair) set to unknown with probability rate, for the whole
-    poem (training's dropout of formats, so that the model also writes with any of them missing)."""
+    poem, or all of them with probability none_rate (training's dropout of formats, so that the model also
+    writes with any of them missing, and reads a poem with none as well as a characters-only model)."""
     keep = rng.random(len(GROUPS) + 1) >= rate
+    if none_rate > 0 and rng.random() < none_rate:
+        keep[:] = False
     return feats * keep[:-1], pair * keep[-1]
 
 

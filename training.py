@@ -205,15 +205,15 @@ def evaluate(model, poems, pad_id, batch_size, device, max_cells=16_000_000, for
             "batch_mean_ppl": float(np.mean(batch_ppls))}
 
 
-def batch_formats(formats, idx, T, device, drop=0.0, rng=None):
+def batch_formats(formats, idx, T, device, drop=(0.0, 0.0), rng=None):
     """(feats (T, B, K), pair (T, B)) tensors of poems idx from formats (a list per poem), each group dropped
-    to unknown for a poem at rate drop (training); (None, None) without formats."""
+    to unknown for a poem at rate drop[0], all of them at rate drop[1] (training); (None, None) without."""
     if formats is None:
         return None, None
     items = [formats[i] for i in idx]
-    if drop > 0:
+    if max(drop) > 0:
         from formats import drop_groups
-        items = [drop_groups(f, p, drop, rng) for f, p in items]
+        items = [drop_groups(f, p, drop[0], rng, drop[1]) for f, p in items]
     feats, pair = dataUtil.pad_formats(items, T)
     return torch.from_numpy(feats).to(device), torch.from_numpy(pair).to(device)
 
@@ -491,7 +491,7 @@ class TrainLoop:
         inputs, targets = dataUtil.pad_batch([self.corpus.train[i] for i in mine], self.pad_id)
         rng = np.random.default_rng([self.cfg.train.seed, self.p["step"]])     # the same drops on resume
         feats, pair = batch_formats(self.formats.get("train"), mine, inputs.shape[0], self.device,
-                                    self.cfg.train.format_drop, rng)
+                                    (self.cfg.train.format_drop, self.cfg.train.format_none), rng)
         logits, _ = self.model(torch.from_numpy(inputs).to(self.device),
                                *((None, feats, pair) if feats is not None else ()))
         nll, n = masked_nll(logits, torch.from_numpy(targets).to(self.device), self.pad_id)

@@ -170,3 +170,12 @@ def test_a_ci_is_told_its_ge():
             and MANJIANGHONG[t] not in poetics.LINE_ENDS + "、"]
     ge = next(g for g in read.ges[fmt.lengths] if formats.ge_format(g, MANJIANGHONG, cilin) == fmt)
     assert told == [formats.WANT_VALUE[t] for t in ge.tones]         # every character's 平/仄/中, in order
+
+
+def test_a_poem_is_sometimes_read_with_no_format_input():
+    feats = np.ones((4, len(formats.GROUPS)), np.int64)
+    pair = np.ones(4, np.int64)
+    rng = np.random.default_rng(0)
+    drawn = [formats.drop_groups(feats, pair, 0.0, rng, 0.5) for _ in range(200)]
+    none = sum(not f.any() and not p.any() for f, p in drawn)
+    assert 70 < none < 130 and all(f.all() or not f.any() for f, _ in drawn)      # all or nothing at rate 0
