@@ -34,6 +34,7 @@ if __name__ == "__main__" and sys.argv[1:2] == ["check"]:     # the 格律 check
     from config import run_cli
     sys.exit(run_cli(checking.cmd_check, sys.argv[2:]))
 
+import numpy as np
 import torch
 
 from config import (Config, GenConfig, TrainConfig, UserError, check_config, make_parser, config_from_args,
@@ -130,8 +131,10 @@ def cmd_evaluate(rest):
     set_precision(model, args.precision, device)
     cfg.data.data_dir, cfg.data.raw_dir, cfg.data.limit_poems = args.data_dir, args.raw_dir, 0
     corpus = dataUtil.load_corpus(cfg)        # with the checkpoint's data settings
-    if corpus.itos != itos:
-        raise UserError(f"{path} was trained on another vocabulary than the prepared corpus")
+    if corpus.itos != itos:                   # a corpus prepared since (another split): its texts in the model's ids
+        corpus = reencoded(corpus, itos)
+        print(f"note: {path} has another vocabulary than the prepared corpus; the splits' texts are read with the "
+              "checkpoint's (a character the corpus vocabulary lacks counts as unknown)", file=sys.stderr)
     pad_id = itos.index(dataUtil.PAD)
     for split in ("dev", "test"):
         poems = getattr(corpus, split)
@@ -154,6 +157,18 @@ def cmd_evaluate(rest):
         print_generation_metrics(model, corpus, args.samples, args.seed, device, args.tone_system, args.rhyme_system,
                                  args.data_dir)
     return 0
+
+
+def reencoded(corpus, itos):
+    """corpus with its poems encoded with the vocabulary itos (the corpus's unknown characters stay so)."""
+    stoi = {w: i for i, w in enumerate(itos)}
+    unk = stoi[dataUtil.UNK]
+
+    def encode(ids):
+        text = dataUtil.text_of(ids, corpus.itos)
+        return np.array([stoi[dataUtil.BOS]] + [stoi.get(ch, unk) for ch in text] + [stoi[dataUtil.EOS]], np.int64)
+    return dataclasses.replace(corpus, itos=list(itos), **{s: list(map(encode, getattr(corpus, s)))
+                                                           for s in ("train", "dev", "test")})
 
 
 GEN_MODES = [  # (label, GenConfig overrides, form the metrics judge against)
