@@ -95,7 +95,8 @@ def test_trace_gives_the_models_own_logits_and_state(tmp_path, formats):
     """On a model with format inputs (the tiny checkpoint's config has them): the re-run equations' last state
     and probabilities equal PoetryLM.forward's, with the poem's format inputs (auto) or without (none)."""
     from training import load_checkpoint, model_from_checkpoint
-    model, cfg, itos = model_from_checkpoint(load_checkpoint(tiny_checkpoint(tmp_path)), torch.device("cpu"))
+    model, cfg, itos = model_from_checkpoint(load_checkpoint(tiny_checkpoint(tmp_path, formats=True)),
+                                             torch.device("cpu"))
     assert cfg.model.format_inputs
     inputs = cellrecord.read_inputs(TINY_POEM, itos, True, "tang", formats)
     assert inputs.formats == ("poem" if formats == "auto" else "unknown")
@@ -114,7 +115,7 @@ def test_trace_gives_the_models_own_logits_and_state(tmp_path, formats):
 
 
 def test_format_inputs_numpy_equals_torch(tmp_path):
-    ckpt = tiny_checkpoint(tmp_path)
+    ckpt = tiny_checkpoint(tmp_path, formats=True)
     a = torch_record(tmp_path, TINY_POEM, ckpt)
     b = numpy_record(tmp_path, TINY_POEM, ckpt)
     assert a["formats"] == b["formats"] == "poem"

@@ -6,13 +6,14 @@ from config import Config, ModelConfig
 TINY_ITOS = ["</s>", "<unk>", "<bos>", "<eos>", "，", "。"] + [chr(0x4e00 + i) for i in range(34)]
 
 
-def tiny_checkpoint(tmp_path, V=40, E=8, H=12, L=2, seed=0, name="tiny.pt"):
-    """Path of a checkpoint (main.py's format) of a randomly initialised model, with TINY_ITOS."""
+def tiny_checkpoint(tmp_path, V=40, E=8, H=12, L=2, seed=0, name="tiny.pt", formats=False):
+    """Path of a checkpoint (main.py's format) of a randomly initialised model, with TINY_ITOS (and format inputs
+    when formats)."""
     from training import save_checkpoint
     from model import PoetryLM
     torch.manual_seed(seed)
     cfg = Config()
-    cfg.model = ModelConfig(vocab_size=V, embed_dim=E, hidden_size=H, num_layers=L)
+    cfg.model = ModelConfig(vocab_size=V, embed_dim=E, hidden_size=H, num_layers=L, format_inputs=formats)
     path = str(tmp_path / name)
     save_checkpoint(path, PoetryLM(cfg.model), None, cfg, TINY_ITOS[:V], {"step": 0, "epoch": 0})
     return path
