@@ -526,8 +526,11 @@ def cmd_rerank(rest):
     parser.add_argument("--samples", type=int, default=40, help="poems per start character and setting")
     parser.add_argument("--candidates", default="1,2,4,8", help="comma-separated candidate counts")
     parser.add_argument("--temperatures", default="0.6,0.8,1.0", help="comma-separated temperatures")
-    parser.add_argument("--docs-dir", default="docs", help="where rerank_study.md goes")
+    parser.add_argument("--docs-dir", default="docs", help="where rerank_study.md goes (default: docs)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing rerank_study.md")
     args = parser.parse_args(rest)
+    doc = os.path.join(args.docs_dir, "rerank_study.md")
+    fileio.check_target(doc, args.overwrite)          # the committed study is replaced only when told to
     try:
         counts = [int(x) for x in args.candidates.split(",")]
         temps = [float(x) for x in args.temperatures.split(",")]
@@ -538,7 +541,7 @@ def cmd_rerank(rest):
         raise UserError("--candidates in 1-64, --temperatures in (0, 100], --samples in 1-1000")
     path, model, itos, corpus = study_model(args.ckpt)
     rows = run_rerank(model, itos, corpus, args.samples, counts, temps)
-    write_rerank_table(rows, path, args, os.path.join(args.docs_dir, "rerank_study.md"))
+    write_rerank_table(rows, path, args, doc)
     return 0
 
 
@@ -611,6 +614,25 @@ def write_rerank_table(rows, path, args, doc):
 # ----------------------------------------------------------------------------------------------------------
 # command line
 
+STUDY_HELP = {
+    "init": "the initialisation study: the three zero-initialisation cases (what stays zero, distinct rows), then "
+            "normal, xavier_normal, xavier_uniform and PyTorch's default trained with SGD on one budget (curves, "
+            "gradient norms); a small model on 3,000 poems by default. Writes docs/init_study.md and "
+            "figures/init_*.png",
+    "optim": "the optimiser study: SGD, momentum, Nesterov, Adagrad, Adadelta, Adam, AdamW, RMSprop, each at the "
+             "rate a bracketing sweep on the 1-3-10 lattice picks, then more seeds; a small model on 3,000 poems "
+             "by default. Writes docs/optim_study.md and figures/optim_*.png",
+    "recipe": "the recipe study: model and training variants (dropout, weight tying, lr, schedule) of the default "
+              "model on the full corpus, on the same batches for a fixed step budget. Writes docs/recipe_study.md "
+              "and figures/recipe_curves.png",
+}
+STUDY_FIGURES = {"init": ("init_curves.png", "init_gradnorms.png"), "optim": ("optim_curves.png", "optim_sweep.png"),
+                 "recipe": ("recipe_curves.png",)}
+COMMON_FLAGS = {"data_dir", "raw_dir", "limit_poems", "embed_dim", "hidden_size", "num_layers", "batch_size",
+                "eval_batch_size", "seed", "device", "use_gpu", "figures_dir", "precision"}
+STUDY_FLAGS = {"init": COMMON_FLAGS | {"lr"}, "optim": COMMON_FLAGS, "recipe": COMMON_FLAGS | {"lr", "dropout"}}
+
+
 def cmd_experiment(rest):
     """python main.py experiment init|optim|recipe [--steps N] [--limit-poems N] [model/train flags]."""
     if rest and rest[0] in ("-h", "--help"):
@@ -634,14 +656,22 @@ def cmd_experiment(rest):
         raise UserError("usage: python main.py experiment init|optim|recipe|rerank|rhyme|keywords|gelv|form "
                         "[--steps N] [--limit-poems N] ...")
     which = rest[0]
-    parser = make_parser(f"main.py experiment {which}", __doc__.splitlines()[0], ["data", "model", "train"])
-    parser.add_argument("--steps", type=int, default={"init": 300, "optim": 100, "recipe": 400}[which],
-                        help="training steps of each run")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds of each chosen rate (optim)")
-    parser.add_argument("--quick", action="store_true", help=f"optim: {QUICK['steps']} steps, {QUICK['seeds']} seeds")
-    parser.add_argument("--optimizers", default=",".join(START_RATE), help="comma-separated (optim)")
-    parser.add_argument("--variants", default="", help="comma-separated row numbers of RECIPES, 0 = seed (recipe)")
-    parser.add_argument("--docs-dir", default="docs", help="where the study's Markdown table goes")
+    parser = make_parser(f"main.py experiment {which}", STUDY_HELP[which], ["data", "model", "train"],
+                         only=STUDY_FLAGS[which])
+    steps = {"init": 300, "optim": 100, "recipe": 400}[which]
+    parser.add_argument("--steps", type=int, default=steps, help=f"training steps of each run (default: {steps})")
+    if which == "optim":
+        parser.add_argument("--seeds", type=int, default=3, help="seeds of each chosen rate (default: 3)")
+        parser.add_argument("--quick", action="store_true", help=f"{QUICK['steps']} steps, {QUICK['seeds']} seeds")
+        parser.add_argument("--optimizers", default=",".join(START_RATE),
+                            help=f"comma-separated (default: {','.join(START_RATE)})")
+    if which == "recipe":
+        parser.add_argument("--variants", default="", help="comma-separated row numbers of RECIPES, 0 = the seed's "
+                            f"recipe, 0-{len(RECIPES) - 1} (default: all)")
+    parser.add_argument("--docs-dir", default="docs", help=f"where {which}_study.md goes (default: docs)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the study's Markdown and figures where "
+                        "they exist (the committed docs/ and figures/ are written only then)")
+    parser.set_defaults(seeds=3, quick=False, optimizers=",".join(START_RATE), variants="")
     base = Config()
     base.model.format_inputs = False                  # the studies measure the characters-only model
     if which != "recipe":                             # the init and optim studies use a small, fast setting
@@ -650,6 +680,12 @@ def cmd_experiment(rest):
         base.train.optimizer, base.train.lr = "sgd", 1.0
     if which == "optim":                              # ~48 runs: small evaluation batches halve their cost here
         base.train.eval_batch_size = 64
+    from config import shown_default
+    for action in parser._actions:                    # --help shows the study's own defaults
+        if "." in (action.dest or "") and action.help:
+            section, name = action.dest.split(".", 1)
+            action.help = action.help.rsplit(" (default: ", 1)[0] + \
+                f" (default: {shown_default(getattr(getattr(base, section), name))})".replace("%", "%%")
     args = parser.parse_args(rest[1:])
     cfg = check_config(config_from_args(args, base))
     optimizers = [o for o in args.optimizers.split(",") if o]
@@ -663,6 +699,9 @@ def cmd_experiment(rest):
         rows = [k.strip() for k in args.variants.split(",") if k.strip()] if args.variants else range(len(RECIPES))
         if any(not str(k).isdigit() or int(k) >= len(RECIPES) for k in rows) or not rows:
             raise UserError(f"--variants: comma-separated row numbers 0-{len(RECIPES) - 1} of RECIPES")
+    for path in [os.path.join(args.docs_dir, f"{which}_study.md")] + [
+            os.path.join(cfg.train.figures_dir or "figures", name) for name in STUDY_FIGURES[which]]:
+        fileio.check_target(path, args.overwrite)     # before any work: nothing committed is replaced unasked
     corpus = dataUtil.load_corpus(cfg)
     corpus.dev = corpus.dev[:300]                     # a fixed dev subset keeps each evaluation short
     cfg.model.vocab_size = len(corpus.itos)

@@ -2,7 +2,12 @@
 
     atomic_write(path, write)     write(tmp) fills a temporary file beside path (PATH.PID.tmp), which replaces path in
                                   one rename; on any failure (full disk, read-only folder, Ctrl-C) the
-                                  temporary file is removed and path is left as it was
+                                  temporary file is removed and path is left as it was; a path that exists and
+                                  is not a regular file (a device, FIFO, socket, folder) is refused; temporaries
+                                  of path left by a process that died (killed at the rename) are removed
+    atomic_write_all(items)       several files all or none: every temporary is written first, then renamed
+    check_target(path, overwrite) a UserError unless path may be written: never a non-regular file, an existing
+                                  file only with overwrite (what every command that writes a user-named file asks)
     append_line(path, line)       one line appended whole, or the file truncated back to where it was
     read_jsonl(path)              the rows of a JSON-lines file; a torn last line (a write cut short before this
                                   module existed, or by a crash of the machine) is skipped with a warning
@@ -12,24 +17,105 @@ Deliberately left out: fsync (a crash of the whole machine may lose the last wri
 import errno
 import json
 import os
+import stat
 import sys
+
+from config import UserError
 
 TMP_SUFFIX = ".tmp"
 
 
+def check_target(path, overwrite=False, flag="--overwrite"):
+    """Refuse to write path (UserError) when it is a folder, a device, FIFO or socket (always: a rename would
+    put a regular file in its place), or an existing file and overwrite is not set."""
+    if os.path.isdir(path) or path.endswith(os.sep):
+        raise UserError(f"{path} is a folder; give the file to write, e.g. {os.path.join(path, 'out')}")
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise UserError(f"{path} is not a regular file (a device, pipe, socket or broken link): it is never "
+                        "written; give a file's path")
+    if os.path.exists(path) and not overwrite:
+        raise UserError(f"{path} exists; pass {flag} to replace it, or write elsewhere")
+
+
+def refuse_special(path):
+    """A UserError when path exists and is not a regular file (atomic_write's rename would replace it)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError:
+        if os.path.lexists(path):                 # a broken link, or one looping
+            raise UserError(f"{path} is not a regular file; it is never written")
+        return
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{path} is a folder; give the file to write")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path} is not a regular file (a device, pipe or socket): it is never written")
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:               # EPERM: someone else's live process
+        return True
+    return True
+
+
+def remove_stale(path):
+    """Remove path's temporaries (PATH.PID.tmp) whose process is gone: a write killed before its rename."""
+    folder, base = os.path.split(os.path.abspath(path))
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(base) + 1:-len(TMP_SUFFIX)] if name.startswith(base + ".") and name.endswith(TMP_SUFFIX) else ""
+        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:
+                pass
+
+
+def temporary(path):
+    return f"{path}.{os.getpid()}{TMP_SUFFIX}"     # two processes writing one path never share a temporary
+
+
 def atomic_write(path, write):
     """Call write(tmp_path), then rename tmp_path over path. Raises what write or the rename raised."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}{TMP_SUFFIX}"         # two processes writing one path never share a temporary
+    atomic_write_all([(path, write)])
+
+
+def atomic_write_all(items):
+    """[(path, write)]: each write(tmp) fills its temporary; only when all have succeeded are they renamed into
+    place, so a failure (full disk, Ctrl-C) leaves every path as it was and no temporary behind. An OSError
+    names the file asked for, not its temporary."""
+    for path, _ in items:
+        refuse_special(path)
+    done = []
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.lexists(tmp):
-            os.remove(tmp)
-        if isinstance(e, OSError) and e.filename == tmp:          # name the file asked for, not the temporary
-            raise OSError(e.errno, e.strerror, path) from e
+        for path, write in items:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            remove_stale(path)
+            tmp = temporary(path)
+            done.append(tmp)
+            try:
+                write(tmp)
+            except OSError as e:
+                if e.filename in (tmp, None) or e.errno == errno.ENOSPC:   # the target's write failed
+                    raise OSError(e.errno, e.strerror, path) from e
+                raise
+        for (path, _), tmp in zip(items, done):
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, path) from e
+    except BaseException:
+        for tmp in done:
+            if os.path.lexists(tmp):
+                os.remove(tmp)
         raise
 
 

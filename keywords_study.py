@@ -24,8 +24,10 @@ def cmd_keywords(rest):
     parser = make_parser("main.py experiment keywords", "poems with keywords against poems without", [])
     parser.add_argument("--ckpt", default="", help="the model (default: as generate picks it)")
     parser.add_argument("--samples", type=int, default=10, help="poems per start character and mode (default: 10)")
-    parser.add_argument("--docs-dir", default="docs", help="where keywords_study.md goes")
+    parser.add_argument("--docs-dir", default="docs", help="where keywords_study.md goes (default: docs)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing keywords_study.md")
     args = parser.parse_args(rest)
+    fileio.check_target(os.path.join(args.docs_dir, "keywords_study.md"), args.overwrite)   # before any work
     if not 1 <= args.samples <= 200:
         raise UserError("--samples: 1 to 200")
     path, model, itos, corpus = study_model(args.ckpt)

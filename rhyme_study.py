@@ -18,8 +18,10 @@ REGULAR = {(5, 4), (5, 8), (7, 4), (7, 8)}
 def cmd_rhyme(rest):
     parser = make_parser("main.py experiment rhyme", "the rhyme books against the corpus", [])
     parser.add_argument("--data-dir", default="data", help="where the prepared corpus lives (default: data)")
-    parser.add_argument("--docs-dir", default="docs", help="where rhyme_study.md goes")
+    parser.add_argument("--docs-dir", default="docs", help="where rhyme_study.md goes (default: docs)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing rhyme_study.md")
     args = parser.parse_args(rest)
+    fileio.check_target(os.path.join(args.docs_dir, "rhyme_study.md"), args.overwrite)   # before any work
     cfg = Config()
     cfg.data.data_dir = args.data_dir
     processed = dataUtil.processed_dir(cfg)
