@@ -173,6 +173,9 @@ class NumpyLM:
         """(model, itos, config dict) from a checkpoint written by main.py train, without torch."""
         ckpt = read_torch_checkpoint(path)
         params = {k: v.astype(np.float32) for k, v in ckpt["model"].items()}
+        bad = next((k for k, v in params.items() if not np.isfinite(v).all()), None)
+        if bad:
+            raise ValueError(f"damaged: its weight {bad} holds NaN or infinite values")
         if "proj.down.weight" in params:                           # a tied model: its projection is E W_d
             params["proj.weight"] = params["embed.weight"] @ params.pop("proj.down.weight")   # (V, H)
         return cls(params, ckpt["config"]["model"]["num_layers"]), ckpt["itos"], ckpt["config"]
@@ -263,10 +266,28 @@ def check_view(n, offset, size, stride):
         raise pickle.UnpicklingError(f"a tensor reaches element {last} of a storage of {n}")
 
 
+MAX_CKPT_BYTES = 4 * 2 ** 30          # as training.MAX_CKPT_BYTES: far above any model of this project
+
+
 def read_torch_checkpoint(path):
-    """The dict torch.save wrote (tensors as NumPy arrays). Raises ValueError on anything unreadable."""
+    """The dict torch.save wrote (tensors as NumPy arrays). Raises ValueError on anything unreadable: a path
+    that is not a regular file (a device such as /dev/zero, a FIFO: never opened), a file or member over
+    MAX_CKPT_BYTES, bytes failing their CRC (zipfile checks each member it reads)."""
+    import os
+    import stat
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise ValueError(f"{type(e).__name__}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError("not a regular file (a folder, device or pipe)")
+    if st.st_size > MAX_CKPT_BYTES:
+        raise ValueError(f"{st.st_size / 2**30:.1f} GiB, over the {MAX_CKPT_BYTES // 2**30} GiB a checkpoint may be")
     try:
         with zipfile.ZipFile(path) as zf:
+            big = next((i.filename for i in zf.infolist() if i.file_size > MAX_CKPT_BYTES), None)
+            if big:
+                raise pickle.UnpicklingError(f"{big} claims {zf.getinfo(big).file_size} bytes")
             pkl = next(n for n in zf.namelist() if n.endswith("/data.pkl"))
             with zf.open(pkl) as f:
                 return _CheckpointUnpickler(f, zf, pkl[:-len("/data.pkl")]).load()
@@ -323,6 +344,7 @@ def cmd_generate(rest):
                          "--acrostic, --rhyme, --tones, --top-p, --prefix use python main.py generate)",
                          ["gen"], only=NP_GEN_FLAGS)
     gcfg = check_config(config_from_args(parser.parse_args(rest))).gen
+    dataUtil.check_opening(gcfg.start)                   # before any model is named
     path = pick_checkpoint(gcfg.ckpt)
     try:
         model, itos, _ = NumpyLM.from_checkpoint(path)
@@ -341,12 +363,22 @@ def cmd_generate(rest):
 # ----------------------------------------------------------------------------------------------------------
 # test and bench
 
+def no_flags(prog, description, rest):
+    """Commands without flags: --help prints what they do (and runs nothing); any other argument is refused."""
+    from config import OneLineParser
+    OneLineParser(prog=prog, description=description).parse_args(rest)
+
+
 def cmd_test(rest):
+    no_flags("MyLSTM_np.py test", "the gradient checks: the NumPy and PyTorch LSTMs' hand-derived backward "
+             "passes against autograd and finite differences (exit 0 when all pass, 1 when one fails)", rest)
     import gradcheck
     return 0 if gradcheck.run_all(verbose=True) else 1
 
 
 def cmd_bench(rest):
+    no_flags("MyLSTM_np.py bench", "LSTM forward + backward time: NumPy (this file) next to PyTorch CPU autograd "
+             "(ours and nn.LSTM); figures depend on the machine", rest)
     import benchmark
     benchmark.lstm_bench()
     return 0

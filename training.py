@@ -131,14 +131,20 @@ def save_error_cause(e, path, ckpt):
     return e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[0][:120]
 
 
-def export_weights(src, dst, half=True):
+def export_weights(src, dst, half=True, beside=()):
     """Write src's model as a weights-only checkpoint (no optimiser state, no RNG; float16 storage when half,
-    loaded back as float32): what ships in pretrained/. Returns the file's size in bytes."""
+    loaded back as float32): what ships in pretrained/. beside: more files [(path, write(tmp))] written with it,
+    all or none (fileio.atomic_write_all: the tables travel with the model). Returns the file's size in bytes."""
     ckpt = load_checkpoint(src)
     model = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ckpt["model"].items()}
-    slim = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "rng")}
-    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    save_atomically({**slim, "model": model, "optimizer": None}, dst)
+    slim = {**{k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "rng")}, "model": model,
+            "optimizer": None}
+    try:
+        fileio.atomic_write_all([(dst, lambda tmp: torch.save(slim, tmp)), *beside])
+    except (OSError, RuntimeError) as e:
+        where = e.filename if isinstance(e, OSError) and e.filename else dst
+        cause = save_error_cause(e, dst, slim) if where == dst else e.strerror or str(e)
+        raise SaveFailed(f"could not write {where} ({cause}); nothing was replaced")
     return os.path.getsize(dst)
 
 
@@ -148,20 +154,63 @@ def load_checkpoint(path):
         raise UserError(f"checkpoint {path} not found; train first (python main.py train) or pass --ckpt PATH")
     if not os.path.isfile(path):
         raise UserError(f"{path} is not a file (a folder or a pipe); pass a checkpoint written by train")
+    size = os.path.getsize(path)
+    if size > MAX_CKPT_BYTES:
+        raise UserError(f"{path} is {size / 2**30:.1f} GiB, more than a checkpoint of this project can be "
+                        f"({MAX_CKPT_BYTES // 2**30} GiB); pass a file written by train")
     try:
+        damaged = zip_damage(path)
+        if damaged:
+            raise UserError(f"{path} is damaged ({damaged}); copy it again or pass another checkpoint")
         with warnings.catch_warnings():            # torch warns of pickle protocol 4 before any error
             warnings.simplefilter("ignore")
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except UserError:
+        raise
     except Exception as e:       # truncated zip, pickle with code, not a torch file at all ...
         raise UserError(f"{path} is not a readable checkpoint ({type(e).__name__}); pass a file written by train")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT or "model" not in ckpt \
             or not isinstance(ckpt.get("config"), dict) or not isinstance(ckpt.get("itos"), list):
         raise UserError(f"{path} is not a checkpoint of this project; pass a file written by main.py train")
+    bad = nonfinite(ckpt["model"])
+    if bad:
+        raise UserError(f"{path} is damaged: its weight {bad} holds NaN or infinite values; pass another checkpoint")
     return ckpt
+
+
+MAX_CKPT_BYTES = 4 * 2 ** 30          # far above any model this project trains (the shipped ones are ~10 MiB)
+
+
+def zip_damage(path):
+    """What is wrong with a checkpoint's zip (a member whose bytes fail their CRC, a member larger than the
+    file could hold), or "" when it is intact or not a zip at all (torch.load judges that)."""
+    import zipfile
+    if not zipfile.is_zipfile(path):
+        return ""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            big = next((i.filename for i in zf.infolist() if i.file_size > MAX_CKPT_BYTES), None)
+            if big:
+                return f"{big} claims {zf.getinfo(big).file_size} bytes"
+            bad = zf.testzip()                    # reads every member, checking its CRC-32
+            return f"the bytes of {bad} fail their CRC check" if bad else ""
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+        return f"{type(e).__name__}: {e}"
+
+
+def nonfinite(state):
+    """The name of the first floating tensor of a state_dict holding NaN or an infinity, else None."""
+    if not isinstance(state, dict):
+        return None
+    return next((k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()
+                 and not bool(torch.isfinite(v).all())), None)
 
 
 def model_from_checkpoint(ckpt, device):
     """(model in eval mode, config, itos) rebuilt from the checkpoint alone."""
+    bad = nonfinite(ckpt.get("model") if isinstance(ckpt, dict) else None)
+    if bad:
+        raise UserError(f"checkpoint is damaged: its weight {bad} holds NaN or infinite values; pass another one")
     try:
         cfg = Config.from_dict(ckpt["config"])
         if cfg.model.vocab_size != len(ckpt["itos"]):
@@ -183,6 +232,8 @@ def evaluate(model, poems, pad_id, batch_size, device, max_cells=16_000_000, for
     Each batch runs in time chunks of at most max_cells logits (chunk × batch × V), carrying the LSTM state,
     so memory stays bounded whatever the batch size: 16M float32 logits are 64 MB. formats: the poems' format
     inputs (dataUtil.poem_formats), else none (all unknown)."""
+    if not any(len(p) for p in poems):
+        raise UserError("no poems to evaluate: the split is empty (--dev-frac or --test-frac 0, or too few poems)")
     was_training = model.training
     model.eval()
     total, count, batch_ppls = 0.0, 0, []
@@ -239,7 +290,7 @@ class RunDir:
             os.makedirs(self.path, exist_ok=True)
             self.lock = open(os.path.join(self.path, ".lock"), "a+")
         except OSError as e:
-            raise UserError(f"cannot use --ckpt-dir {self.path}: {e.strerror}")
+            raise EnvironmentFailure(f"cannot use --ckpt-dir {self.path}: {e.strerror}")
         try:
             fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -331,6 +382,9 @@ def train(cfg, ckpt=None):
     try:
         torch.manual_seed(tcfg.seed)
         corpus = load_corpus_once(cfg, dd)
+        if not corpus.dev:
+            raise UserError("the dev split is empty (--dev-frac 0, or too few poems); training evaluates on it "
+                            "(early stopping, best.pt): give --dev-frac above 0, e.g. 0.05")
         cfg.model.vocab_size = len(corpus.itos)
         model = PoetryLM(cfg.model).to(device)
         optimizer = make_optimizer(tcfg, model.parameters())
@@ -362,11 +416,11 @@ def open_run_dir(tcfg, dd, resumed_step):
         try:
             run_dir = RunDir(tcfg)
             run_dir.prepare(tcfg, resumed_step)
-        except UserError as e:
-            err = str(e)
+        except (UserError, EnvironmentFailure) as e:
+            err = (isinstance(e, EnvironmentFailure), str(e))
     err = dd.from_main(err)
     if err:
-        raise UserError(err)
+        raise (EnvironmentFailure if err[0] else UserError)(err[1])      # an unwritable place: exit 1
     return run_dir
 
 
