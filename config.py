@@ -99,7 +99,7 @@ class GenConfig:
     repetition_penalty: float = 1.0   # > 1 makes characters already in the poem less likely
     greedy: bool = False              # always the likeliest character (one poem per start)
     seed: int = 0                     # the same seed writes the same poem; change it for another
-    max_gen_len: int = 200            # generated tokens at most, <eos> included
+    max_gen_len: int = 200            # a free poem's generated tokens at most; a form asked for is written whole (the limit grows to fit it), a drawn one fits it
     form: int = 0                     # characters per line: 5 | 7 (0 = free)
     lines: int = 0                    # lines with --form: 4 (绝句) | 8 (律诗)
     acrostic: str = ""                # 藏头诗: line k starts with the k-th character
@@ -257,19 +257,30 @@ def make_parser(prog, description, sections, only=None):
     parser = OneLineParser(prog=prog, description=description, allow_abbrev=False)
     defaults, helps = Config(), field_help()
     for name in sections:
-        group = parser.add_argument_group(name)
+        group = parser.add_argument_group(SECTION_TITLES.get(name, name))
         for f in dataclasses.fields(getattr(defaults, name)):
             if (name, f.name) not in NO_FLAG and (only is None or f.name in only):
                 add_field_flag(group, name, f, getattr(getattr(defaults, name), f.name), helps.get((name, f.name), ""))
     return parser
 
 
+SECTION_TITLES = {"data": "corpus", "model": "model", "train": "training", "gen": "generation"}
+
+
+def shown_default(default):
+    """A default as help shows it: on/off for a switch, none for empty text."""
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return "none" if default == "" else repr(default)
+
+
 def add_field_flag(group, section, f, default, text):
     """--field-name for one dataclass field. Flags not given stay out of the parsed namespace (SUPPRESS), so
     config_from_args can lay them over any base config: the defaults, or a checkpoint's config on resume."""
     flag = "--" + f.name.replace("_", "-")
+    said = "(default" in text                       # the help says it itself: "(default: a real poem's form)"
     kw = dict(dest=f"{section}.{f.name}", default=argparse.SUPPRESS,
-              help=f"{text} (default: {default!r})".replace("%", "%%"))
+              help=(text if said else f"{text} (default: {shown_default(default)})").replace("%", "%%"))
     choices = CHOICES.get((section, f.name))
     if (section, f.name) in LIST_FLAGS:
         group.add_argument(flag, nargs="+", metavar="WORD", **kw)

@@ -434,7 +434,8 @@ def decode(ids, itos):
 
 def corpus_of(itos, encoded, **extra):
     """A Corpus from {split: (flat ids, offsets)}, each poem a view into its split's flat array."""
-    splits = {s: np.split(flat, offsets[1:-1]) for s, (flat, offsets) in encoded.items()}
+    splits = {s: np.split(flat, offsets[1:-1]) if len(offsets) > 1 else []      # an empty split has no poem,
+              for s, (flat, offsets) in encoded.items()}                          # not one empty one
     return Corpus(itos=itos, **splits, **extra)
 
 
@@ -869,7 +870,9 @@ def load_cipai_table(path):
             lines = entry["lines"]
             if not lines or not all(isinstance(n, int) and 0 < n <= 40 and mark in PUNCT for n, mark in lines):
                 return None
-            float(entry["share"]), int(entry["examples"]), int(entry["stanza"])
+            if not (isinstance(entry["share"], (int, float)) and all(isinstance(entry[k], int) and not isinstance(
+                    entry[k], bool) for k in ("examples", "stanza"))):       # "50" would sort as text, then fail
+                return None
             for s in entry.setdefault("rhymes", []):            # tables written before rhyme sets have none
                 if len(s["tones"]) != len(s["lines"]) or not set(s["tones"]) <= {"平", "仄"} or \
                         not all(isinstance(i, int) and 0 <= i < len(lines) for i in s["lines"]):
@@ -885,6 +888,15 @@ def load_cipai_table(path):
 SENTENCE_ENDS = "。？！；"
 
 
+def check_opening(text):
+    """A UserError when a start text opens with a mark (，日): a poem opens with a character. No vocabulary
+    needed, so generate says it before any model is named."""
+    text = "".join(text.split())
+    if text and text[0] in PUNCT + ",.?!;:":
+        raise UserError(f"{text!r} opens with {text[0]!r}: a poem opens with a character, not a mark; "
+                        f"give {text.lstrip(PUNCT + ',.?!;:')!r}")
+
+
 def encode_start(text, itos, stoi=None):
     """The ids of a start text: traditional converted to simplified; a character outside the vocabulary,
     an empty or non-Chinese start is a UserError naming it. stoi: itos's index, when the caller has it."""
@@ -892,6 +904,7 @@ def encode_start(text, itos, stoi=None):
     simplified = standardise(opencc_t2s()(text))
     if not simplified.strip(PUNCT):
         raise UserError("the start text is empty; give the character(s) the poem begins with, e.g. --start 日")
+    check_opening(text)
     stoi = stoi or {w: i for i, w in enumerate(itos)}
     for ch in simplified:
         if not CLEAN_POEM.fullmatch(ch):

@@ -36,6 +36,7 @@ import rhymebook
 from config import GenConfig, UserError, suggest
 
 END_MARKS = poetics.LINE_ENDS
+HEAD_LINE = 24          # an acrostic line without --form ends by this many characters (so its poem's length is bounded)
 CI_TONE = {"平": poetics.LEVEL, "仄": poetics.OBLIQUE}
 
 
@@ -71,7 +72,9 @@ def spec_from(gcfg, cipai=None, cipu_table=None, told=False):
     """The Spec of a GenConfig (cipai: the learnt 词牌 table, needed for --cipai; cipu_table: the 词谱, read
     from pretrained/cipu.json when --cipai needs it and none is given; told: the model reads format inputs, so a
     --cipai poem follows a 格 of the 词谱 and its tones are told it); a bad combination is a UserError."""
-    s = Spec(gcfg.form, gcfg.lines, "".join(gcfg.acrostic.split()), gcfg.rhyme, gcfg.tones,
+    heads = "".join(gcfg.acrostic.split())
+    heads = "".join(h if h in dataUtil.PUNCT else dataUtil.convert_chars(h)[:1] or h for h in heads)   # 春夏 as --start
+    s = Spec(gcfg.form, gcfg.lines, heads, gcfg.rhyme, gcfg.tones,
              rhyme_tone=poetics.LEVEL if gcfg.rhyme_tone == "level" else poetics.OBLIQUE)
     if gcfg.ge and not gcfg.cipai or gcfg.ge < 0:
         raise UserError(f"--ge {gcfg.ge}: give --cipai NAME and a 格 number from 1 (0: the default)")
@@ -152,6 +155,24 @@ def rhyme_entries(ge, lengths):
         out.append({"lines": [line_of[p] for p in at],
                     "tones": [ge.tones[p] if ge.tones[p] != "中" else fallback for p in at]})
     return out
+
+
+def form_length(spec):
+    """The tokens (characters and end marks) a poem of spec takes at most, or None when the model decides."""
+    if spec.pattern:
+        return sum(n + 1 for n, _ in spec.pattern)
+    if spec.chars and spec.lines:
+        return spec.lines * (spec.chars + 1)
+    if spec.heads:
+        return len(spec.heads) * (HEAD_LINE + 1)
+    return None
+
+
+def fitted(gcfg, specs, given=0):
+    """gcfg with max_gen_len grown to the longest form of specs less the given tokens (+1 for <eos>): a form
+    asked for is written whole, never cut at --max-gen-len (which bounds only a free poem)."""
+    need = max((form_length(s) or 0 for s in specs), default=0) - given + 1
+    return gcfg if need <= gcfg.max_gen_len else dataclasses.replace(gcfg, max_gen_len=need)
 
 
 def cut(s, lengths):
@@ -287,7 +308,10 @@ class Automaton:
             mask &= t.ideograph
             if s.heads:
                 mask = t.only(s.heads[self.line])
-        elif self.line == self.n_lines - 1:
+            return mask
+        if self.pos >= HEAD_LINE:              # the line must end now
+            mask &= np.isin(np.arange(len(mask)), [t.stoi[c] for c in END_MARKS if c in t.stoi])
+        if self.line == self.n_lines - 1:
             mask[[t.stoi[c] for c in "，；" if c in t.stoi]] = False    # the last line ends with 。？！
         return mask
 
@@ -466,22 +490,38 @@ class Batch:
                     fmt=format_for(s) if told else None)
                 for b, (s, t, lead) in enumerate(zip(specs, tables, leads))]
         lead_feats = []                                    # per row, the features after each common lead token
+        unknown = (np.zeros(len(formats.GROUPS), np.int64), 0)
         for row, lead in zip(rows, leads):
             feats = []
             for k, (tok, is_start) in enumerate(lead[:common]):
                 if is_start:
                     row.out.append(tok)
                     row.auto.advance(tok)
-                ahead = row.pending if k == common - 1 else lead[k + 1:]
-                feats.append((np.zeros(len(formats.GROUPS), np.int64), 0) if row.fmt is None or
-                             (ahead and not ahead[0][1]) else row.features())
+                ahead = lead[k + 1] if k + 1 < len(lead) else None      # the next token (not a copy of the rest)
+                feats.append(unknown if row.fmt is None or (ahead is not None and not ahead[1]) else row.features())
             lead_feats.append(feats)
         if not self.rows:
-            tokens = torch.tensor([[t for t, _ in lead[:common]] for lead in leads], device=self.device).t()
             told_any = told and any(r.fmt is not None for r in rows)
-            logits, self.state = read_in_chunks(self.model, tokens, formats=self.lead_formats(lead_feats) if told_any
-                                                else None)                     # (1, n, V)
-            self.rows, self.logits = rows, logits[-1]
+            tokens = torch.tensor([[t for t, _ in lead[:common]] for lead in leads], device=self.device).t()  # (P, n)
+            fmts = self.lead_formats(lead_feats) if told_any else None
+            # The steps on which every row reads the same token with the same format inputs (a request's --prefix
+            # and --start: its candidates differ at most in their drawn format) are read once, for one row, and
+            # their state is shared; only the rest is read row by row (a 10,000-character prefix once, not 64x).
+            same = (tokens == tokens[:, :1]).all(1)
+            if fmts is not None:
+                same &= (fmts[0] == fmts[0][:, :1]).all(2).all(1) & (fmts[1] == fmts[1][:, :1]).all(1)
+            agree = int(same.long().cumprod(0).sum()) if n > 1 else common
+            state = None
+            if agree:
+                logits, state = read_leads(self.model, tokens[:agree, :1],
+                                           fmts and (fmts[0][:agree, :1], fmts[1][:agree, :1]))
+                state = state and tuple(s.expand(-1, n, -1).contiguous() for s in state)
+            if agree < common:
+                logits, state = read_in_chunks(self.model, tokens[agree:], formats=fmts and (
+                    fmts[0][agree:], fmts[1][agree:]), state=state)             # (1, n, V)
+            else:
+                logits = logits.expand(-1, n, -1).contiguous()
+            self.rows, self.logits, self.state = rows, logits[-1], state
             return rows
         self.logits = torch.cat([self.logits, self.logits.new_zeros(n, self.logits.shape[1])])  # not read: forced
         self.state = self.state and tuple(torch.cat([s, s.new_zeros(s.shape[0], n, s.shape[2])], 1)
@@ -608,14 +648,36 @@ def line_nll(model, itos, text, device, marks=poetics.LINE_ENDS):
     return out
 
 
-def read_in_chunks(model, tokens, chunk=64, formats=None):
-    """Run tokens (P, B) through the model `chunk` steps at a time, carrying the state: only the last step's
-    logits (1, B, V) are kept, so a long --prefix costs chunk x B x V logits of memory, not P x B x V."""
-    state = None
+def read_in_chunks(model, tokens, chunk=64, formats=None, state=None):
+    """Run tokens (P, B) through the model `chunk` steps at a time, carrying the state (from `state` when
+    given): only the last step's logits (1, B, V) are kept, so a long --prefix costs chunk x B x V logits of
+    memory, not P x B x V."""
     for t in range(0, tokens.shape[0], chunk):
         extra = (formats[0][t:t + chunk], formats[1][t:t + chunk]) if formats is not None else ()
         logits, state = model(tokens[t:t + chunk], state, *extra)
     return logits[-1:], state
+
+
+LEAD_CACHE = {}          # the last leads read_leads read: the CLI's batches of one request read their prime once
+
+
+def read_leads(model, tokens, formats=None):
+    """read_in_chunks of an idle batch's distinct leads, remembered for the next batch of the same leads and
+    weights (iter_poems writes --num poems in several batches, each with the same --prefix and --start): a
+    10,000-character prefix is read once a command, not once a batch. The key holds the weights' versions, the
+    precision and the mode, so a model trained or cast since never reuses an old reading."""
+    params = list(model.parameters()) if hasattr(model, "parameters") else []
+    if tokens.shape[0] < 64 or not params:       # a short lead costs less than its key
+        return read_in_chunks(model, tokens, formats=formats)
+    key = (id(model), tuple(p._version for p in params), tuple(p.data_ptr() for p in params[:1]),
+           getattr(model, "precision", None), getattr(model, "training", False), tokens.device, tokens.shape,
+           tokens.cpu().numpy().tobytes(), None if formats is None else
+           tuple(f.cpu().numpy().tobytes() for f in formats))
+    if key not in LEAD_CACHE:
+        LEAD_CACHE.clear()
+        LEAD_CACHE[key] = read_in_chunks(model, tokens, formats=formats)
+    logits, state = LEAD_CACHE[key]
+    return logits.clone(), state and tuple(s.clone() for s in state)
 
 
 def pick_next(logits, tables, gcfg, generator, masks=None, history=None, skip=None):
@@ -812,11 +874,14 @@ def make_request(itos, gcfg, tables_cache=None, told=False):
         raise UserError("--start is empty; give the character(s) the poem begins with, e.g. --start 日")
     prime = dataUtil.encode_start(gcfg.prefix, itos, tables.stoi) if gcfg.prefix.strip() else []
     forms = None if spec.constrained or gcfg.free else default_forms(spec, start, tables, tables_cache)
+    forms = [f for f in forms or () if form_length(dataclasses.replace(spec, chars=f[0], lines=f[1])) - len(start)
+             < gcfg.max_gen_len] or None          # a drawn form fits --max-gen-len (a form asked for grows it)
     words = keywords.parse(gcfg.keywords, itos, dataUtil.convert_chars)
     if words and not (spec.chars or spec.pattern or forms):
         raise UserError("--keywords needs a form to place them in: --form, --cipai, or leave out --free")
     # the random streams depend on the seed, the asked-for text and the poem's number (never on --num)
     key = (gcfg.seed, str((start, spec.heads) + ((gcfg.cipai,) if gcfg.cipai else ())))
+    gcfg = fitted(gcfg, [spec], len(start))
     draws = format_draws(tables_cache) if told else None
     return Request(gcfg, spec, tables, start, prime, forms, words, key, draws, pairs_table(tables_cache))
 
@@ -905,7 +970,7 @@ def iter_poems(model, itos, gcfg, device, batch=64):
     for first in range(0, gcfg.num, per_batch):
         poems = range(first, min(first + per_batch, gcfg.num))
         r = rows_of(model, itos, req, poems, device)
-        texts, nlls = sample_scored(model, itos, r.starts, gcfg, device, r.streams, r.specs, tables=r.tables,
+        texts, nlls = sample_scored(model, itos, r.starts, req.gcfg, device, r.streams, r.specs, tables=r.tables,
                                     primes=r.primes)
         for i in range(len(poems)):
             yield best_of(texts[i * n:(i + 1) * n], nlls[i * n:(i + 1) * n], req.pairs)

@@ -23,7 +23,6 @@ pretrained/tang.pt, and say on stderr which. Errors a user can fix are one line 
 import dataclasses
 import math
 import os
-import shutil
 import signal
 import sys
 
@@ -85,6 +84,7 @@ def cmd_generate(rest):
             print(decoding.format_cipai(name, entry))
         return 0
     decoding.spec_from(gcfg, decoding.cipai_table() if gcfg.cipai else None)   # a bad request fails before any work
+    dataUtil.check_opening(gcfg.start)
     if gcfg.rhyme:
         decoding.rhyme_book(gcfg)
     if gcfg.keywords:
@@ -111,7 +111,8 @@ def cmd_evaluate(rest):
     parser.add_argument("--ckpt", default="", help="the model (default: checkpoints/best.pt if it exists, "
                         "else pretrained/tang.pt)")
     device_flag(parser)
-    parser.add_argument("--data-dir", default="data", help="where the prepared corpus lives (default: data)")
+    parser.add_argument("--data-dir", default=None, help="where the prepared corpus lives; given, it must exist "
+                        "(default: data, prepared on first use)")
     parser.add_argument("--raw-dir", default="", help="a local copy of the raw corpus (default: data/raw)")
     parser.add_argument("--samples", type=int, default=0, help="also measure N generated poems per start and mode")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated poems (default: 0)")
@@ -125,6 +126,10 @@ def cmd_evaluate(rest):
     args = parser.parse_args(rest)
     if args.samples < 0 or not 0 <= args.seed < 2 ** 63:
         raise UserError("--samples must be >= 0 and --seed in [0, 2^63)")
+    if args.data_dir is not None and not os.path.isdir(args.data_dir):     # never made (nor 60 MB fetched) here
+        raise UserError(f"--data-dir {args.data_dir} is not a folder; prepare the corpus there first (python "
+                        f"dataUtil.py prepare --data-dir {args.data_dir}) or leave --data-dir out")
+    args.data_dir = args.data_dir or "data"
     device = pick_device(TrainConfig(device=args.device))
     path = pick_checkpoint(args.ckpt)
     model, cfg, itos = model_from_checkpoint(load_checkpoint(path), device)
@@ -325,15 +330,20 @@ def cmd_export(rest):
     tables = [(src, os.path.join(os.path.dirname(os.path.abspath(args.out)), name))
               for name in ("tones.json", "rhymes.json", "cipai.json", "forms.json")
               for src in [os.path.join(args.data_dir, "processed", name)] if os.path.isfile(src)]
-    clash = [p for p in [args.out] + [dst for src, dst in tables if not same_file_content(src, dst)] if os.path.exists(p)]
+    tables = [(src, dst) for src, dst in tables if not same_file_content(src, dst)]
+    for path in [args.out] + [dst for _, dst in tables]:        # a device, FIFO or folder is never written
+        fileio.check_target(path, overwrite=True)
+    clash = [p for p in [args.out] + [dst for _, dst in tables] if os.path.exists(p)]
     if clash and not args.overwrite:
         raise UserError(f"{', '.join(clash)} exist(s); pass --overwrite to replace, or --out in another folder")
-    size = export_weights(args.ckpt, args.out, half=not args.float32)
-    print(f"wrote {args.out} ({size / 2**20:.1f} MiB, weights only)")
+    copies = []
     for src, dst in tables:                       # the tone and 词牌 tables travel with the model
-        if not same_file_content(src, dst):
-            fileio.atomic_write(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))
-            print(f"copied {src} beside it")
+        with open(src, "rb") as f:
+            copies.append((dst, lambda tmp, data=f.read(): open(tmp, "wb").write(data)))
+    size = export_weights(args.ckpt, args.out, half=not args.float32, beside=copies)   # all written, or none
+    print(f"wrote {args.out} ({size / 2**20:.1f} MiB, weights only)")
+    for src, dst in tables:
+        print(f"copied {src} beside it")
     return 0
 
 
@@ -388,13 +398,17 @@ def cmd_revise(rest):
 
 
 def read_stdin(limit=100_000):
-    """The text piped in (a terminal with nothing piped is a UserError: the poem is missing)."""
+    """The text piped in, UTF-8 with or without a BOM, at most limit bytes (more is refused, never cut: a cut
+    could fall inside a character); a terminal with nothing piped is a UserError: the poem is missing."""
     if sys.stdin is None or sys.stdin.isatty():
         raise UserError("give the poem as an argument, or pipe it in")
+    data = sys.stdin.buffer.read(limit + 1)
+    if len(data) > limit:
+        raise UserError(f"the poem on stdin holds over {limit} bytes; give one poem")
     try:
-        return sys.stdin.buffer.read(limit).decode("utf-8")
-    except UnicodeDecodeError:
-        raise UserError("the poem on stdin is not UTF-8 text")
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(f"the poem on stdin is not UTF-8 text (byte {e.start})")
 
 
 def cmd_serve(rest):
@@ -456,12 +470,30 @@ def cmd_inspect(rest):
     return lstm_inspect.cmd_inspect(rest)
 
 
+USAGE = """python main.py COMMAND [flags]   (python main.py COMMAND --help: its flags, each with a description)
+
+  generate    write poems: --start 日, --form 5|7 --lines 4|8, --rhyme, --tones, --acrostic 春夏秋冬,
+              --cipai 菩萨蛮 (a 宋词), --keywords 春风 明月, --num, --seed
+  revise      new versions of one line of a poem (--line K), or of its lines from one on (--from K)
+  check       the 格律 check of a poem: form, tones, rhyme, the rules it breaks
+  serve       the web page and its JSON API on this machine (http://127.0.0.1:8000/)
+  train       train the LSTM on the 全唐诗 (fetched and prepared on first use)
+  evaluate    perplexity of a model on dev and test; --samples N: generation metrics
+  export      a weights-only copy of a checkpoint, with its tables (what pretrained/ ships)
+  experiment  the studies: init, optim, recipe, rerank, rhyme, keywords, form, gelv
+  inspect     what the LSTM's cells do over a poem: each cell's state and gates at every character
+
+generate, revise and evaluate use --ckpt when given, else checkpoints/best.pt when it exists, else the shipped
+pretrained/tang.pt (a 宋词: pretrained/ci.pt), and say on stderr which. A mistake is one line on stderr and exit
+code 2; a failure of the machine (full disk, unwritable place) exit 1; Ctrl-C exit 130. More: README.md."""
+
+
 def main(argv):
     commands = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "experiment": cmd_experiment,
                 "export": cmd_export, "check": cmd_check, "revise": cmd_revise, "serve": cmd_serve}
     commands["inspect"] = cmd_inspect
     if argv and argv[0] in ("-h", "--help"):
-        print(__doc__)
+        print(USAGE)
         return 0
     if not argv or argv[0] not in commands:
         hint = suggest(argv[0], list(commands)) if argv else ""

@@ -85,10 +85,12 @@ def revise(model, itos, text, line, gcfg, tables, device, num=5, from_line=False
     if free and from_line:
         spec.lines = 0
     prefix = "".join(pieces[:line - 1])
-    start = dataUtil.encode_start(prefix, itos) if prefix else []
+    fed = "".join(model_marks(pieces[:line - 1], gcfg.cipai))          # what the automaton ends a line at
+    start = dataUtil.encode_start(fed, itos) if prefix else []
     keep = "" if from_line else "".join(pieces[line:])
     n = max(4 * num, gcfg.candidates)
     key = (gcfg.seed, text, line, from_line)
+    gcfg = decoding.fitted(gcfg, [spec], len(start))       # the lines asked for are written whole, never cut
     texts, _ = decoding.sample_scored(model, itos, [start] * n, gcfg, device,
                                       [decoding.stream(key, 0, j, device) for j in range(n)], [spec] * n, (), dtables,
                                       given=True)
@@ -120,16 +122,33 @@ def check_request(text, line, gcfg, tables, free=False):
         if dataUtil.ci_pattern(text) != dataUtil.cipai_pattern(entry):
             raise UserError(f"the poem does not follow {gcfg.cipai}'s pattern of lines; --free rewrites it anyway")
         return pieces
-    shape = poetics.form_of(text)
-    if not shape or shape[0] not in (5, 7) or shape[1] % 2:
-        raise UserError("not a regular poem (5 or 7 characters a line, ，。 in turn, an even number of lines): "
+    if not poem_shape(pieces):
+        raise UserError("not a regular poem (5 or 7 characters a line, an even number of lines): "
                         "--cipai NAME for a 词, or --free to rewrite the line freely")
     return pieces
 
 
 def split_poem(text, cipai):
-    """The poem's lines with their end marks (a 词's may end in 、)."""
-    return poetics.split_after(text, poetics.LINE_ENDS + ("、" if cipai else ""))
+    """The poem's lines with their end marks: a 诗's end at any of ，。？！；：、 as check reads it (a ： ends a
+    line, never sits inside one), a 词's at ，。？！； and 、."""
+    return poetics.split_after(text, poetics.LINE_ENDS + ("、" if cipai else "：、"))
+
+
+def poem_shape(pieces):
+    """(characters per line, lines) when the lines are a regular 诗's: all of 5 or all of 7 characters, an even
+    number of them, each ending in a mark (whichever); else None."""
+    lines = [p[:-1] for p in pieces if p[-1] in dataUtil.PUNCT]
+    n = len(lines[0]) if lines else 0
+    ok = len(lines) == len(pieces) and len(lines) % 2 == 0 and n in (5, 7) and all(len(l) == n for l in lines)
+    return (n, len(lines)) if ok else None
+
+
+def model_marks(pieces, cipai):
+    """The lines as the model and the automaton read them: a 诗's line ending in ： or 、 ends in ，/。 by its place
+    (the automaton counts lines at ，。？！；); a 词's as they are."""
+    if cipai:
+        return pieces
+    return [p if p[-1] in poetics.LINE_ENDS else p[:-1] + ("，" if k % 2 == 0 else "。") for k, p in enumerate(pieces)]
 
 
 def inferred_spec(text, pieces, line, from_line, gcfg, tables, dtables):
@@ -146,7 +165,7 @@ def inferred_spec(text, pieces, line, from_line, gcfg, tables, dtables):
         spec.rhyme_open = tuple((k, gs) for k, gs in opened if gs)      # a set with no group found stays open
         spec.rhymed = "".join(ends[i] for s in spec.rhyme_sets for i, _ in s if i > max(rewritten))
         return spec
-    shape = poetics.form_of(text)
+    shape = poem_shape(pieces)
     lines = [p[:-1] for p in pieces]
     spec = decoding.Spec(chars=shape[0], lines=shape[1], rhyme=True)
     kept_even = [(i, l[-1]) for i, l in enumerate(lines) if i % 2 == 1 and i not in rewritten]
