@@ -38,7 +38,14 @@ import workshop
 from config import Config, GenConfig, UserError, check_config
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
-MAX_BODY = 16_384                 # bytes of a request body
+MAX_BODY = 16_384                 # bytes of a request body, however it is sent (Content-Length or chunked)
+BODY_SECONDS = 10.0               # a body must arrive within this (a client holding a partial body open: 408)
+MAX_DEPTH = 8                     # nesting of a request's JSON (a list in an object is 2)
+REVISE_BUDGET = 4000              # candidate rows x characters a revision writes (from line 1 of a 384-character
+                                  # poem: 10 rows, about 3 s of the worker here under load; one line: any num)
+MAX_LEAD = 500                    # characters of start and prefix together a write may give: what one request's
+                                  # lead costs the worker (read once for all its candidates: ~1 ms a character on
+                                  # this CPU under load) stays under a second, so no other request waits longer
 MAX_ROWS = 256                    # candidate rows generated together at most
 STREAM_EVERY = 0.04               # seconds between two text updates of a streamed poem (25 a second) at most,
 STREAM_BUDGET = 100               # and text updates a second for all streams together (20 streams: 5 each)
@@ -53,6 +60,51 @@ class BadRequest(Exception):
     def __init__(self, message, status=400):
         super().__init__(message)
         self.status = status
+
+
+def api_message(message):
+    """A UserError's line in the API's words: the command line's flags become the request's keys (--form 6 ->
+    form 6, --free -> "free": true), and the 词牌 list is GET /api/cipai."""
+    import re
+    message = message.replace("python main.py generate --list-cipai", "GET /api/cipai")
+    bools = {f.name for f in dataclasses.fields(GenConfig) if f.type in (bool, "bool")} | {"from"}
+
+    def key(m):
+        name = m.group(1).replace("-", "_")
+        return f'"{name}": true' if name in bools and not m.group(2) else name + m.group(2)
+    return re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)((?: [0-9][^ ,;:)]*)?)", key, message)
+
+
+def parse_json(raw):
+    """The JSON value of a request body (UTF-8, a BOM allowed): NaN, Infinity and numbers too large to be
+    finite are refused, and so is nesting deeper than MAX_DEPTH (BadRequest)."""
+    import re
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BadRequest("the request body is not JSON")
+    depth = deepest = 0
+    for ch in re.sub(r'"(?:[^"\\]|\\.)*"', "", text):        # brackets outside strings
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    if deepest > MAX_DEPTH:
+        raise BadRequest(f"the request body is nested deeper than {MAX_DEPTH} levels")
+
+    def constant(name):
+        raise BadRequest(f"{name} is not a JSON number; give a finite number")
+
+    def finite(literal):
+        value = float(literal)
+        if not math.isfinite(value):
+            raise BadRequest(f"{literal[:20]} is too large a number")
+        return value
+    try:
+        return json.loads(text or "{}", parse_constant=constant, parse_float=finite)
+    except (ValueError, RecursionError):
+        raise BadRequest("the request body is not JSON")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -245,13 +297,26 @@ def write_config(body):
         if isinstance(default, (int, float)) and not isinstance(default, bool):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise BadRequest(f"{key}: a number, not {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise BadRequest(f"{key}: a finite number, not {value!r}")
             if isinstance(default, int) and value != int(value):
                 raise BadRequest(f"{key}: a whole number, not {value!r}")
-            value = type(default)(value)
+            try:
+                value = type(default)(value)
+            except OverflowError:
+                raise BadRequest(f"{key}: a number this large is out of range")
         if isinstance(default, str) and not isinstance(value, str):
             raise BadRequest(f"{key}: text, not {value!r}")
         setattr(g, key, value)
-    return check_config(dataclasses.replace(Config(), gen=g)).gen
+    try:
+        g = check_config(dataclasses.replace(Config(), gen=g)).gen
+    except UserError as e:
+        raise BadRequest(api_message(str(e)))
+    lead = len("".join(g.start.split())) + len("".join(g.prefix.split()))
+    if lead > MAX_LEAD:
+        raise BadRequest(f"start and prefix hold {lead} characters; at most {MAX_LEAD} together (what one request "
+                         "may cost the others)")
+    return g
 
 
 def result_json(best, request):
@@ -271,16 +336,23 @@ def make_app(engine):
     from starlette.staticfiles import StaticFiles
 
     async def body_of(request):
+        """The request's JSON, read MAX_BODY bytes at most however it is sent (a chunked body has no length to
+        check first) and within BODY_SECONDS."""
         size = request.headers.get("content-length")
         if size is not None and (not size.isdigit() or int(size) > MAX_BODY):
             raise BadRequest(f"the request body is over {MAX_BODY} bytes", 413)
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise BadRequest(f"the request body is over {MAX_BODY} bytes", 413)
+        raw = bytearray()
+
+        async def read():
+            async for chunk in request.stream():
+                raw.extend(chunk)
+                if len(raw) > MAX_BODY:
+                    raise BadRequest(f"the request body is over {MAX_BODY} bytes", 413)
         try:
-            return json.loads(raw.decode("utf-8") or "{}")
-        except (UnicodeDecodeError, ValueError):
-            raise BadRequest("the request body is not JSON")
+            await asyncio.wait_for(read(), BODY_SECONDS)
+        except asyncio.TimeoutError:
+            raise BadRequest(f"the request body did not arrive within {BODY_SECONDS:.0f} s", 408)
+        return parse_json(bytes(raw))
 
     def guarded(handler):
         async def run(request):
@@ -289,7 +361,7 @@ def make_app(engine):
             except BadRequest as e:
                 return JSONResponse({"error": str(e)}, status_code=e.status)
             except UserError as e:
-                return JSONResponse({"error": str(e)}, status_code=400)
+                return JSONResponse({"error": api_message(str(e))}, status_code=400)
             except Exception as e:       # noqa: BLE001 - never a traceback in a response
                 return JSONResponse({"error": f"internal error ({type(e).__name__})"}, status_code=500)
         return run
@@ -328,7 +400,7 @@ def make_app(engine):
                         sent = text
                         yield line({"event": "text", "text": text})
                 if job.error is not None:
-                    message = str(job.error) if isinstance(job.error, UserError) else "internal error"
+                    message = api_message(str(job.error)) if isinstance(job.error, UserError) else "internal error"
                     yield line({"event": "error", "error": message})
                 else:
                     yield line({"event": "done", **result_json(job.result, job.request)})
@@ -343,11 +415,24 @@ def make_app(engine):
         settings = {k: v for k, v in body.items() if k not in ("poem", "line", "num", "from", "free")}
         gcfg = write_config(settings)
         line, num = body["line"], body.get("num", 5)
-        if not isinstance(line, int) or not isinstance(num, int) or not 1 <= num <= 20:
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (line, num)) or not 1 <= num <= 20:
             raise BadRequest("line: a line number; num: 1 to 20")
+        for key in ("from", "free", "poem"):
+            want = str if key == "poem" else bool
+            if key in body and not isinstance(body[key], want):
+                raise BadRequest(f"{key}: {'text' if want is str else 'true or false'}, not {body[key]!r}")
         genre = "ci" if gcfg.cipai and "ci" in engine.models else "tang"
         model, itos = engine.models[genre]
         text = prosody.normalise(str(body["poem"]), set(itos))
+        pieces = workshop.split_poem(text, gcfg.cipai)
+        rewritten = len("".join(pieces[line - 1:] if body.get("from") else pieces[line - 1:line])) + 1
+        rows = max(4 * num, gcfg.candidates)                 # workshop.revise's candidates
+        if rows * rewritten > REVISE_BUDGET:
+            fit = REVISE_BUDGET // rewritten // 4
+            raise BadRequest(f"rewriting {rewritten - 1} characters with num {num} is more than one request may cost "
+                             f"the others ({REVISE_BUDGET} candidate characters); "
+                             + (f"ask for num {fit} or fewer" if fit >= 1 and gcfg.candidates * rewritten <=
+                                REVISE_BUDGET else "rewrite fewer lines at a time"))
         found = await asyncio.to_thread(engine.call, lambda: workshop.revise(
             model, itos, text, line, gcfg, engine.tables, engine.device, num, bool(body.get("from")),
             bool(body.get("free")), engine.tables_cache))
@@ -379,8 +464,16 @@ def make_app(engine):
     async def index(request):
         return FileResponse(os.path.join(STATIC, "index.html"))
 
-    return Starlette(routes=[
-        Route("/", index), Route("/api/write", guarded(write), methods=["POST"]),
+    async def favicon(request):
+        return FileResponse(os.path.join(STATIC, "favicon.svg"), media_type="image/svg+xml")
+
+    async def http_error(request, exc):          # 404, 405 ... in JSON like every other error
+        return JSONResponse({"error": f"{exc.status_code} {exc.detail}: {request.method} {request.url.path}"},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    from starlette.exceptions import HTTPException
+    return Starlette(exception_handlers={HTTPException: http_error}, routes=[
+        Route("/", index), Route("/favicon.ico", favicon), Route("/api/write", guarded(write), methods=["POST"]),
         Route("/api/write/stream", guarded(write_stream), methods=["POST"]),
         Route("/api/revise", guarded(revise), methods=["POST"]), Route("/api/check", guarded(check), methods=["POST"]),
         Route("/api/cipai", guarded(cipai)), Route("/api/inspect", guarded(inspect), methods=["POST"]),
@@ -391,9 +484,18 @@ def line(obj):
     return json.dumps(obj, ensure_ascii=False) + "\n"
 
 
+def url_of(host, port):
+    """http://HOST:PORT/ with an IPv6 address in brackets (http://[::1]:8000/)."""
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
 def serve(engine, host, port):
-    """Serve until interrupted."""
+    """Serve until interrupted: Ctrl-C (or SIGTERM) is a KeyboardInterrupt once uvicorn has shut down, so the
+    command line says "interrupted" and exits 130."""
     import uvicorn
-    print(f"serving on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
-    uvicorn.run(make_app(engine), host=host, port=port, log_level="warning")
+    print(f"serving on {url_of(host, port)} (Ctrl-C stops)", flush=True)
+    srv = uvicorn.Server(uvicorn.Config(make_app(engine), host=host, port=port, log_level="warning"))
+    srv.run()
+    if srv.should_exit:                        # only a signal sets it here
+        raise KeyboardInterrupt
 

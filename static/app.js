@@ -105,7 +105,7 @@ function renderStreaming(text) {
 function finished(msg) {
   state.poem = msg.poem;
   renderPoem();
-  const list = $("candidates");
+  const list = $("candidate-list");
   list.textContent = "";
   msg.candidates.forEach((c) => {
     const li = el("li", `${c.poem}  (score ${c.score.toFixed(3)})`);
@@ -128,6 +128,7 @@ function renderPoem() {
     const lock = el("input");
     lock.type = "checkbox";
     lock.title = "锁 keep this line";
+    lock.setAttribute("aria-label", `锁 keep line ${k + 1}`);
     lock.className = "lock";
     lock.addEventListener("click", (e) => e.stopPropagation());
     row.appendChild(lock);

@@ -125,3 +125,17 @@ def test_no_console_errors(browser, base_url):
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]
               and "/api/check" not in e["message"]]                                  # 400s the test asked for
     assert errors == [], errors
+
+
+def test_the_candidate_list_fills_the_locks_are_labelled_and_nothing_errs(browser, base_url):
+    """The list of other candidates had the candidates input's id, so it stayed empty; the favicon was missing."""
+    browser.get(base_url + "?start=月&form=5&lines=4&seed=4")
+    wait(browser, lambda d: len(poem_lines(d)) == 4)
+    items = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#candidate-list li"))
+    assert len(items) == 8 and not browser.find_element(By.ID, "candidates-box").get_attribute("hidden")
+    assert all("score" in li.get_attribute("textContent") for li in items)
+    assert len(browser.find_elements(By.ID, "candidates")) == 1                        # the input alone has it
+    locks = browser.find_elements(By.CSS_SELECTOR, "#poem .lock")
+    assert [l.get_attribute("aria-label") for l in locks] == [f"锁 keep line {k}" for k in range(1, 5)]
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == [], errors                                                          # favicon.ico included
