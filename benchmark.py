@@ -284,40 +284,68 @@ def engine_bench(device, clients=20, seconds=10.0, rounds=2):
                   f"poems/s   ratio {rates[256] / max(rates[8], 1e-9):.2f}x", flush=True)
 
 
+SUBCOMMANDS = {   # name: (what it measures, its flags)
+    "all": ("lstm, train and infer, one after another", ("device", "steps", "variants")),
+    "lstm": ("LSTM forward + backward: NumPy (MyLSTM_np) next to PyTorch CPU autograd, ours and nn.LSTM", ()),
+    "train": ("training tokens/s of PoetryLM on real batches, the variants (backend and precision) alternated on "
+              "the same batches; ratios to the nn.LSTM peers; peak memory of each", ("device", "steps", "variants")),
+    "infer": ("no-grad forward as evaluate and generate use it, per backend", ("device",)),
+    "profile": ("where a training step's time goes, per variant", ("device", "steps", "variants")),
+    "engine": ("the serve engine in-process, without HTTP: poems/s of 20 clients, batched and one request at a "
+               "time, fp32 and bf16, alternating", ("device",)),
+}
+
+
 def main(argv):
-    from config import OneLineParser
-    parser = OneLineParser(prog="benchmark.py", description="benchmarks that print figures")
-    parser.add_argument("which", nargs="?", default="all", choices=("all", "lstm", "train", "infer", "profile", "peak",
-                                                                    "engine"))
-    parser.add_argument("args", nargs="*", help="for peak (internal): VARIANT STEPS")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda (train, infer, profile)")
-    parser.add_argument("--steps", type=int, default=24, help="real batches per backend (train)")
-    parser.add_argument("--variants", default=DEFAULT_VARIANTS,
-                        help=f"comma-separated, from: {', '.join(VARIANTS)} (train, profile)")
-    a = parser.parse_args(argv)
-    if a.steps < 1:
+    from config import OneLineParser, suggest
+    if argv[:1] == ["peak"]:                      # train's helper process: peak memory of one variant
+        if len(argv) != 3 or argv[1] not in VARIANTS or not argv[2].isdigit():
+            print("error: benchmark.py peak VARIANT STEPS is train's helper process; run benchmark.py train",
+                  file=sys.stderr)
+            return 2
+        print(peak_rss_growth(argv[1], int(argv[2])))
+        return 0
+    which = argv[0] if argv and not argv[0].startswith("-") else "all"
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    if which not in SUBCOMMANDS:
+        print(f"error: benchmark.py {which}: choose one of {', '.join(SUBCOMMANDS)}{suggest(which, list(SUBCOMMANDS))}",
+              file=sys.stderr)
+        return 2
+    what, flags = SUBCOMMANDS[which]
+    parser = OneLineParser(prog=f"benchmark.py {which}", description=what + ". Figures depend on the machine and "
+                           "on what else runs: quote them with the hardware and the command.")
+    if "device" in flags:
+        parser.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
+    if "steps" in flags:
+        parser.add_argument("--steps", type=int, default=24, help="real batches per variant (default: 24; "
+                            "profile: at most 5)")
+    if "variants" in flags:
+        parser.add_argument("--variants", default=DEFAULT_VARIANTS,
+                            help=f"comma-separated, from: {', '.join(VARIANTS)} (default: {DEFAULT_VARIANTS})")
+    a = parser.parse_args(argv[1:] if argv and argv[0] == which else argv)
+    device, steps, variants = getattr(a, "device", "cpu"), getattr(a, "steps", 24), getattr(a, "variants", DEFAULT_VARIANTS)
+    if steps < 1:
         print("error: --steps must be at least 1", file=sys.stderr)
         return 2
-    if a.which == "peak":
-        print(peak_rss_growth(a.args[0], int(a.args[1])))
-        return 0
-    if a.device.startswith("cuda") and not torch.cuda.is_available():
+    if device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda asked for, but CUDA is not available here", file=sys.stderr)
         return 2
-    bad = [v for v in a.variants.split(",") if v not in VARIANTS]
+    bad = [v for v in variants.split(",") if v not in VARIANTS]
     if bad:
         print(f"error: --variants {bad[0]}: choose from {', '.join(VARIANTS)}", file=sys.stderr)
         return 2
-    if a.which in ("lstm", "all"):
+    if which in ("lstm", "all"):
         lstm_bench()
-    if a.which in ("train", "all"):
-        train_bench(torch.device(a.device), a.steps, tuple(a.variants.split(",")))
-    if a.which in ("infer", "all"):
-        infer_bench(torch.device(a.device))
-    if a.which == "engine":
-        engine_bench(torch.device(a.device))
-    if a.which == "profile":
-        profile_bench(torch.device(a.device), min(a.steps, 5), tuple(a.variants.split(",")))
+    if which in ("train", "all"):
+        train_bench(torch.device(device), steps, tuple(variants.split(",")))
+    if which in ("infer", "all"):
+        infer_bench(torch.device(device))
+    if which == "engine":
+        engine_bench(torch.device(device))
+    if which == "profile":
+        profile_bench(torch.device(device), min(steps, 5), tuple(variants.split(",")))
     return 0
 
 
