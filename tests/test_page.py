@@ -20,6 +20,7 @@ pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 SHANJU_BROKEN = "空山新雨后，天气晚来秋。明月松间照，碧泉石上流。竹喧归浣女，莲动下渔舟。随意春芳歇，王孙自可留。"
@@ -64,7 +65,8 @@ def browser():
 
 
 def wait(driver, condition, seconds=60):
-    return WebDriverWait(driver, seconds).until(condition)
+    """condition(driver) true within seconds; an element the page re-rendered meanwhile is asked again."""
+    return WebDriverWait(driver, seconds, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 def poem_lines(driver):
