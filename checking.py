@@ -32,7 +32,7 @@ NLL_BATCH = 32                      # poems checked, then read by the model, tog
 
 @dataclass
 class Tables:
-    """What a check needs besides the poem (workshop.Tables' fields, loaded without torch)."""
+    """What a check needs besides the poem (the CLI's and, through workshop, the page's; loaded without torch)."""
     labels: dict
     pingshui: object
     cilin: object

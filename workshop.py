@@ -8,19 +8,10 @@ import decoding
 import duizhang
 import poetics
 import prosody
+from checking import Tables      # what a check needs besides the poem (one class for the CLI and the page)
 from config import GenConfig, UserError
 
 
-@dataclass
-class Tables:
-    """What a check needs besides the poem: tone labels, the two rhyme books, the learnt 词牌 table (or None),
-    the 词谱 (cipu.Cipu)."""
-    labels: dict
-    pingshui: object
-    cilin: object
-    cipai: dict
-    cipu: object = None
-    duizhang: object = None      # the 对仗 table (duizhang.load())
 
 
 def load_tables(data_dir="data"):
