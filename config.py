@@ -81,6 +81,7 @@ class TrainConfig:
     ckpt_dir: str = "checkpoints"     # the run's directory: checkpoints, metrics.jsonl, figures
     figures_dir: str = ""             # where the run's loss.png and perplexity.png go; empty means the --ckpt-dir
     resume: str = ""                  # a checkpoint to continue from (its settings; flags given win)
+    init_from: str = ""               # a new run starting from this checkpoint's weights (matched by name and character)
     overwrite: bool = False           # start anew in a --ckpt-dir that holds an earlier run, deleting that run's files
     eval_batch_size: int = 256        # poems per batch when measuring perplexity
     format_drop: float = 0.2          # each format input is unknown for a whole poem at this rate in training

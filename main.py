@@ -52,6 +52,8 @@ from training import (SAMPLE_STARTS, Diverged, SaveFailed, evaluate, export_weig
 def cmd_train(rest):
     args = make_parser("main.py train", "train the poetry LSTM", ["data", "model", "train"]).parse_args(rest)
     resume = vars(args).get("train.resume")
+    if resume and vars(args).get("train.init_from"):
+        raise UserError("--resume continues a run, --init-from starts a new one from a model's weights: pass one")
     ckpt = load_checkpoint(resume) if resume else None
     base = Config.from_dict(ckpt["config"]) if ckpt else Config()
     base.train.overwrite = False              # a deletion is never inherited from the checkpoint's run

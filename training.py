@@ -391,6 +391,8 @@ def train(cfg, ckpt=None):
         progress = dict(PROGRESS)
         if ckpt is not None:
             progress = resume_into(ckpt, tcfg.resume, model, optimizer, corpus.itos)
+        elif tcfg.init_from:
+            start_from(model, load_checkpoint(tcfg.init_from), corpus.itos, tcfg.init_from, dd.main)
         run_dir = open_run_dir(tcfg, dd, progress["step"] if ckpt is not None else None)
         loop = TrainLoop(cfg, model, optimizer, corpus, device, progress, run_dir, dd)
         if dd.main:
@@ -451,6 +453,36 @@ def resume_into(ckpt, path, model, optimizer, itos):
         return {k: ckpt.get(k, older.get(k, default)) for k, default in PROGRESS.items()}
     except (RuntimeError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"cannot resume from {path} ({type(e).__name__}): keep the model and optimiser it had")
+
+
+VOCAB_ROWS = ("embed.weight", "proj.bias", "proj.weight")      # weights with a row per character (proj.weight untied)
+
+
+@torch.no_grad()
+def start_from(model, ckpt, itos, path, verbose=True):
+    """A new run starting from another checkpoint's weights (--init-from): every weight of the same name copied
+    (shapes must agree), the rows of VOCAB_ROWS matched by character (a character the source lacks starts from the
+    source's <unk> row: the source read it as <unk>), and the weights the source lacks (the format inputs) set to
+    zero, so that the model starts out computing what the source computes. Returns the names zeroed."""
+    source, own = ckpt["model"], model.state_dict()
+    src_row = {c: i for i, c in enumerate(ckpt["itos"])}
+    rows = torch.tensor([src_row.get(c, src_row.get(dataUtil.UNK, 0)) for c in itos])      # (V,) source rows
+    for name, value in source.items():
+        if name not in own:
+            raise UserError(f"{path} holds a weight {name} this model lacks; give the model settings it was "
+                            "trained with (--embed-dim, --hidden-size, --num-layers, --tie-weights)")
+        value = value.float()[rows] if name in VOCAB_ROWS else value.float()
+        if value.shape != own[name].shape:
+            raise UserError(f"{path}'s weight {name} is {tuple(value.shape)}, this model's "
+                            f"{tuple(own[name].shape)}: give the model settings it was trained with")
+        own[name].copy_(value)
+    zeroed = [name for name in own if name not in source]
+    for name in zeroed:
+        own[name].zero_()
+    if verbose:
+        print(f"initialised from {path}: {len(source)} weights copied ({sum(c in src_row for c in itos)} of "
+              f"{len(itos)} characters matched), {len(zeroed)} set to zero ({', '.join(zeroed) or 'none'})")
+    return zeroed
 
 
 class TrainLoop:

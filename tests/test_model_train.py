@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import dataUtil
+import formats
 import decoding
 import main
 import training
@@ -304,3 +305,38 @@ def test_sigterm_saves_last(tmp_path):
     assert p.returncode == 0 and b"stopped: interrupted" in out
     ckpt = training.load_checkpoint(str(tmp_path / "c" / "last.pt"))
     assert ckpt["step"] >= 3
+
+
+# ----------------------------------------------------------------------------------------------------------
+# --init-from: a new run starting from another model's weights
+
+def test_init_from_starts_as_the_source_with_rows_matched_by_character():
+    torch.manual_seed(0)
+    src_itos = ["</s>", "<unk>", "，", "。", "<bos>", "<eos>", *"春风明月山水"]
+    source = PoetryLM(ModelConfig(vocab_size=len(src_itos), embed_dim=8, hidden_size=12, num_layers=2,
+                                  tie_weights=True, dropout=0.0)).eval()
+    ckpt = {"model": source.state_dict(), "itos": src_itos}
+    itos = src_itos[:6] + list("水山花月风春")              # reordered; 明 gone; 花 new (the source's <unk>)
+    model = PoetryLM(ModelConfig(vocab_size=len(itos), embed_dim=8, hidden_size=12, num_layers=2,
+                                 tie_weights=True, dropout=0.0, format_inputs=True)).eval()
+    zeroed = training.start_from(model, ckpt, itos, "src.pt", verbose=False)
+    assert sorted(zeroed) == ["formats.pair.weight", "formats.table.weight"]
+    rows = [src_itos.index(c) if c in src_itos else 1 for c in itos]         # what each new row should hold
+    text = "春风花月山水"
+    tokens = torch.tensor([[itos.index(c)] for c in text])                    # (T, 1) in the new vocabulary
+    src_tokens = torch.tensor([[rows[i]] for i in tokens[:, 0].tolist()])     # the same text as the source reads it
+    feats = torch.randint(0, 3, (len(text), 1, len(formats.GROUPS)))            # any format input: weights are zero
+    with torch.no_grad():
+        want, _ = source(src_tokens)
+        got, _ = model(tokens, feats=feats, pair=tokens)
+    torch.testing.assert_close(got, want[:, :, rows], atol=1e-6, rtol=0)        # logit j = the source's row rows[j]
+
+
+def test_init_from_refuses_another_shape_and_resume_in_one_line(tmp_path):
+    source = PoetryLM(ModelConfig(vocab_size=8, embed_dim=8, hidden_size=12, num_layers=1))
+    ckpt = {"model": source.state_dict(), "itos": [str(i) for i in range(8)]}
+    model = PoetryLM(ModelConfig(vocab_size=8, embed_dim=8, hidden_size=16, num_layers=1))
+    with pytest.raises(UserError, match="lstm.layers.0.W is .*give the model settings"):
+        training.start_from(model, ckpt, ckpt["itos"], "src.pt", verbose=False)
+    r = run("train", "--resume", "a.pt", "--init-from", "b.pt")
+    assert r.returncode == 2 and "pass one" in r.stderr and "Traceback" not in r.stderr
