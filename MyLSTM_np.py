@@ -372,14 +372,14 @@ def no_flags(prog, description, rest):
 def cmd_test(rest):
     no_flags("MyLSTM_np.py test", "the gradient checks: the NumPy and PyTorch LSTMs' hand-derived backward "
              "passes against autograd and finite differences (exit 0 when all pass, 1 when one fails)", rest)
-    import gradcheck
+    from tools import gradcheck
     return 0 if gradcheck.run_all(verbose=True) else 1
 
 
 def cmd_bench(rest):
     no_flags("MyLSTM_np.py bench", "LSTM forward + backward time: NumPy (this file) next to PyTorch CPU autograd "
              "(ours and nn.LSTM); figures depend on the machine", rest)
-    import benchmark
+    from tools import benchmark
     benchmark.lstm_bench()
     return 0
 
@@ -388,7 +388,7 @@ def cmd_bench(rest):
 # inspect: every layer's gates and states over a poem (cellrecord.py's record, the JSON of main.py inspect)
 
 def cmd_inspect(rest):
-    import cellrecord
+    from studies import cellrecord
     return cellrecord.cmd_inspect_np(rest, NumpyLM.from_checkpoint)
 
 

@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from config import Config, EnvironmentFailure, UserError, check_config, make_parser, config_from_args, run_cli
-import fileio
-import poetics
-import rhymebook
+from common import fileio
+from verse import poetics
+from verse import rhymebook
 
 NPM_PACKAGE = "chinese-poetry@2.0.1"
 NPM_SHA512 = "KtYARvV7CWNtax0na9+Jn6PlhGgSoid7PWyDzXI4KsCEm2odZcqEQyval5koaLygZnM/EQ3lfJ//25K8p3uHNg=="
@@ -739,7 +739,7 @@ def format_counts(cfg, train_texts):
     """{"chars,lines": {"first": [仄起, 平起], "first_rhymes": [no, yes], "groups": {平水韵 group index: poems}}}
     over the regular train poems whose tone pattern and rhyme are known (formats.format_of): what a default
     poem's format is drawn from."""
-    import formats
+    from verse import formats
     tones, pingshui, _, _ = verse_tables(cfg)
     reader = formats.Formatter(tones, pingshui)
     out = {}
@@ -769,7 +769,7 @@ def load_format_draws(path):
 
 def write_duizhang_table(cfg, train_texts, verbose=True):
     """data/processed/duizhang.json: which characters answer which in real 律诗's middle couplets (duizhang.py)."""
-    import duizhang
+    from verse import duizhang
     path = os.path.join(processed_dir(cfg), "duizhang.json")
     try:
         duizhang.write_duizhang_table(train_texts, path)
@@ -947,11 +947,11 @@ def text_of(ids, itos):
 
 def poem_formats(poems, itos, cfg):
     """[(feats (n+1, K), pair (n+1,))] of encoded poems (formats.features of each poem's own Format)."""
-    import formats
+    from verse import formats
     tones, pingshui, cilin, cipai = verse_tables(cfg)
     ci = cfg.data.genre == "ci"
     if ci:
-        import cipu
+        from verse import cipu
     reader = formats.Formatter(tones, pingshui, cilin, cipai if ci else None, ci_pattern, cipu.load() if ci else None)
     stoi = {w: i for i, w in enumerate(itos)}
     out = []

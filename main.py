@@ -29,7 +29,7 @@ import sys
 if __name__ == "__main__":        # Ctrl-C while the imports below load: one line and 130, not a traceback
     signal.signal(signal.SIGINT, lambda *_: (sys.stderr.write("interrupted\n"), os._exit(130)))
 if __name__ == "__main__" and sys.argv[1:2] == ["check"]:     # the 格律 check imports torch only for a model
-    import checking
+    from verse import checking
     from config import run_cli
     sys.exit(run_cli(checking.cmd_check, sys.argv[2:]))
 
@@ -39,10 +39,10 @@ import torch
 from config import (Config, GenConfig, TrainConfig, UserError, check_config, make_parser, config_from_args,
                     pick_checkpoint, run_cli, suggest)
 import dataUtil
-import decoding
-import fileio
+from writing import decoding
+from common import fileio
 from model import set_precision
-from training import (SAMPLE_STARTS, Diverged, SaveFailed, evaluate, export_weights, load_checkpoint,
+from training.loop import (SAMPLE_STARTS, Diverged, SaveFailed, evaluate, export_weights, load_checkpoint,
                       model_from_checkpoint, pick_device, text_nll, train)
 
 
@@ -90,7 +90,7 @@ def cmd_generate(rest):
     if gcfg.rhyme:
         decoding.rhyme_book(gcfg)
     if gcfg.keywords:
-        import keywords
+        from writing import keywords
         keywords.check_text(gcfg.keywords)
         if gcfg.free and not (gcfg.form or gcfg.cipai):
             raise UserError("--keywords needs a form to place them in: --form, --cipai, or leave out --free")
@@ -196,7 +196,7 @@ CI_MODES = [("", False)] + [(name, rhyme) for rhyme in (False, True) for name in
 def judging_book(system, tones, data_dir, ci=False):
     """The rhyme book metrics judge by: 平水韵 (词林正韵 for ci) from rhymes.json, or 中华新韵 over the
     characters of tones {character: (group, level)} (poetics.table_for)."""
-    import poetics
+    from verse import poetics
     g = GenConfig(rhyme_system=system, cipai="ci" if ci else "")
     return decoding.rhyme_book(g, data_dir) or poetics.xinyun_book(tones)
 
@@ -206,7 +206,7 @@ def print_ci_metrics(model, corpus, n, seed, device, rhyme_system="pingshui", da
     词牌's pattern exactly (free generation: any 词牌's pattern of the table), the share whose rhyme sets rhyme
     (by rhyme_system), distinct-n, copy rate, NLL/token; first the same pattern and rhyme shares for the test
     split's real 词, under both rhyme systems."""
-    import poetics
+    from verse import poetics
     table = decoding.cipai_table(data_dir)
     by_pattern = {}
     for name, e in table.items():
@@ -261,7 +261,7 @@ RHYME_NAMES = {("pingshui", False): "平水韵", ("pingshui", True): "词林正�
 def print_tone_systems(corpus, classical, data_dir="data"):
     """How many vocabulary characters the classical table covers, and the tone agreement and rhyme rate of the
     test split's regular poems (五/七言 绝句/律诗) under each tone system and rhyme system."""
-    import poetics
+    from verse import poetics
     chars = decoding.Tables(corpus.itos).characters()
     covered = sum(ch in (classical or {}) for ch in chars)
     print(f"\nclassical tone table: {covered} of {len(chars)} vocabulary characters; "
@@ -281,7 +281,7 @@ def print_generation_metrics(model, corpus, n, seed, device, tone_system="classi
                              data_dir="data"):
     """The metrics table of poetics.measure for each mode of GEN_MODES, n poems per start (or acrostic),
     generated and judged under one tone system and one rhyme system."""
-    import poetics
+    from verse import poetics
     itos = corpus.itos
     base = Config().gen
     base.tone_system = tone_system
@@ -364,8 +364,8 @@ def cmd_check(rest):
 
 def cmd_revise(rest):
     import json
-    import prosody
-    import workshop
+    from verse import prosody
+    from writing import workshop
     parser = make_parser("main.py revise", "new versions of one line of a poem (or of its lines from one on), "
                          "ranked with the rest of the poem kept", ["gen"],
                          only={"temperature", "top_k", "top_p", "seed", "ckpt", "cipai", "rhyme_system", "tone_system",
@@ -415,7 +415,7 @@ def read_stdin(limit=100_000):
 
 def cmd_serve(rest):
     import ipaddress
-    import server
+    from serve import server
     parser = make_parser("main.py serve", "a local web page to write, revise and check poems", [])
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this "
                         "machine only)")
@@ -461,9 +461,9 @@ def cmd_serve(rest):
 
 def cmd_experiment(rest):
     if rest and rest[0] == "cells":            # the cells study (cells_study.py)
-        import cells_study
+        from studies import cells_study
         return cells_study.cmd_cells(rest[1:])
-    import experiments
+    from studies import experiments
     return experiments.cmd_experiment(rest)
 
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import formats
+from verse import formats
 from config import CHOICES
 
 INIT_SCHEMES = CHOICES[("model", "init_lstm")]

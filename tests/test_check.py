@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-import checking
+from verse import checking
 import dataUtil
-import prosody
+from verse import prosody
 from config import UserError
 from conftest import ROOT
 

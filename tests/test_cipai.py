@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import dataUtil
-import decoding
-import poetics
+from writing import decoding
+from verse import poetics
 from config import UserError
 from conftest import ROOT
 from test_decoding import CHARS, ITOS, FormBreaker, gen

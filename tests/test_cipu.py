@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-import cipu
+from verse import cipu
 import dataUtil
-import prosody
-import rhymebook
+from verse import prosody
+from verse import rhymebook
 from config import UserError
 from conftest import ROOT
 
@@ -271,9 +271,9 @@ def test_the_build_script(tmp_path):
 @pytest.fixture(scope="module")
 def ci_model():
     import torch
-    import training
+    from loop.loop import loop
     path = os.path.join(ROOT, "pretrained", "ci.pt")
-    model, _, itos = training.model_from_checkpoint(training.load_checkpoint(path), torch.device("cpu"))
+    model, _, itos = loop.model_from_checkpoint(loop.load_checkpoint(path), torch.device("cpu"))
     return model, itos
 
 
@@ -283,7 +283,7 @@ def test_generation_keeps_every_fixed_tone(name, number, ci_model, tables):
     ways) by the table the masks use; 如梦令 and 忆江南 (the learnt patterns: 33 and 54 字, 格 1 and 2), and 十六字令
     (苍梧谣), a 词牌 only the 词谱 has, to its 格 1's own pieces."""
     import torch
-    import decoding
+    from writing import decoding
     from config import GenConfig
     model, itos = ci_model
     gcfg = GenConfig(cipai=name, tones=True, rhyme=True, num=2, candidates=2, seed=3)
@@ -300,7 +300,7 @@ def test_generation_keeps_every_fixed_tone(name, number, ci_model, tables):
 
 
 def test_generation_requests_for_a_ge():
-    import decoding
+    from writing import decoding
     from config import GenConfig
     table = decoding.cipai_table()
     spec = decoding.spec_from(GenConfig(cipai="满江红", ge=3, tones=True), table)

@@ -121,11 +121,11 @@ def test_the_torch_free_reader_refuses_views_outside_their_storage(tmp_path):
 
 
 def test_generate_many_poems_comes_in_bounded_batches(tmp_path, monkeypatch):
-    import decoding
-    import training
+    from writing import decoding
+    from loop.loop import loop
     from config import Config
     ckpt = tiny_checkpoint(tmp_path)
-    model, _, itos = training.model_from_checkpoint(training.load_checkpoint(ckpt), __import__("torch").device("cpu"))
+    model, _, itos = loop.model_from_checkpoint(loop.load_checkpoint(ckpt), __import__("torch").device("cpu"))
     sizes = []
     real = decoding.sample_scored
     monkeypatch.setattr(decoding, "sample_scored",

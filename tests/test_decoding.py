@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-import decoding
-import poetics
+from writing import decoding
+from verse import poetics
 from config import GenConfig, UserError
 from conftest import ROOT
 

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 import dataUtil
-import duizhang
-import poetics
+from verse import duizhang
+from verse import poetics
 from conftest import ROOT
 
 DENGAO = ("风急天高猿啸哀，渚清沙白鸟飞回。无边落木萧萧下，不尽长江滚滚来。"

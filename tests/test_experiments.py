@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import dataUtil
-import experiments
+from studies import experiments
 from config import Config, ModelConfig
 from conftest import FIXTURE_RAW
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import dataUtil
-import decoding
-import formats
-import poetics
+from writing import decoding
+from verse import formats
+from verse import poetics
 from config import Config, GenConfig, UserError
 from model import PoetryLM
 
@@ -157,7 +157,7 @@ MANJIANGHONG = ("怒发冲冠，凭栏处、潇潇雨歇。抬望眼、仰天长
 
 
 def test_a_ci_is_told_its_ge():
-    import cipu
+    from verse import cipu
     tones, pingshui, cilin, _ = dataUtil.verse_tables(Config())
     read = formats.Formatter(tones, pingshui, cilin, cipu=cipu.load())
     fmt = read(MANJIANGHONG)

@@ -7,10 +7,10 @@ import os
 import pytest
 
 import dataUtil
-import gelv
-import gelv_study
-import prosody
-import rhymebook
+from verse import gelv
+from studies import gelv_study
+from verse import prosody
+from verse import rhymebook
 from conftest import ROOT
 
 DENGAO = gelv_study.DENGAO

@@ -3,9 +3,9 @@ probabilities; impossible requests are refused."""
 import pytest
 import torch
 
-import decoding
-import keywords
-import poetics
+from writing import decoding
+from writing import keywords
+from verse import poetics
 from config import UserError
 from test_decoding import FormBreaker, gen
 

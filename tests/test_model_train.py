@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import dataUtil
-import formats
-import decoding
+from verse import formats
+from writing import decoding
 import main
-import training
+from loop.loop import loop
 from config import Config, ModelConfig, UserError
 from conftest import FIXTURE_RAW, ROOT
 from model import PoetryLM, FusedLSTM, to_torch_lstm_params, masked_nll
@@ -102,10 +102,10 @@ def test_perplexity_is_over_real_tokens_whatever_the_batching():
         logp = torch.log_softmax(logits[:, 0], -1)
         total -= sum(logp[t, p[t + 1]].item() for t in range(len(p) - 1))
         count += len(p) - 1
-    res = training.evaluate(m, poems, 0, 2, torch.device("cpu"))
+    res = loop.evaluate(m, poems, 0, 2, torch.device("cpu"))
     assert res["tokens"] == count == 38
     assert res["ppl"] == pytest.approx(np.exp(total / count), rel=1e-9)
-    chunked = training.evaluate(m, poems, 0, 2, torch.device("cpu"), max_cells=50)   # 1-2 steps a chunk
+    chunked = loop.evaluate(m, poems, 0, 2, torch.device("cpu"), max_cells=50)   # 1-2 steps a chunk
     assert chunked["ppl"] == pytest.approx(res["ppl"], rel=1e-9) and chunked["tokens"] == 38
 
 
@@ -144,11 +144,11 @@ def tiny_cfg(tmp_path, **train):
 def test_tiny_model_memorises_poems_and_greedy_generation_reproduces_one(tmp_path):
     cfg = tiny_cfg(tmp_path, max_steps=200)
     cfg.data.limit_poems = 4
-    training.train(cfg)
+    loop.train(cfg)
     corpus = dataUtil.load_corpus(cfg, verbose=False)
-    ckpt = training.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "last.pt"))
-    model, _, itos = training.model_from_checkpoint(ckpt, torch.device("cpu"))
-    res = training.evaluate(model, corpus.train, 0, 8, torch.device("cpu"))
+    ckpt = loop.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "last.pt"))
+    model, _, itos = loop.model_from_checkpoint(ckpt, torch.device("cpu"))
+    res = loop.evaluate(model, corpus.train, 0, 8, torch.device("cpu"))
     assert res["nll"] < 0.05
     poem = corpus.decode(corpus.train[0])
     firsts = [corpus.decode(p)[0] for p in corpus.train]
@@ -164,16 +164,16 @@ def test_tiny_model_memorises_poems_and_greedy_generation_reproduces_one(tmp_pat
 def test_resume_ends_with_the_same_weights(tmp_path):
     plateau = dict(lr_schedule="plateau", plateau_patience=1)     # the rate moves with every evaluation
     straight = tiny_cfg(tmp_path / "a", max_steps=24, pp_every=5, tolerance=100, **plateau)
-    training.train(straight)
+    loop.train(straight)
     first = tiny_cfg(tmp_path / "b", max_steps=11, pp_every=5, tolerance=100, **plateau)
-    training.train(first)
+    loop.train(first)
     last = os.path.join(first.train.ckpt_dir, "last.pt")
-    ckpt = training.load_checkpoint(last)
+    ckpt = loop.load_checkpoint(last)
     assert ckpt["step"] == 11 and ckpt["batch_in_epoch"] > 0      # stopped mid-epoch
     second = tiny_cfg(tmp_path / "b", max_steps=24, pp_every=5, tolerance=100, resume=last, **plateau)
-    training.train(second, ckpt)
-    a = training.load_checkpoint(os.path.join(straight.train.ckpt_dir, "last.pt"))
-    b = training.load_checkpoint(os.path.join(first.train.ckpt_dir, "last.pt"))
+    loop.train(second, ckpt)
+    a = loop.load_checkpoint(os.path.join(straight.train.ckpt_dir, "last.pt"))
+    b = loop.load_checkpoint(os.path.join(first.train.ckpt_dir, "last.pt"))
     assert a["step"] == b["step"] == 24
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
@@ -188,19 +188,19 @@ def test_resume_ends_with_the_same_weights(tmp_path):
 def test_early_stopping_keeps_the_best(tmp_path):
     cfg = tiny_cfg(tmp_path, max_steps=400, pp_every=2, tolerance=3, lr=0.05)
     cfg.data.limit_poems = 4                  # overfits: dev perplexity soon rises
-    out = training.train(cfg)
+    out = loop.train(cfg)
     assert out["reason"] == "early stop" and out["bad_evals"] == 3
     rows = [json.loads(l) for l in open(os.path.join(cfg.train.ckpt_dir, "metrics.jsonl"))]
     devs = [r["dev_ppl"] for r in rows if "dev_ppl" in r]
     assert min(devs) == out["best_ppl"] and devs[-4] == out["best_ppl"]
-    best = training.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "best.pt"))
+    best = loop.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "best.pt"))
     assert best["best_ppl"] == out["best_ppl"]
 
 
 def test_nan_loss_stops_and_keeps_best(tmp_path, monkeypatch):
     cfg = tiny_cfg(tmp_path, max_steps=50, pp_every=2)
     calls = {"n": 0}
-    real = training.masked_nll
+    real = loop.masked_nll
 
     def poisoned(logits, targets, pad_id):
         calls["n"] += 1
@@ -208,10 +208,10 @@ def test_nan_loss_stops_and_keeps_best(tmp_path, monkeypatch):
         return (nll * float("nan"), n) if calls["n"] > 30 else (nll, n)
 
     monkeypatch.setattr(training, "masked_nll", poisoned)
-    with pytest.raises(training.Diverged):
-        training.train(cfg)
+    with pytest.raises(loop.Diverged):
+        loop.train(cfg)
     assert os.path.exists(os.path.join(cfg.train.ckpt_dir, "best.pt"))
-    last = training.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "last.pt"))    # the last evaluation's
+    last = loop.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "last.pt"))    # the last evaluation's
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
     assert last["step"] % 2 == 0 and last["step"] <= 30                             # from before the NaN
 
@@ -227,7 +227,7 @@ def run(*args, **kw):
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ck")
-    training.train(tiny_cfg(tmp, max_steps=3))
+    loop.train(tiny_cfg(tmp, max_steps=3))
     return os.path.join(tmp, "ckpt", "last.pt")
 
 
@@ -277,7 +277,7 @@ def test_user_errors_are_one_line_exit_2(args, tiny_ckpt, tmp_path):
 
 
 def test_bad_checkpoints_are_one_line_exit_2(tmp_path, tiny_ckpt):
-    good = training.load_checkpoint(tiny_ckpt)
+    good = loop.load_checkpoint(tiny_ckpt)
     odd_config, short_vocab = tmp_path / "config_x.pt", tmp_path / "short_vocab.pt"
     torch.save({**good, "config": "x"}, odd_config)
     torch.save({**good, "itos": good["itos"][:-3]}, short_vocab)
@@ -303,7 +303,7 @@ def test_sigterm_saves_last(tmp_path):
     p.send_signal(signal.SIGTERM)
     out, _ = p.communicate(timeout=60)
     assert p.returncode == 0 and b"stopped: interrupted" in out
-    ckpt = training.load_checkpoint(str(tmp_path / "c" / "last.pt"))
+    ckpt = loop.load_checkpoint(str(tmp_path / "c" / "last.pt"))
     assert ckpt["step"] >= 3
 
 
@@ -319,7 +319,7 @@ def test_init_from_starts_as_the_source_with_rows_matched_by_character():
     itos = src_itos[:6] + list("水山花月风春")              # reordered; 明 gone; 花 new (the source's <unk>)
     model = PoetryLM(ModelConfig(vocab_size=len(itos), embed_dim=8, hidden_size=12, num_layers=2,
                                  tie_weights=True, dropout=0.0, format_inputs=True)).eval()
-    zeroed = training.start_from(model, ckpt, itos, "src.pt", verbose=False)
+    zeroed = loop.start_from(model, ckpt, itos, "src.pt", verbose=False)
     assert sorted(zeroed) == ["formats.pair.weight", "formats.table.weight"]
     rows = [src_itos.index(c) if c in src_itos else 1 for c in itos]         # what each new row should hold
     text = "春风花月山水"
@@ -337,6 +337,6 @@ def test_init_from_refuses_another_shape_and_resume_in_one_line(tmp_path):
     ckpt = {"model": source.state_dict(), "itos": [str(i) for i in range(8)]}
     model = PoetryLM(ModelConfig(vocab_size=8, embed_dim=8, hidden_size=16, num_layers=1))
     with pytest.raises(UserError, match="lstm.layers.0.W is .*give the model settings"):
-        training.start_from(model, ckpt, ckpt["itos"], "src.pt", verbose=False)
+        loop.start_from(model, ckpt, ckpt["itos"], "src.pt", verbose=False)
     r = run("train", "--resume", "a.pt", "--init-from", "b.pt")
     assert r.returncode == 2 and "pass one" in r.stderr and "Traceback" not in r.stderr

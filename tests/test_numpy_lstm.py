@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import MyLSTM_np as M
-import gradcheck
-import training
+from tools import gradcheck
+from loop.loop import loop
 from conftest import ROOT
 from tests_helpers import TINY_ITOS, tiny_checkpoint
 
@@ -70,7 +70,7 @@ def test_cli_test_exits_zero_and_prints_the_table():
 
 def test_numpy_logits_equal_torch_logits_from_a_checkpoint(tmp_path):
     path = tiny_checkpoint(tmp_path)
-    model, _, itos = training.model_from_checkpoint(training.load_checkpoint(path), torch.device("cpu"))
+    model, _, itos = loop.model_from_checkpoint(loop.load_checkpoint(path), torch.device("cpu"))
     np_model, np_itos, cfg = M.NumpyLM.from_checkpoint(path)
     assert np_itos == itos == TINY_ITOS and cfg["model"]["hidden_size"] == 12
     tokens = np.random.default_rng(0).integers(0, 40, (9, 3))

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-import poetics
+from verse import poetics
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 if not (CHROMIUM and DRIVER) and not os.environ.get("REQUIRE_BROWSER"):
@@ -35,7 +35,7 @@ def free_port():
 @pytest.fixture(scope="module")
 def base_url():
     import uvicorn
-    import server
+    from serve import server
     from tests_helpers import shipped_models
     models = shipped_models()
     port = free_port()
@@ -85,7 +85,7 @@ def test_write_revise_check(browser, base_url):
     wait(browser, lambda d: len(poem_lines(d)) == 4)
     lines = poem_lines(browser)
     assert all(len(l) == 8 for l in lines) and lines[0].startswith("春"), lines
-    from workshop import load_tables
+    from writing.workshop import load_tables
     pingshui = load_tables().pingshui
     assert pingshui.common([lines[1][-2], lines[3][-2]], [poetics.LEVEL] * 2), lines    # 平水韵, one group
     assert "form=7" in browser.find_element(By.ID, "link").get_attribute("href")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import MyLSTM_np as M
-import training
+from loop.loop import loop
 from config import Config, ModelConfig, UserError
 from model import PoetryLM
 from test_model_train import tiny_cfg
@@ -63,7 +63,7 @@ def test_numpy_twin_reads_a_tied_checkpoint(tmp_path):
     torch.manual_seed(0)
     model = PoetryLM(cfg.model)
     path = str(tmp_path / "tied.pt")
-    training.save_checkpoint(path, model, None, cfg, [str(i) for i in range(40)], {"step": 0})
+    loop.save_checkpoint(path, model, None, cfg, [str(i) for i in range(40)], {"step": 0})
     np_model, _, _ = M.NumpyLM.from_checkpoint(path)
     tokens = np.random.default_rng(0).integers(0, 40, (6, 2))
     with torch.no_grad():
@@ -77,7 +77,7 @@ def test_learning_rate_schedule_by_hand(tmp_path):
     corpus = dataUtil.load_corpus(cfg, verbose=False)
     cfg.model.vocab_size = len(corpus.itos)
     model = PoetryLM(cfg.model)
-    loop = training.TrainLoop(cfg, model, training.make_optimizer(cfg.train, model.parameters()), corpus,
+    loop = loop.TrainLoop(cfg, model, loop.make_optimizer(cfg.train, model.parameters()), corpus,
                               torch.device("cpu"), {})
     ramp4 = 1e-3 * 0.5 * 0.5 * (1 + math.cos(math.pi * 4 / 100))      # warm-up 5/10 times the cosine at 4/100
     expect = {0: 1e-3 * 0.1, 4: ramp4, 50: 1e-3 * 0.5, 25: 1e-3 * 0.5 * (1 + math.cos(math.pi / 4)), 100: 0.0}
@@ -94,7 +94,7 @@ def test_plateau_schedule_halves_the_rate_after_patience_bad_evaluations(tmp_pat
     cfg = tiny_cfg(tmp_path, max_steps=60, pp_every=2, tolerance=100, lr=0.05, lr_schedule="plateau",
                    plateau_patience=2, plateau_factor=0.5)
     cfg.data.limit_poems = 4                              # overfits: dev perplexity soon rises
-    out = training.train(cfg)
+    out = loop.train(cfg)
     rows = [r for r in map(eval_json, open(os.path.join(cfg.train.ckpt_dir, "metrics.jsonl"))) if "dev_ppl" in r]
     best, bad, scale = math.inf, 0, 1.0
     for r in rows:                                        # replay the rule on the logged perplexities
@@ -114,18 +114,18 @@ def eval_json(line):
 
 def test_export_writes_a_small_weights_only_checkpoint_that_generates_the_same(tmp_path):
     cfg = tiny_cfg(tmp_path, max_steps=3)
-    training.train(cfg)
+    loop.train(cfg)
     src, dst = os.path.join(cfg.train.ckpt_dir, "best.pt"), str(tmp_path / "pre" / "tang.pt")
-    training.export_weights(src, dst)
-    slim, full = training.load_checkpoint(dst), training.load_checkpoint(src)
+    loop.export_weights(src, dst)
+    slim, full = loop.load_checkpoint(dst), loop.load_checkpoint(src)
     assert slim["optimizer"] is None and "rng" not in slim and os.path.getsize(dst) < os.path.getsize(src) / 4
     assert all(v.dtype == torch.float16 for v in slim["model"].values())
-    a, _, _ = training.model_from_checkpoint(slim, torch.device("cpu"))
-    b, _, _ = training.model_from_checkpoint(full, torch.device("cpu"))
+    a, _, _ = loop.model_from_checkpoint(slim, torch.device("cpu"))
+    b, _, _ = loop.model_from_checkpoint(full, torch.device("cpu"))
     tokens = torch.randint(0, cfg.model.vocab_size or 30, (6, 2))
     with torch.no_grad():
         torch.testing.assert_close(a(tokens)[0], b(tokens)[0], atol=2e-2, rtol=0)   # float16 rounding only
     np_model, _, _ = M.NumpyLM.from_checkpoint(dst)                                     # the torch-free reader too
     np.testing.assert_allclose(np_model.forward(tokens.numpy())[0], a(tokens)[0].detach().numpy(), atol=1e-4)
     with pytest.raises(UserError, match="holds weights only"):
-        training.train(tiny_cfg(tmp_path / "r", resume=dst, max_steps=5), slim)
+        loop.train(tiny_cfg(tmp_path / "r", resume=dst, max_steps=5), slim)

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-import training
+from loop.loop import loop
 from config import UserError
 from test_model_train import run, tiny_cfg
 from conftest import FIXTURE_RAW
@@ -18,22 +18,22 @@ def metrics(cfg):
 
 def test_a_run_stopped_before_its_first_evaluation_still_leaves_best(tmp_path):
     cfg = tiny_cfg(tmp_path, max_steps=3, pp_every=100)
-    out = training.train(cfg)
-    best = training.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "best.pt"))
+    out = loop.train(cfg)
+    best = loop.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "best.pt"))
     assert best["step"] == 3 and best["best_ppl"] == out["best_ppl"] < float("inf")
     assert [r["step"] for r in metrics(cfg) if "dev_ppl" in r] == [3]
 
 
 def test_a_new_run_refuses_a_directory_holding_an_earlier_run(tmp_path):
     cfg = tiny_cfg(tmp_path, max_steps=4, pp_every=2)
-    training.train(cfg)
+    loop.train(cfg)
     before = {n: open(os.path.join(cfg.train.ckpt_dir, n), "rb").read() for n in ("best.pt", "last.pt", "metrics.jsonl")}
     with pytest.raises(UserError, match="earlier run.*--resume .*last.pt.*--overwrite"):
-        training.train(tiny_cfg(tmp_path, max_steps=2, pp_every=2))
+        loop.train(tiny_cfg(tmp_path, max_steps=2, pp_every=2))
     after = {n: open(os.path.join(cfg.train.ckpt_dir, n), "rb").read() for n in before}
     assert before == after
     cfg.train.overwrite, cfg.train.max_steps = True, 2
-    training.train(cfg)                                   # told to: starts anew
+    loop.train(cfg)                                   # told to: starts anew
     assert max(r["step"] for r in metrics(cfg)) == 2
 
 
@@ -47,18 +47,18 @@ def test_cli_refusal_is_one_line_exit_2(tmp_path):
 
 def test_a_second_live_run_into_the_same_directory_is_refused(tmp_path):
     cfg = tiny_cfg(tmp_path, max_steps=2)
-    holder = training.RunDir(cfg.train)                    # a live run holds the lock
+    holder = loop.RunDir(cfg.train)                    # a live run holds the lock
     try:
         with pytest.raises(UserError, match="another run is training"):
-            training.train(cfg)
+            loop.train(cfg)
     finally:
         holder.release()
-    training.train(cfg)                                   # free again once released
+    loop.train(cfg)                                   # free again once released
 
 
 def test_a_failed_save_removes_its_temporary_file_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     cfg = tiny_cfg(tmp_path, max_steps=4, pp_every=2)
-    training.train(cfg)
+    loop.train(cfg)
     last = os.path.join(cfg.train.ckpt_dir, "last.pt")
     good = open(last, "rb").read()
     real_save = torch.save
@@ -70,8 +70,8 @@ def test_a_failed_save_removes_its_temporary_file_and_keeps_the_previous_checkpo
                            "data/3: file write failed")
     monkeypatch.setattr(torch, "save", full_disk)
     model = torch.nn.Linear(2, 2)
-    with pytest.raises(training.SaveFailed, match="could not write .*last.pt .*PytorchStreamWriter"):
-        training.save_checkpoint(last, model, None, cfg, ["a"], {})
+    with pytest.raises(loop.SaveFailed, match="could not write .*last.pt .*PytorchStreamWriter"):
+        loop.save_checkpoint(last, model, None, cfg, ["a"], {})
     assert open(last, "rb").read() == good and not [n for n in os.listdir(cfg.train.ckpt_dir) if n.endswith(".tmp")]
     monkeypatch.setattr(torch, "save", real_save)
 
@@ -82,22 +82,22 @@ def test_training_on_a_full_disk_stops_with_one_line(tmp_path, monkeypatch):
     def full_disk(obj, path):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(training.SaveFailed, match="No space left on device"):
-        training.train(cfg)
+    with pytest.raises(loop.SaveFailed, match="No space left on device"):
+        loop.train(cfg)
     assert not [n for n in os.listdir(cfg.train.ckpt_dir) if n.endswith(".tmp")]
 
 
 def test_leftover_temporary_files_are_removed_and_resume_drops_metrics_past_its_step(tmp_path):
     cfg = tiny_cfg(tmp_path, max_steps=5, pp_every=5)
-    training.train(cfg)
+    loop.train(cfg)
     ckpt_dir = cfg.train.ckpt_dir
     os.replace(os.path.join(ckpt_dir, "last.pt"), os.path.join(ckpt_dir, "step5.pt"))
     cfg.train.max_steps = 10
     cfg.train.resume = os.path.join(ckpt_dir, "step5.pt")
-    training.train(cfg, training.load_checkpoint(cfg.train.resume))          # metrics now reach step 10
+    loop.train(cfg, loop.load_checkpoint(cfg.train.resume))          # metrics now reach step 10
     open(os.path.join(ckpt_dir, "best.pt.tmp"), "wb").write(b"half a checkpoint")   # a killed save
     cfg.train.max_steps = 7                                                   # resume the step-5 file again
-    training.train(cfg, training.load_checkpoint(cfg.train.resume))
+    loop.train(cfg, loop.load_checkpoint(cfg.train.resume))
     steps = [r["step"] for r in metrics(cfg) if "loss" in r]
     assert steps == list(range(1, 8))                                         # no duplicates, nothing past 7
     assert not os.path.exists(os.path.join(ckpt_dir, "best.pt.tmp"))
@@ -105,13 +105,13 @@ def test_leftover_temporary_files_are_removed_and_resume_drops_metrics_past_its_
 
 def test_resuming_another_run_into_a_folder_holding_a_third_is_refused(tmp_path):
     a = tiny_cfg(tmp_path / "a", max_steps=2)
-    training.train(a)
+    loop.train(a)
     b = tiny_cfg(tmp_path / "b", max_steps=2)
-    training.train(b)
+    loop.train(b)
     before = open(os.path.join(b.train.ckpt_dir, "metrics.jsonl")).read()
     c = tiny_cfg(tmp_path / "b", max_steps=4, resume=os.path.join(a.train.ckpt_dir, "last.pt"))
     with pytest.raises(UserError, match="holds another run"):
-        training.train(c, training.load_checkpoint(c.train.resume))
+        loop.train(c, loop.load_checkpoint(c.train.resume))
     assert open(os.path.join(b.train.ckpt_dir, "metrics.jsonl")).read() == before
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import decoding
-import fileio
-import training
+from writing import decoding
+from common import fileio
+from loop.loop import loop
 from config import Config, ModelConfig, UserError
 from conftest import FIXTURE_RAW
 from test_model_train import run, tiny_cfg
@@ -27,15 +27,15 @@ def read(path):
 
 def test_resuming_an_older_checkpoint_never_replaces_a_better_best(tmp_path):
     cfg = tiny_cfg(tmp_path, max_steps=30, pp_every=5)
-    done = training.train(cfg)
+    done = loop.train(cfg)
     d = cfg.train.ckpt_dir
     best_before = read(os.path.join(d, "best.pt"))
     young = tiny_cfg(tmp_path / "young", max_steps=1)               # an older state of the run: one step in
-    training.train(young)
+    loop.train(young)
     older = os.path.join(d, "epoch_0.pt")
     shutil.copyfile(os.path.join(young.train.ckpt_dir, "last.pt"), older)
     cfg.train.resume, cfg.train.max_steps = older, 2
-    resumed = training.train(cfg, training.load_checkpoint(older))
+    resumed = loop.train(cfg, loop.load_checkpoint(older))
     assert resumed["best_ppl"] > done["best_ppl"]              # the resumed model is worse ...
     assert read(os.path.join(d, "best.pt")) == best_before     # ... so best.pt stays the better one
 
@@ -47,25 +47,25 @@ def test_a_new_run_never_deletes_files_it_did_not_write(tmp_path):
     for name, data in (("epoch_2.pt", b"a user's checkpoint"), ("notes.tmp", b"a user's notes")):
         open(os.path.join(d, name), "wb").write(data)
     with pytest.raises(UserError, match="earlier run.*epoch_2.pt"):
-        training.train(cfg)
+        loop.train(cfg)
     assert read(os.path.join(d, "epoch_2.pt")) == b"a user's checkpoint"
     assert read(os.path.join(d, "notes.tmp")) == b"a user's notes"
     os.remove(os.path.join(d, "epoch_2.pt"))
-    training.train(cfg)                                        # notes only: the run starts, notes kept
+    loop.train(cfg)                                        # notes only: the run starts, notes kept
     assert read(os.path.join(d, "notes.tmp")) == b"a user's notes"
     cfg.train.overwrite = True
-    training.train(cfg)                                        # --overwrite: the run's own files only
+    loop.train(cfg)                                        # --overwrite: the run's own files only
     assert read(os.path.join(d, "notes.tmp")) == b"a user's notes"
 
 
 def test_a_torn_metrics_line_does_not_stop_a_resume(tmp_path):
     cfg = tiny_cfg(tmp_path, max_steps=4, pp_every=2)
-    training.train(cfg)
+    loop.train(cfg)
     d = cfg.train.ckpt_dir
     with open(os.path.join(d, "metrics.jsonl"), "a") as f:
         f.write('{"step": 5, "lo')                            # a full disk cut the last write short
     cfg.train.resume, cfg.train.max_steps = os.path.join(d, "last.pt"), 6
-    training.train(cfg, training.load_checkpoint(cfg.train.resume))
+    loop.train(cfg, loop.load_checkpoint(cfg.train.resume))
     rows = [json.loads(line) for line in open(os.path.join(d, "metrics.jsonl"))]   # every line parses
     assert [r["step"] for r in rows if "loss" in r] == list(range(1, 7))
 
@@ -142,7 +142,7 @@ class CountingModel(torch.nn.Module):
 
 
 def test_a_long_prefix_is_read_in_chunks_with_the_same_result(tmp_path):
-    model, _, itos = training.model_from_checkpoint(training.load_checkpoint(tiny_checkpoint(tmp_path)), "cpu")
+    model, _, itos = loop.model_from_checkpoint(loop.load_checkpoint(tiny_checkpoint(tmp_path)), "cpu")
     tokens = torch.randint(4, len(itos), (300, 3))
     counted = CountingModel(model)
     with torch.no_grad():
@@ -155,7 +155,7 @@ def test_a_long_prefix_is_read_in_chunks_with_the_same_result(tmp_path):
 
 
 def test_an_empty_constraint_mask_is_a_one_line_error_naming_the_constraint(tmp_path, monkeypatch):
-    model, _, itos = training.model_from_checkpoint(training.load_checkpoint(tiny_checkpoint(tmp_path)), "cpu")
+    model, _, itos = loop.model_from_checkpoint(loop.load_checkpoint(tiny_checkpoint(tmp_path)), "cpu")
     g = Config().gen
     g.form, g.lines, g.rhyme = 5, 4, True
     monkeypatch.setattr(decoding.Automaton, "in_form", lambda self: np.zeros(len(itos), bool))   # nothing fits
@@ -252,7 +252,7 @@ def test_train_refuses_huge_or_negative_sizes_in_one_line(flags, tmp_path):
 def test_devices_this_machine_lacks_are_refused_by_name(device):
     from config import TrainConfig
     with pytest.raises(UserError, match="--device"):
-        training.pick_device(TrainConfig(device=device))
+        loop.pick_device(TrainConfig(device=device))
 
 
 def test_a_device_this_machine_lacks_is_one_line_exit_2(tiny_ckpt_path):

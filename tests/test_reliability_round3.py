@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-import decoding
-import fileio
-import training
+from writing import decoding
+from common import fileio
+from loop.loop import loop
 from config import Config, GenConfig, UserError
 from conftest import ROOT
 from test_model_train import run, tiny_cfg
@@ -85,7 +85,7 @@ def test_a_study_replaces_the_committed_docs_only_with_overwrite(argv):
 
 
 def test_a_study_writes_elsewhere_without_overwrite(tmp_path):
-    import experiments
+    from studies import experiments
     with pytest.raises(UserError, match="figures/init_curves.png exists"):
         experiments.cmd_experiment(["init", "--docs-dir", str(tmp_path)])       # the figures are committed too
     (tmp_path / "init_study.md").write_text("mine")
@@ -115,8 +115,8 @@ def test_an_export_onto_a_full_disk_names_the_target_and_replaces_nothing(tmp_pa
         with open(tmp, "wb") as f:
             f.write(b"{")
         raise OSError(28, "No space left on device")
-    with pytest.raises(training.SaveFailed, match=f"could not write {table} .*nothing was replaced"):
-        training.export_weights(ckpt, str(out), beside=[(str(table), full)])
+    with pytest.raises(loop.SaveFailed, match=f"could not write {table} .*nothing was replaced"):
+        loop.export_weights(ckpt, str(out), beside=[(str(table), full)])
     assert not out.exists() and table.read_text() == "the old table" and sorted(os.listdir(out.parent)) == ["tones.json"]
 
 
@@ -144,16 +144,16 @@ def test_the_numpy_reader_opens_regular_files_only_and_bounds_their_size(ckpt, f
 def test_a_huge_checkpoint_is_refused_before_it_is_read(ckpt, monkeypatch):
     monkeypatch.setattr(training, "MAX_CKPT_BYTES", 1000)
     with pytest.raises(UserError, match="more than a checkpoint"):
-        training.load_checkpoint(ckpt)
+        loop.load_checkpoint(ckpt)
 
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
     """A uvicorn server on 127.0.0.1 with the tiny model: (host, port)."""
     import uvicorn
-    import server
+    from serve import server
     path = tiny_checkpoint(tmp_path_factory.mktemp("srv"))
-    model, _, itos = training.model_from_checkpoint(training.load_checkpoint(path), torch.device("cpu"))
+    model, _, itos = loop.model_from_checkpoint(loop.load_checkpoint(path), torch.device("cpu"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -209,7 +209,7 @@ def test_a_chunked_body_is_bounded_however_it_is_sent(live_server):
 
 
 def test_a_body_that_never_arrives_is_answered_408(live_server, monkeypatch):
-    import server
+    from serve import server
     monkeypatch.setattr(server, "BODY_SECONDS", 1.0)
     head = b"POST /api/write HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
     status, reply, took = raw_request(live_server, head, [b'{"start": '])
@@ -246,13 +246,13 @@ def test_a_damaged_or_nonfinite_checkpoint_is_refused_by_both_readers(ckpt, tmp_
     import MyLSTM_np
     bad = damaged(ckpt, tmp_path) if how == "crc" else nonfinite(ckpt, tmp_path, math.nan if how == "nan" else math.inf)
     with pytest.raises(UserError, match="damaged"):
-        training.load_checkpoint(bad)
+        loop.load_checkpoint(bad)
     with pytest.raises(ValueError, match="CRC|NaN or infinite"):
         MyLSTM_np.NumpyLM.from_checkpoint(bad)
     if how == "nan":
         ck = torch.load(bad, weights_only=True)
         with pytest.raises(UserError, match="NaN or infinite"):
-            training.model_from_checkpoint(ck, torch.device("cpu"))
+            loop.model_from_checkpoint(ck, torch.device("cpu"))
         one_line(run("evaluate", "--ckpt", bad), 2, "damaged")           # never "perplexity nan" with rc 0
 
 
@@ -261,7 +261,7 @@ def test_a_damaged_or_nonfinite_checkpoint_is_refused_by_both_readers(ckpt, tmp_
 
 @pytest.fixture(scope="module")
 def tang():
-    model, _, itos = training.model_from_checkpoint(training.load_checkpoint(
+    model, _, itos = loop.model_from_checkpoint(loop.load_checkpoint(
         os.path.join(ROOT, "pretrained", "tang.pt")), torch.device("cpu"))
     return model, itos
 
@@ -293,7 +293,7 @@ def test_a_drawn_form_fits_max_gen_len_and_an_asked_form_grows_it(tang):
 
 
 def test_revise_from_line_1_of_a_long_poem_writes_it_whole(tang):
-    import workshop
+    from writing import workshop
     model, itos = tang
     paili = "".join(next(decoding.iter_poems(model, itos, GenConfig(start=ch, form=7, lines=8, seed=k),
                                              torch.device("cpu"))).text for k, ch in enumerate("春夏秋冬"))
@@ -310,7 +310,7 @@ def test_revise_from_line_1_of_a_long_poem_writes_it_whole(tang):
 def client():
     pytest.importorskip("starlette")
     from starlette.testclient import TestClient
-    import server
+    from serve import server
     from tests_helpers import shipped_models
     return TestClient(server.make_app(server.Engine(shipped_models(), torch.device("cpu"))))
 
@@ -349,7 +349,7 @@ def test_404_405_and_the_favicon_are_answered(client):
 
 
 def test_admission_limits_bound_what_one_request_costs(client):
-    import server
+    from serve import server
     r = client.post("/api/write", json={"start": "日" * 300, "prefix": "月" * 300, "candidates": 64})
     assert r.status_code == 400 and f"at most {server.MAX_LEAD}" in r.json()["error"]
     long = "".join(GUANQUE for _ in range(12))                           # 48 lines, 288 characters
@@ -371,7 +371,7 @@ class Recording(torch.nn.Module):
 
 
 def test_a_shared_prefix_is_read_once_for_all_rows_with_the_same_poems(ckpt):
-    model, _, itos = training.model_from_checkpoint(training.load_checkpoint(ckpt), torch.device("cpu"))
+    model, _, itos = loop.model_from_checkpoint(loop.load_checkpoint(ckpt), torch.device("cpu"))
     rec = Recording(model)
     prime = [TINY_ITOS.index("丁")] * 300
     g = GenConfig(max_gen_len=5)
@@ -397,9 +397,9 @@ def test_dev_frac_0_is_refused_in_one_line(tmp_path):
     cfg = tiny_cfg(tmp_path, max_steps=2)
     cfg.data.dev_frac = 0.0
     with pytest.raises(UserError, match="the dev split is empty"):
-        training.train(cfg)
+        loop.train(cfg)
     with pytest.raises(UserError, match="no poems to evaluate"):
-        training.evaluate(None, [], 0, 4, "cpu")
+        loop.evaluate(None, [], 0, 4, "cpu")
 
 
 def test_a_cipai_table_whose_counts_are_text_is_refused(tmp_path):
@@ -433,7 +433,7 @@ def test_stdin_over_the_limit_is_said_so_and_a_bom_is_read(monkeypatch):
 
 
 def test_a_colon_ends_a_line_for_revise_as_for_check(tang):
-    import workshop
+    from writing import workshop
     model, itos = tang
     poem = GUANQUE.replace("，", "：", 1)
     assert workshop.check_request(poem, 2, GenConfig(), workshop.load_tables()) == \
@@ -478,7 +478,7 @@ def test_serve_ctrl_c_is_one_line_and_130(ckpt):
 
 
 def test_an_ipv6_host_is_printed_in_brackets():
-    import server
+    from serve import server
     assert server.url_of("::", 8790) == "http://[::]:8790/" and server.url_of("127.0.0.1", 80) == "http://127.0.0.1:80/"
 
 

@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-import poetics
-import workshop
+from verse import poetics
+from writing import workshop
 from config import GenConfig, UserError
 from conftest import ROOT
 from tests_helpers import shipped_models
@@ -86,7 +86,7 @@ def test_the_command_json_and_exit_codes():
 def test_token_nll_of_a_padded_batch_is_each_poems_own(shipped):
     """The scores revise ranks by: texts of different lengths read together, each the NLL the model gives
     its own `<bos> text <eos>` read alone (log-softmax of its logits at each target, computed here)."""
-    import decoding
+    from writing import decoding
     import dataUtil
     (models, _), cpu = shipped, torch.device("cpu")
     model, itos = models["tang"]

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import dataUtil
-import decoding
-import poetics
-import rhymebook
+from writing import decoding
+from verse import poetics
+from verse import rhymebook
 from test_decoding import FormBreaker, gen
 
 DENGAO = ("风急天高猿啸哀，渚清沙白鸟飞回。无边落木萧萧下，不尽长江滚滚来。"

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import dataUtil
-import decoding
-import poetics
+from writing import decoding
+from verse import poetics
 from conftest import FIXTURE_RAW
 from test_decoding import CHARS, ITOS, FormBreaker, gen
 

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 import dataUtil
-import poetics
-import rhymebook
+from verse import poetics
+from verse import rhymebook
 from conftest import ROOT
 
 LEVEL, OBLIQUE = poetics.LEVEL, poetics.OBLIQUE

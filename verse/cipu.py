@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 
 from config import UserError
-from poetics import BOTH, LEVEL, OBLIQUE
+from verse.poetics import BOTH, LEVEL, OBLIQUE
 
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained", "cipu.json")
 FORMAT = 1

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import rhymebook
+from verse import rhymebook
 
 LINE_ENDS = "，。？！；"
 RHYME_GROUPS = {          # 中华新韵: group -> pypinyin finals (strict, ü written v)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 import dataUtil
-import poetics
+from verse import poetics
 
 MAX_WORDS, MAX_LEN = 4, 2
 

@@ -23,14 +23,14 @@ import time
 import numpy as np
 import torch
 
-import cellplot
-import cellrecord
+from studies import cellplot
+from studies import cellrecord
 import dataUtil
-import fileio
-import lstm_inspect
-import poetics
+from common import fileio
+from studies import lstm_inspect
+from verse import poetics
 from config import Config, UserError, make_parser
-from training import load_checkpoint
+from training.loop import load_checkpoint
 
 PROPERTIES = [  # (key, what it is, kind: r2 for a count (ridge), acc for yes/no (logistic))
     ("left", "characters left in the line", "r2"),
@@ -323,7 +323,7 @@ def output_paths(args):
 
 
 def run(args, paths):
-    from experiments import study_model
+    from studies.experiments import study_model
     t0 = time.time()
     path, model, itos, corpus = study_model(args.ckpt)
     cfg = Config.from_dict(load_checkpoint(path)["config"])

@@ -15,15 +15,15 @@ A 词's report lines are its pieces (句 and 读, as its punctuation cuts them).
 """
 from dataclasses import asdict
 
-import cipu
+from verse import cipu
 import dataUtil
-import duizhang
-import gelv
-import poetics
-import reading
+from verse import duizhang
+from verse import gelv
+from verse import poetics
+from verse import reading
 from config import UserError, suggest
-from gelv import Violation
-from poetics import BOTH, LEVEL, OBLIQUE
+from verse.gelv import Violation
+from verse.poetics import BOTH, LEVEL, OBLIQUE
 
 TONE_MARK = {LEVEL: "平", OBLIQUE: "仄", BOTH: "中", None: "？"}       # 中: either tone
 MAX_POEM = reading.MAX_POEM          # characters a check or revision accepts

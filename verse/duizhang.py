@@ -65,8 +65,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import poetics
-from poetics import BOTH, LEVEL, OBLIQUE
+from verse import poetics
+from verse.poetics import BOTH, LEVEL, OBLIQUE
 
 FORMS = ((5, 8), (7, 8))                 # 五言律诗, 七言律诗
 LU = re.compile("|".join(f"(?:[^{poetics.LINE_ENDS}]{{{n}}}，[^{poetics.LINE_ENDS}]{{{n}}}。){{4}}" for n, _ in FORMS))
@@ -265,7 +265,7 @@ def pack_classes(classes, k):
 def write_duizhang_table(train_texts, out_path, **settings):
     """Build the table from the train split's texts (build, with its settings) and write it to out_path (JSON,
     atomically). Returns the table's dict."""
-    import fileio
+    from common import fileio
     obj = build(train_texts, **settings)
     fileio.write_text(out_path, json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
     return obj
@@ -522,7 +522,7 @@ def study(train_texts, heldout_texts, tones=None, table=None):
 def regulated(couplets, tone, fit=0.9):
     """True when the poem's positions 2, 4, 6 follow one of the two 律诗 tone patterns (粘 and 对) at fit or better
     (formats.tone_fit)."""
-    import formats
+    from verse import formats
     lines = [line for pair in couplets for line in pair]
     return any((formats.tone_fit(lines, tone, first) or 0.0) >= fit for first in (LEVEL, OBLIQUE))
 

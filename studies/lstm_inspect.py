@@ -18,11 +18,11 @@ import sys
 import numpy as np
 import torch
 
-import cellplot
-import cellrecord
-from cellrecord import KEYS
+from studies import cellplot
+from studies import cellrecord
+from studies.cellrecord import KEYS
 from config import UserError, pick_checkpoint
-from training import load_checkpoint, model_from_checkpoint
+from training.loop import load_checkpoint, model_from_checkpoint
 
 PAGE_DIGITS = 4                   # decimals of the page's values
 

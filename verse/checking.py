@@ -20,8 +20,8 @@ import sys
 from dataclasses import dataclass
 
 import dataUtil
-import prosody
-import reading
+from verse import prosody
+from verse import reading
 from config import EnvironmentFailure, UserError, make_parser
 
 MAX_INPUT = 16 * 2 ** 20            # bytes a file or stdin of poems may hold
@@ -176,12 +176,12 @@ def load_tables(data_dir="data"):
     if not labels:
         print("warning: no tone table (tones.json): tones from the rhyme table alone", file=sys.stderr)
     cipai = first_table("cipai.json", dataUtil.load_cipai_table, data_dir)
-    import cipu
+    from verse import cipu
     try:
         table = cipu.load()
     except UserError as e:                     # a shipped table the machine cannot read
         raise EnvironmentFailure(str(e))
-    import duizhang
+    from verse import duizhang
     pairs = first_table("duizhang.json", duizhang.load, data_dir)
     return Tables(labels or {}, books["pingshui"], books["cilin"], cipai, table, pairs)
 
@@ -266,7 +266,7 @@ def summary(n, counts):
 def load_model(opts, report=None):
     """(model, itos, device): --ckpt, or for one poem the model generate would pick (the 宋词 one for a 词)."""
     from config import TrainConfig, pick_checkpoint
-    from training import load_checkpoint, model_from_checkpoint, pick_device
+    from training.loop import load_checkpoint, model_from_checkpoint, pick_device
     ci = bool(opts.cipai) or bool(report) and report["form"]["name"] == "词"
     device = pick_device(TrainConfig(device=opts.device))
     model, _, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(opts.ckpt, ci=ci)), device)
@@ -276,7 +276,7 @@ def load_model(opts, report=None):
 def add_nll(reports, model, itos, device):
     """Each line's mean NLL per character (its end mark included; <eos> counts to the last) into each report,
     the poems read NLL_BATCH a forward pass."""
-    import decoding
+    from writing import decoding
     texts = [r["poem"] for r in reports]
     for report, text, nll in zip(reports, texts, decoding.token_nll(model, itos, texts, device, NLL_BATCH)):
         start = 0

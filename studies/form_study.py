@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 import dataUtil
-import decoding
-import fileio
-import formats
-import poetics
+from writing import decoding
+from common import fileio
+from verse import formats
+from verse import poetics
 from config import GenConfig, UserError, make_parser
 
 STARTS = "日红山夜湖海月"
@@ -79,7 +79,7 @@ def generated(model, itos, gcfg, n_per_start, device="cpu"):
 
 def perplexities(model, itos, corpus, cfg):
     """Test perplexity with format inputs unknown and known, over all targets and over characters only."""
-    from training import evaluate
+    from training.loop import evaluate
     pad = itos.index(dataUtil.PAD)
     told = dataUtil.poem_formats(corpus.test, itos, cfg) if decoding.reads_formats(model) else None
     out = {"unknown": evaluate(model, corpus.test, pad, 256, "cpu")["ppl"]}
@@ -97,7 +97,7 @@ def perplexities(model, itos, corpus, cfg):
 def char_ppl(model, poems, targets_of, pad, told):
     """Perplexity over the ideograph targets only: the inputs are the poems, the targets with marks as pad."""
     from model import masked_nll
-    from training import batch_formats
+    from training.loop import batch_formats
     total, count = 0.0, 0
     model.eval()
     for idx in dataUtil.length_batches([len(p) for p in poems], 256):
@@ -114,7 +114,7 @@ def run(model, itos, corpus, cfg, n, candidates):
     tones, book, _, _ = dataUtil.verse_tables(cfg)
     tone = lambda ch: poetics.CLASSICAL.get(tones.get(ch))           # noqa: E731
     read = formats.Formatter(tones, book)
-    from training import text_nll
+    from training.loop import text_nll
     real = [t for t in (dataUtil.text_of(p, itos) for p in corpus.test) if t[0] in STARTS and read(t) is not None]
     rows = [{"setting": "real test poems", **measures(real, book, tone, [read(t) for t in real]),
              "nll": text_nll(model, itos, real, "cpu"), "disc": float("nan"), "acted": float("nan"),
@@ -173,10 +173,10 @@ def cmd_form(rest):
         raise UserError("--samples in 1-1000, --candidates in 1-64")
     if os.path.lexists(args.out) and not args.overwrite:
         raise UserError(f"{args.out} exists; pass --overwrite to replace it or --out another file")
-    from experiments import study_model
+    from studies.experiments import study_model
     path, model, itos, corpus = study_model(args.ckpt)
     from config import Config
-    from training import load_checkpoint
+    from training.loop import load_checkpoint
     cfg = Config.from_dict(load_checkpoint(path)["config"])
     rows, ppl = run(model, itos, corpus, cfg, args.samples, args.candidates)
     write(rows, ppl, args.out, os.path.relpath(path), args)

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-import poetics
-from poetics import BOTH, LEVEL, OBLIQUE
+from verse import poetics
+from verse.poetics import BOTH, LEVEL, OBLIQUE
 
 GROUPS = ("left", "line", "lines", "slot", "group", "tone")     # the columns of features(), then pair
 COLUMN = {g: k for k, g in enumerate(GROUPS)}

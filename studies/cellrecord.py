@@ -26,7 +26,7 @@ import sys
 import numpy as np
 
 import dataUtil
-import fileio
+from common import fileio
 from config import Config, UserError, make_parser
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -74,7 +74,7 @@ class Inputs:
 def read_inputs(raw, itos, reads_formats, genre="tang", mode="auto"):
     """The Inputs of user text for a model of vocabulary itos. Empty, non-Chinese or over-long text, and a
     character outside the vocabulary, are UserErrors naming the problem."""
-    import prosody
+    from verse import prosody
     if not raw or not raw.strip():
         raise UserError("the poem is empty; give its lines, e.g. \"白日依山尽，黄河入海流。\"")
     text = prosody.normalise(raw, set(itos))
@@ -112,7 +112,7 @@ def with_formats(inputs, stoi, reads_formats, genre, mode):
                             "an even number of lines) or a 词 to a known 词牌, and this poem is neither")
         inputs.why = "the poem is not of a form the format inputs describe: unknown"
         return inputs
-    import formats
+    from verse import formats
     inputs.feats, inputs.pair = formats.features(inputs.text, fmt, stoi)
     inputs.formats, inputs.why = "poem", "the poem's own form (formats.features, as training reads it)"
     return inputs
@@ -120,7 +120,7 @@ def with_formats(inputs, stoi, reads_formats, genre, mode):
 
 def poem_format(text, genre):
     """The formats.Format a real poem follows (dataUtil.poem_formats' reading), or None."""
-    import formats
+    from verse import formats
     cfg = Config()
     cfg.data.genre = genre
     tones, pingshui, cilin, cipai = dataUtil.verse_tables(cfg)
@@ -131,7 +131,7 @@ def poem_format(text, genre):
 def format_embedding(params, inputs):
     """(n + 1, E) the sum of the format inputs' embeddings, as model.FormatInputs computes it, from the
     state_dict's arrays (formats.table.weight (TOTAL, E), formats.pair.weight (E, E)); zeros without them."""
-    import formats
+    from verse import formats
     E = params["embed.weight"].shape[1]
     if inputs.feats is None or "formats.table.weight" not in params:
         return np.zeros((len(inputs.ids), E), params["embed.weight"].dtype)

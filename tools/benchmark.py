@@ -254,9 +254,9 @@ def engine_bench(device, clients=20, seconds=10.0, rounds=2):
     """server.Engine driven by client threads writing default poems back to back, as `serve` runs it but without
     HTTP: poems/s batched (256 rows) and one request at a time (8 rows), in fp32 and bf16, alternating."""
     import os
-    import loadtest
-    import server
-    from training import load_checkpoint, model_from_checkpoint
+    from tools import loadtest
+    from serve import server
+    from training.loop import load_checkpoint, model_from_checkpoint
     root = os.path.dirname(os.path.abspath(__file__))
     model, _, itos = model_from_checkpoint(load_checkpoint(os.path.join(root, "pretrained", "tang.pt")), device)
     engines = {rows: server.Engine({"tang": (model, itos)}, device, rows) for rows in (256, 8)}

@@ -7,9 +7,9 @@ import os
 from collections import Counter
 
 import dataUtil
-import fileio
-import poetics
-import rhymebook
+from common import fileio
+from verse import poetics
+from verse import rhymebook
 from config import Config, UserError, make_parser
 
 REGULAR = {(5, 4), (5, 8), (7, 4), (7, 8)}
@@ -200,7 +200,7 @@ CLASSICS = {"杜甫《登高》": "风急天高猿啸哀，渚清沙白鸟飞回
 
 def check_section(corpus, books, labels):
     """The 格律 check (prosody.check) over the test split's regular poems: the share keeping each rule."""
-    import prosody
+    from verse import prosody
     real = [t for t in map(corpus.decode, corpus.test) if poetics.form_of(t) in REGULAR]
     broken = [{v["rule"] for v in prosody.check(t, labels, books["pingshui"])["violations"]} for t in real]
     rows = [f"| {rule} | {poetics.mean(rule not in b for b in broken):.1%} |" for rule in RULES]

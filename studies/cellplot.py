@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-import fileio
+from common import fileio
 
 FONT_NAMES = ("Noto Sans CJK SC", "Noto Serif CJK SC", "Noto Sans CJK JP", "Noto Serif CJK JP", "Source Han Sans SC",
               "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "AR PL UMing CN", "Droid Sans Fallback")

@@ -31,7 +31,7 @@ judged at positions 2, 4, 6 only.
 from dataclasses import dataclass
 from itertools import product
 
-from poetics import BOTH, LEVEL, OBLIQUE
+from verse.poetics import BOTH, LEVEL, OBLIQUE
 
 P, Z = LEVEL, OBLIQUE
 MARK = {LEVEL: "平", OBLIQUE: "仄", BOTH: "中", None: "？"}

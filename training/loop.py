@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 import dataUtil
-import decoding
-import fileio
+from writing import decoding
+from common import fileio
 from config import Config, EnvironmentFailure, UserError
-from distributed import Dist
+from training.distributed import Dist
 from model import PoetryLM, masked_nll, set_precision
 
 SAMPLE_STARTS = "日红山夜湖海月"
@@ -263,7 +263,7 @@ def batch_formats(formats, idx, T, device, drop=(0.0, 0.0), rng=None):
         return None, None
     items = [formats[i] for i in idx]
     if max(drop) > 0:
-        from formats import drop_groups
+        from verse.formats import drop_groups
         items = [drop_groups(f, p, drop[0], rng, drop[1]) for f, p in items]
     feats, pair = dataUtil.pad_formats(items, T)
     return torch.from_numpy(feats).to(device), torch.from_numpy(pair).to(device)

@@ -32,9 +32,9 @@ import threading
 import time
 
 import dataUtil
-import decoding
-import prosody
-import workshop
+from writing import decoding
+from verse import prosody
+from writing import workshop
 from config import Config, GenConfig, UserError, check_config
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -455,7 +455,7 @@ def make_app(engine):
                              for name, entry in sorted(table.items(), key=lambda kv: -kv[1]["examples"])})
 
     async def inspect(request):                 # the 看 tab: what the Tang model's cells do
-        import lstm_inspect
+        from studies import lstm_inspect
         body = await body_of(request)
         model, itos = engine.models["tang"]
         return JSONResponse(await asyncio.to_thread(engine.call, lambda: lstm_inspect.page_answer(

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 import dataUtil
-import fileio
+from common import fileio
 from config import Config, UserError, make_parser, config_from_args, check_config
 from model import PoetryLM
-from training import Diverged, TrainLoop, evaluate, make_optimizer, pick_device
+from training.loop import Diverged, TrainLoop, evaluate, make_optimizer, pick_device
 
 ZERO_CASES = [  # (label, embedding scheme, LSTM scheme)
     ("embedding zero, LSTM zero", "zero", "zero"),
@@ -549,7 +549,7 @@ def study_model(ckpt):
     """(path, model on the CPU, its vocabulary, the whole prepared corpus with its data settings) of the model
     generate would pick for --ckpt ckpt."""
     from config import pick_checkpoint
-    from training import load_checkpoint, model_from_checkpoint
+    from training.loop import load_checkpoint, model_from_checkpoint
     path = pick_checkpoint(ckpt)
     model, cfg, itos = model_from_checkpoint(load_checkpoint(path), torch.device("cpu"))
     cfg.data.limit_poems = 0
@@ -559,9 +559,9 @@ def study_model(ckpt):
 def run_rerank(model, itos, corpus, n, counts, temps, starts="日红山夜湖海月"):
     """For each (candidates, temperature), n default poems per start character: their measures against the
     real dev/test poems that open with those characters."""
-    import decoding
-    import poetics
-    from training import text_nll
+    from writing import decoding
+    from verse import poetics
+    from training.loop import text_nll
     real = [t for t in map(corpus.decode, corpus.dev + corpus.test) if t[0] in starts]
     train_lines = poetics.train_line_set(corpus.decode(p) for p in corpus.train)
     rows = [real_row(model, itos, real)]
@@ -576,15 +576,15 @@ def run_rerank(model, itos, corpus, n, counts, temps, starts="日红山夜湖海
 
 
 def real_row(model, itos, real):
-    import poetics
-    from training import text_nll
+    from verse import poetics
+    from training.loop import text_nll
     return {"setting": "real poems", "poems": len(real), **poetics.shape_measures(real),
             "nll": text_nll(model, itos, real, "cpu"), "copy": float("nan"), "disc": float("nan"),
             "seconds": float("nan")}
 
 
 def poem_row(label, poems, real, train_lines, seconds, nll):
-    import poetics
+    from verse import poetics
     lines = [l.rstrip(poetics.LINE_ENDS) for p in poems for l in poetics.split_lines(p)]
     return {"setting": label, "poems": len(poems), **poetics.shape_measures(poems), "nll": nll,
             "copy": poetics.mean(l in train_lines for l in lines if l),
@@ -641,16 +641,16 @@ def cmd_experiment(rest):
     if rest and rest[0] == "rerank":
         return cmd_rerank(rest[1:])
     if rest and rest[0] == "rhyme":
-        import rhyme_study
+        from studies import rhyme_study
         return rhyme_study.cmd_rhyme(rest[1:])
     if rest and rest[0] == "keywords":
-        import keywords_study
+        from studies import keywords_study
         return keywords_study.cmd_keywords(rest[1:])
     if rest and rest[0] == "form":
-        import form_study
+        from studies import form_study
         return form_study.cmd_form(rest[1:])
     if rest and rest[0] == "gelv":
-        import gelv_study
+        from studies import gelv_study
         return gelv_study.cmd_gelv(rest[1:])
     if not rest or rest[0] not in ("init", "optim", "recipe"):
         raise UserError("usage: python main.py experiment init|optim|recipe|rerank|rhyme|keywords|gelv|form "

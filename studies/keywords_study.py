@@ -7,10 +7,10 @@ import os
 import numpy as np
 import torch
 
-import decoding
-import fileio
-import keywords
-import poetics
+from writing import decoding
+from common import fileio
+from writing import keywords
+from verse import poetics
 from config import UserError, make_parser
 
 WORDS = "春 秋 月 风 雨 山 水 花 柳 江 云 雪 夜 酒 明月 春风 秋风 白云 青山 流水 故人 落花 孤舟 夕阳".split()
@@ -19,8 +19,8 @@ MODES = [("default (a real poem's form)", {}), ("--form 7 --lines 4 --rhyme", di
 
 
 def cmd_keywords(rest):
-    from experiments import study_model
-    from training import text_nll
+    from studies.experiments import study_model
+    from training.loop import text_nll
     parser = make_parser("main.py experiment keywords", "poems with keywords against poems without", [])
     parser.add_argument("--ckpt", default="", help="the model (default: as generate picks it)")
     parser.add_argument("--samples", type=int, default=10, help="poems per start character and mode (default: 10)")

@@ -26,13 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-import cipu
+from verse import cipu
 import dataUtil
-import duizhang
-import formats
-import keywords
-import poetics
-import rhymebook
+from verse import duizhang
+from verse import formats
+from writing import keywords
+from verse import poetics
+from verse import rhymebook
 from config import GenConfig, UserError, suggest
 
 END_MARKS = poetics.LINE_ENDS

@@ -12,11 +12,11 @@ import tempfile
 import time
 from collections import Counter
 
-import checking
+from verse import checking
 import dataUtil
-import fileio
-import poetics
-import prosody
+from common import fileio
+from verse import poetics
+from verse import prosody
 from config import Config, UserError, make_parser
 
 ROOT = os.path.dirname(os.path.abspath(__file__))

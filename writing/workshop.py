@@ -2,13 +2,13 @@
 loaded once, a poem checked with the model's surprise per line, and new versions of a line proposed."""
 from dataclasses import dataclass
 
-import cipu
+from verse import cipu
 import dataUtil
-import decoding
-import duizhang
-import poetics
-import prosody
-from checking import Tables      # what a check needs besides the poem (one class for the CLI and the page)
+from writing import decoding
+from verse import duizhang
+from verse import poetics
+from verse import prosody
+from verse.checking import Tables      # what a check needs besides the poem (one class for the CLI and the page)
 from config import GenConfig, UserError
 
 

@@ -1,0 +1,1 @@
+"""The web page's server (its static files live in static/)."""

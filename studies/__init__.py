@@ -1,0 +1,1 @@
+"""The studies (`python main.py experiment ...`) and the cells' records and plots."""

@@ -1,0 +1,1 @@
+"""Developer tools: the benchmark, the NumPy LSTM's gradient checks, the server's load test."""

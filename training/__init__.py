@@ -1,0 +1,1 @@
+"""Training: the checkpoint format (checkpoint.py, which everything that loads a model uses), the loop, several processes."""

@@ -1,0 +1,1 @@
+"""Writing poems with a model: constraints, sampling, requests, keywords, revise."""
