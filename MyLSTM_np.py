@@ -338,7 +338,8 @@ NP_GEN_FLAGS = {"ckpt", "start", "num", "temperature", "top_k", "greedy", "seed"
 
 def cmd_generate(rest):
     """Unconstrained poems from --start; the constrained modes (--form, --rhyme, ...) live in main.py generate."""
-    from config import UserError, check_config, make_parser, config_from_args, pick_checkpoint
+    from config import UserError, check_config, make_parser, config_from_args
+    from training.checkpoint import pick_checkpoint
     import dataUtil
     parser = make_parser("MyLSTM_np.py generate", "poems with the NumPy model, without torch (for --form, "
                          "--acrostic, --rhyme, --tones, --top-p, --prefix use python main.py generate)",
@@ -373,14 +374,14 @@ def cmd_test(rest):
     no_flags("MyLSTM_np.py test", "the gradient checks: the NumPy and PyTorch LSTMs' hand-derived backward "
              "passes against autograd and finite differences (exit 0 when all pass, 1 when one fails)", rest)
     from tools import gradcheck
-    return 0 if gradcheck.run_all(verbose=True) else 1
+    return 0 if gradcheck.run_all(sys.modules[__name__], verbose=True) else 1
 
 
 def cmd_bench(rest):
     no_flags("MyLSTM_np.py bench", "LSTM forward + backward time: NumPy (this file) next to PyTorch CPU autograd "
              "(ours and nn.LSTM); figures depend on the machine", rest)
     from tools import benchmark
-    benchmark.lstm_bench()
+    benchmark.lstm_bench(sys.modules[__name__])
     return 0
 
 

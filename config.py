@@ -304,34 +304,6 @@ def config_from_args(args, cfg=None):
     return cfg
 
 
-PRETRAINED = "pretrained/tang.pt"
-TRAINED = "checkpoints/best.pt"
-
-
-PRETRAINED_CI = "pretrained/ci.pt"
-
-
-def pick_checkpoint(ckpt, ci=False):
-    """The model to use: --ckpt when given, else (for a 宋词, ci) the shipped pretrained/ci.pt, else
-    checkpoints/best.pt when it exists, else the shipped pretrained/tang.pt (relative to the project). Says on
-    stderr which one."""
-    if ckpt:
-        return ckpt
-    root = os.path.dirname(os.path.abspath(__file__))
-    if ci:
-        path = os.path.join(root, PRETRAINED_CI)
-        if os.path.isfile(path):
-            print(f"using the shipped 宋词 model: {os.path.relpath(path)} (--ckpt PATH for another)", file=sys.stderr)
-            return path
-        print(f"{PRETRAINED_CI} is missing: a Tang model writes to the 词牌's pattern", file=sys.stderr)
-    for path, what in ((TRAINED, "your trained model"), (os.path.join(root, PRETRAINED), "the shipped model")):
-        if os.path.isfile(path):
-            print(f"using {what}: {os.path.relpath(path)} (--ckpt PATH for another)", file=sys.stderr)
-            return path
-    raise UserError(f"no model: {TRAINED} does not exist and neither does {PRETRAINED}; train first "
-                    "(python main.py train) or pass --ckpt PATH")
-
-
 def suggest(word, choices):
     """ "; did you mean X?" for the closest of choices, or ""."""
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
@@ -368,3 +340,6 @@ def run_cli(main_fn, argv=None):
             raise                     # a bug: its traceback
         print("error: not enough memory for this setting; choose a smaller model, batch or --num", file=sys.stderr)
         return 1
+
+
+SAMPLE_STARTS = "日红山夜湖海月"      # the start characters of the samples training, evaluate and the studies write

@@ -34,16 +34,17 @@ if __name__ == "__main__" and sys.argv[1:2] == ["check"]:     # the 格律 check
     sys.exit(run_cli(checking.cmd_check, sys.argv[2:]))
 
 import numpy as np
-import torch
 
-from config import (Config, GenConfig, TrainConfig, UserError, check_config, make_parser, config_from_args,
-                    pick_checkpoint, run_cli, suggest)
 import dataUtil
-from writing import decoding
 from common import fileio
+from config import (SAMPLE_STARTS, Config, GenConfig, TrainConfig, UserError, check_config, make_parser,
+                    config_from_args, run_cli, suggest)
 from model import set_precision
-from training.loop import (SAMPLE_STARTS, Diverged, SaveFailed, evaluate, export_weights, load_checkpoint,
-                      model_from_checkpoint, pick_device, text_nll, train)
+from training.checkpoint import (SaveFailed, export_weights, load_checkpoint, load_model, model_from_checkpoint,
+                                 pick_checkpoint, pick_device)
+from training.loop import Diverged, train
+from training.perplexity import evaluate, text_nll
+from writing import decoding
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -95,7 +96,7 @@ def cmd_generate(rest):
         if gcfg.free and not (gcfg.form or gcfg.cipai):
             raise UserError("--keywords needs a form to place them in: --form, --cipai, or leave out --free")
     device = pick_device(TrainConfig(device=args.device))
-    model, cfg, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(gcfg.ckpt, ci=bool(gcfg.cipai))), device)
+    model, cfg, itos = load_model(gcfg.ckpt, device, ci=bool(gcfg.cipai))
     set_precision(model, gcfg.precision, device)
     gcfg.free = gcfg.free or (cfg.data.genre == "ci" and not gcfg.cipai)   # a 词 takes its 词牌's form, not a 诗's
     for k, best in enumerate(decoding.iter_poems(model, itos, gcfg, device)):
@@ -388,7 +389,7 @@ def cmd_revise(rest):
     line = args.line if args.line is not None else args.from_line
     workshop.check_request(text, line, gcfg, tables, args.free)         # before any model is named
     device = pick_device(TrainConfig(device=args.device))
-    model, _, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(gcfg.ckpt, ci=bool(gcfg.cipai))), device)
+    model, _, itos = load_model(gcfg.ckpt, device, ci=bool(gcfg.cipai))
     set_precision(model, gcfg.precision, device)
     text = prosody.normalise(raw, set(itos))              # a variant the model's vocabulary holds stays
     found = workshop.revise(model, itos, text, line, gcfg, tables, device, args.num, args.line is None, args.free)
@@ -447,10 +448,10 @@ def cmd_serve(rest):
         print(f"warning: --host {args.host} serves the page to other machines too; it has no login",
               file=sys.stderr)
     device = pick_device(TrainConfig(device=args.device))
-    models = {"tang": model_from_checkpoint(load_checkpoint(pick_checkpoint(args.ckpt)), device)}
+    models = {"tang": load_model(args.ckpt, device)}
     ci_path = args.ci_ckpt or pick_checkpoint("", ci=True)
     if args.ci_ckpt or ci_path.endswith("ci.pt"):
-        models["ci"] = model_from_checkpoint(load_checkpoint(ci_path), device)
+        models["ci"] = load_model(ci_path, device)
     for model, _, _ in models.values():
         precision, why = set_precision(model, args.precision, device)
     print(f"precision {precision} ({why})", flush=True)

@@ -37,7 +37,7 @@ from verse import prosody
 from writing import workshop
 from config import Config, GenConfig, UserError, check_config
 
-STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+STATIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
 MAX_BODY = 16_384                 # bytes of a request body, however it is sent (Content-Length or chunked)
 BODY_SECONDS = 10.0               # a body must arrive within this (a client holding a partial body open: 408)
 MAX_DEPTH = 8                     # nesting of a request's JSON (a list in an object is 2)

@@ -29,7 +29,7 @@ import dataUtil
 from common import fileio
 from config import Config, UserError, make_parser
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = ("i", "f", "o", "g", "c", "h")        # the record's arrays of each layer
 GATES = ("i", "f", "o")                      # the gates summarised (g is tanh, not a gate in [0, 1])
 LOW, HIGH = 0.1, 0.9                         # a gate value below LOW or above HIGH is saturated
@@ -292,7 +292,7 @@ def refuse_existing(paths, overwrite):
 def cmd_inspect_np(rest, load):
     """python MyLSTM_np.py inspect "POEM" --ckpt … --out FILE.json: the record from the NumPy LSTM, without
     torch. load(path) -> (NumpyLM, itos, config dict), MyLSTM_np.NumpyLM.from_checkpoint."""
-    from config import pick_checkpoint
+    from training.checkpoint import pick_checkpoint
     parser = make_parser("MyLSTM_np.py inspect", "every layer's gates and states over a poem, from the NumPy "
                          "LSTM (the JSON of main.py inspect)", [])
     add_flags(parser, "the JSON file to write (default: inspect.json)")

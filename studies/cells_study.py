@@ -30,7 +30,7 @@ from common import fileio
 from studies import lstm_inspect
 from verse import poetics
 from config import Config, UserError, make_parser
-from training.loop import load_checkpoint
+from training.checkpoint import load_checkpoint
 
 PROPERTIES = [  # (key, what it is, kind: r2 for a count (ridge), acc for yes/no (logistic))
     ("left", "characters left in the line", "r2"),

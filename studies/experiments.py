@@ -29,9 +29,11 @@ import torch
 
 import dataUtil
 from common import fileio
-from config import Config, UserError, make_parser, config_from_args, check_config
+from config import SAMPLE_STARTS, Config, UserError, make_parser, config_from_args, check_config
 from model import PoetryLM
-from training.loop import Diverged, TrainLoop, evaluate, make_optimizer, pick_device
+from training.loop import Diverged, TrainLoop, make_optimizer
+from training.perplexity import evaluate
+from training.checkpoint import pick_device
 
 ZERO_CASES = [  # (label, embedding scheme, LSTM scheme)
     ("embedding zero, LSTM zero", "zero", "zero"),
@@ -548,20 +550,20 @@ def cmd_rerank(rest):
 def study_model(ckpt):
     """(path, model on the CPU, its vocabulary, the whole prepared corpus with its data settings) of the model
     generate would pick for --ckpt ckpt."""
-    from config import pick_checkpoint
-    from training.loop import load_checkpoint, model_from_checkpoint
+    from training.checkpoint import pick_checkpoint
+    from training.checkpoint import load_checkpoint, model_from_checkpoint
     path = pick_checkpoint(ckpt)
     model, cfg, itos = model_from_checkpoint(load_checkpoint(path), torch.device("cpu"))
     cfg.data.limit_poems = 0
     return path, model, itos, dataUtil.load_corpus(cfg)
 
 
-def run_rerank(model, itos, corpus, n, counts, temps, starts="日红山夜湖海月"):
+def run_rerank(model, itos, corpus, n, counts, temps, starts=SAMPLE_STARTS):
     """For each (candidates, temperature), n default poems per start character: their measures against the
     real dev/test poems that open with those characters."""
     from writing import decoding
     from verse import poetics
-    from training.loop import text_nll
+    from training.perplexity import text_nll
     real = [t for t in map(corpus.decode, corpus.dev + corpus.test) if t[0] in starts]
     train_lines = poetics.train_line_set(corpus.decode(p) for p in corpus.train)
     rows = [real_row(model, itos, real)]
@@ -577,7 +579,7 @@ def run_rerank(model, itos, corpus, n, counts, temps, starts="日红山夜湖海
 
 def real_row(model, itos, real):
     from verse import poetics
-    from training.loop import text_nll
+    from training.perplexity import text_nll
     return {"setting": "real poems", "poems": len(real), **poetics.shape_measures(real),
             "nll": text_nll(model, itos, real, "cpu"), "copy": float("nan"), "disc": float("nan"),
             "seconds": float("nan")}

@@ -20,9 +20,8 @@ from writing import decoding
 from common import fileio
 from verse import formats
 from verse import poetics
-from config import GenConfig, UserError, make_parser
+from config import SAMPLE_STARTS, GenConfig, UserError, make_parser
 
-STARTS = "日红山夜湖海月"
 
 
 def repeats(text):
@@ -61,7 +60,7 @@ def measures(poems, book, tone, fmts=None, wanted=None):
 def generated(model, itos, gcfg, n_per_start, device="cpu"):
     """(poems, their Formats, the forms asked for, the mask log) of n_per_start default poems per start."""
     poems, fmts, wanted, log = [], [], [], []
-    for k, ch in enumerate(STARTS):
+    for k, ch in enumerate(SAMPLE_STARTS):
         g = GenConfig(**{**vars(gcfg), "start": ch, "seed": k, "num": n_per_start})
         req = decoding.make_request(itos, g, told=decoding.reads_formats(model))
         r = decoding.rows_of(model, itos, req, range(n_per_start), device)
@@ -79,7 +78,7 @@ def generated(model, itos, gcfg, n_per_start, device="cpu"):
 
 def perplexities(model, itos, corpus, cfg):
     """Test perplexity with format inputs unknown and known, over all targets and over characters only."""
-    from training.loop import evaluate
+    from training.perplexity import evaluate
     pad = itos.index(dataUtil.PAD)
     told = dataUtil.poem_formats(corpus.test, itos, cfg) if decoding.reads_formats(model) else None
     out = {"unknown": evaluate(model, corpus.test, pad, 256, "cpu")["ppl"]}
@@ -97,7 +96,7 @@ def perplexities(model, itos, corpus, cfg):
 def char_ppl(model, poems, targets_of, pad, told):
     """Perplexity over the ideograph targets only: the inputs are the poems, the targets with marks as pad."""
     from model import masked_nll
-    from training.loop import batch_formats
+    from training.perplexity import batch_formats
     total, count = 0.0, 0
     model.eval()
     for idx in dataUtil.length_batches([len(p) for p in poems], 256):
@@ -114,8 +113,8 @@ def run(model, itos, corpus, cfg, n, candidates):
     tones, book, _, _ = dataUtil.verse_tables(cfg)
     tone = lambda ch: poetics.CLASSICAL.get(tones.get(ch))           # noqa: E731
     read = formats.Formatter(tones, book)
-    from training.loop import text_nll
-    real = [t for t in (dataUtil.text_of(p, itos) for p in corpus.test) if t[0] in STARTS and read(t) is not None]
+    from training.perplexity import text_nll
+    real = [t for t in (dataUtil.text_of(p, itos) for p in corpus.test) if t[0] in SAMPLE_STARTS and read(t) is not None]
     rows = [{"setting": "real test poems", **measures(real, book, tone, [read(t) for t in real]),
              "nll": text_nll(model, itos, real, "cpu"), "disc": float("nan"), "acted": float("nan"),
              "acted_all": float("nan")}]
@@ -140,7 +139,7 @@ def pct(v):
 def write(rows, ppl, path, ckpt, args):
     out = ["# What the format inputs teach: the form study", "",
            f"Command: `python main.py experiment form --ckpt {ckpt} --samples {args.samples} --candidates "
-           f"{args.candidates}` (this machine's CPU). {args.samples} poems per start character {STARTS}, each the best "
+           f"{args.candidates}` (this machine's CPU). {args.samples} poems per start character {SAMPLE_STARTS}, each the best "
            "of the candidates, its form, tone pattern, 首句入韵 and rhyme group drawn as the train poems' go; real: "
            "the test split's regular poems with those first characters. Tone agreement: positions whose target "
            "(the drawn pattern's 2, 4, 6 and line ends) the character's classical tone keeps. Mask acted: the "
@@ -176,7 +175,7 @@ def cmd_form(rest):
     from studies.experiments import study_model
     path, model, itos, corpus = study_model(args.ckpt)
     from config import Config
-    from training.loop import load_checkpoint
+    from training.checkpoint import load_checkpoint
     cfg = Config.from_dict(load_checkpoint(path)["config"])
     rows, ppl = run(model, itos, corpus, cfg, args.samples, args.candidates)
     write(rows, ppl, args.out, os.path.relpath(path), args)

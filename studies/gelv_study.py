@@ -19,7 +19,7 @@ from verse import poetics
 from verse import prosody
 from config import Config, UserError, make_parser
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "gelv_poems.tsv")
 REGULAR = {(5, 4), (5, 8), (7, 4), (7, 8)}
 RULES = ("粘", "对", "二四六分明", "出句平收", "孤平", "三平尾", "出韵", "三仄尾", "重字")

@@ -11,16 +11,15 @@ from writing import decoding
 from common import fileio
 from writing import keywords
 from verse import poetics
-from config import UserError, make_parser
+from config import SAMPLE_STARTS, UserError, make_parser
 
 WORDS = "春 秋 月 风 雨 山 水 花 柳 江 云 雪 夜 酒 明月 春风 秋风 白云 青山 流水 故人 落花 孤舟 夕阳".split()
-STARTS = "日红山夜湖海月"
 MODES = [("default (a real poem's form)", {}), ("--form 7 --lines 4 --rhyme", dict(form=7, lines=4, rhyme=True))]
 
 
 def cmd_keywords(rest):
     from studies.experiments import study_model
-    from training.loop import text_nll
+    from training.perplexity import text_nll
     parser = make_parser("main.py experiment keywords", "poems with keywords against poems without", [])
     parser.add_argument("--ckpt", default="", help="the model (default: as generate picks it)")
     parser.add_argument("--samples", type=int, default=10, help="poems per start character and mode (default: 10)")
@@ -31,13 +30,13 @@ def cmd_keywords(rest):
     if not 1 <= args.samples <= 200:
         raise UserError("--samples: 1 to 200")
     path, model, itos, corpus = study_model(args.ckpt)
-    real = [t for t in map(corpus.decode, corpus.dev + corpus.test) if t[0] in STARTS]
+    real = [t for t in map(corpus.decode, corpus.dev + corpus.test) if t[0] in SAMPLE_STARTS]
     rng = np.random.default_rng(0)
     rows, hists = [], []
     for label, settings in MODES:
         for with_words in (False, True):
             poems, asked = [], []
-            for k, start in enumerate(STARTS):
+            for k, start in enumerate(SAMPLE_STARTS):
                 for j in range(args.samples):
                     words = list(rng.choice(WORDS, 2, replace=False)) if with_words else []
                     g = decoding.GenConfig(start=start, seed=1000 * k + j, keywords=" ".join(words), **settings)
@@ -71,7 +70,7 @@ def line_histogram(poems, asked):
 def write(rows, hists, path, args):
     lines = ["# Keywords study", "",
              f"Command: `python main.py experiment keywords --samples {args.samples}` on `{os.path.relpath(path)}` "
-             f"(this machine's CPU). {args.samples} poems per start character ({STARTS}) and mode, each the best "
+             f"(this machine's CPU). {args.samples} poems per start character ({SAMPLE_STARTS}) and mode, each the best "
              "of 8 candidates; with keywords, two words drawn per poem from a list of common images "
              f"({' '.join(WORDS)}). inclusion: keywords found verbatim; NLL/token: the model's own mean NLL of the "
              "poems (fluency); disc.: a logistic regression on character 1-2-grams telling the poems from real "

@@ -271,9 +271,10 @@ def test_the_build_script(tmp_path):
 @pytest.fixture(scope="module")
 def ci_model():
     import torch
-    from loop.loop import loop
+    from training import loop
+    from training import checkpoint
     path = os.path.join(ROOT, "pretrained", "ci.pt")
-    model, _, itos = loop.model_from_checkpoint(loop.load_checkpoint(path), torch.device("cpu"))
+    model, _, itos = checkpoint.model_from_checkpoint(checkpoint.load_checkpoint(path), torch.device("cpu"))
     return model, itos
 
 

@@ -122,10 +122,10 @@ def test_the_torch_free_reader_refuses_views_outside_their_storage(tmp_path):
 
 def test_generate_many_poems_comes_in_bounded_batches(tmp_path, monkeypatch):
     from writing import decoding
-    from loop.loop import loop
+    from training import checkpoint
     from config import Config
     ckpt = tiny_checkpoint(tmp_path)
-    model, _, itos = loop.model_from_checkpoint(loop.load_checkpoint(ckpt), __import__("torch").device("cpu"))
+    model, _, itos = checkpoint.model_from_checkpoint(checkpoint.load_checkpoint(ckpt), __import__("torch").device("cpu"))
     sizes = []
     real = decoding.sample_scored
     monkeypatch.setattr(decoding, "sample_scored",
@@ -141,18 +141,18 @@ def test_generate_many_poems_comes_in_bounded_batches(tmp_path, monkeypatch):
 
 
 def test_the_model_used_is_ckpt_then_best_then_pretrained(tmp_path, monkeypatch, capsys):
-    import config
+    from config import UserError
+    from training import checkpoint
     monkeypatch.chdir(tmp_path)
-    assert config.pick_checkpoint("mine.pt") == "mine.pt"
-    shipped = os.path.join(ROOT, config.PRETRAINED)
-    if os.path.exists(shipped):
-        assert config.pick_checkpoint("") == shipped and "shipped model" in capsys.readouterr().err
-    else:
-        with pytest.raises(config.UserError, match="train first"):
-            config.pick_checkpoint("")
+    assert checkpoint.pick_checkpoint("mine.pt") == "mine.pt"
+    shipped = os.path.join(ROOT, checkpoint.PRETRAINED)
+    assert checkpoint.pick_checkpoint("") == shipped and "shipped model" in capsys.readouterr().err
+    monkeypatch.setattr(checkpoint, "PRETRAINED", "pretrained/missing.pt")      # a clone without the model
+    with pytest.raises(UserError, match="train first"):
+        checkpoint.pick_checkpoint("")
     os.makedirs("checkpoints")
     open("checkpoints/best.pt", "wb").close()
-    assert config.pick_checkpoint("") == config.TRAINED and "your trained model" in capsys.readouterr().err
+    assert checkpoint.pick_checkpoint("") == checkpoint.TRAINED and "your trained model" in capsys.readouterr().err
 
 
 def test_ctrl_c_at_any_moment_is_one_line(tmp_path):

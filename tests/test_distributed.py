@@ -9,7 +9,8 @@ import time
 
 import torch
 
-from loop.loop import loop
+from training import loop
+from training import checkpoint
 from conftest import FIXTURE_RAW, ROOT
 
 SMALL = ["--raw-dir", FIXTURE_RAW, "--min-freq", "1", "--dev-frac", "0.2", "--test-frac", "0.2", "--embed-dim", "16",
@@ -32,7 +33,7 @@ def train(tmp_path, run, ranks, *extra, wait=True):
 
 
 def weights(tmp_path, run, name="last.pt"):
-    return loop.load_checkpoint(str(tmp_path / run / name))
+    return checkpoint.load_checkpoint(str(tmp_path / run / name))
 
 
 def assert_same_weights(a, b, rel=1e-4):

@@ -94,7 +94,7 @@ def test_torch_record_equals_a_step_by_step_numpy_recomputation(tmp_path):
 def test_trace_gives_the_models_own_logits_and_state(tmp_path, formats):
     """On a model with format inputs (the tiny checkpoint's config has them): the re-run equations' last state
     and probabilities equal PoetryLM.forward's, with the poem's format inputs (auto) or without (none)."""
-    from training.loop import load_checkpoint, model_from_checkpoint
+    from training.checkpoint import load_checkpoint, model_from_checkpoint
     model, cfg, itos = model_from_checkpoint(load_checkpoint(tiny_checkpoint(tmp_path, formats=True)),
                                              torch.device("cpu"))
     assert cfg.model.format_inputs
@@ -229,7 +229,7 @@ def synthetic_corpus(itos, n=40, seed=0):
 def test_a_small_study_writes_its_doc_and_inspect_shows_its_cells(tmp_path, monkeypatch, capsys):
     from studies import experiments
     ckpt = tiny_checkpoint(tmp_path)
-    from training.loop import load_checkpoint, model_from_checkpoint
+    from training.checkpoint import load_checkpoint, model_from_checkpoint
     model, _, itos = model_from_checkpoint(load_checkpoint(ckpt), torch.device("cpu"))
     monkeypatch.setattr(experiments, "study_model", lambda path: (path, model, itos, synthetic_corpus(itos)))
     out = tmp_path / "docs" / "cells_tiny.md"

@@ -15,7 +15,9 @@ import dataUtil
 from verse import formats
 from writing import decoding
 import main
-from loop.loop import loop
+from training import loop
+from training import perplexity
+from training import checkpoint
 from config import Config, ModelConfig, UserError
 from conftest import FIXTURE_RAW, ROOT
 from model import PoetryLM, FusedLSTM, to_torch_lstm_params, masked_nll
@@ -102,10 +104,10 @@ def test_perplexity_is_over_real_tokens_whatever_the_batching():
         logp = torch.log_softmax(logits[:, 0], -1)
         total -= sum(logp[t, p[t + 1]].item() for t in range(len(p) - 1))
         count += len(p) - 1
-    res = loop.evaluate(m, poems, 0, 2, torch.device("cpu"))
+    res = perplexity.evaluate(m, poems, 0, 2, torch.device("cpu"))
     assert res["tokens"] == count == 38
     assert res["ppl"] == pytest.approx(np.exp(total / count), rel=1e-9)
-    chunked = loop.evaluate(m, poems, 0, 2, torch.device("cpu"), max_cells=50)   # 1-2 steps a chunk
+    chunked = perplexity.evaluate(m, poems, 0, 2, torch.device("cpu"), max_cells=50)   # 1-2 steps a chunk
     assert chunked["ppl"] == pytest.approx(res["ppl"], rel=1e-9) and chunked["tokens"] == 38
 
 
@@ -146,9 +148,9 @@ def test_tiny_model_memorises_poems_and_greedy_generation_reproduces_one(tmp_pat
     cfg.data.limit_poems = 4
     loop.train(cfg)
     corpus = dataUtil.load_corpus(cfg, verbose=False)
-    ckpt = loop.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "last.pt"))
-    model, _, itos = loop.model_from_checkpoint(ckpt, torch.device("cpu"))
-    res = loop.evaluate(model, corpus.train, 0, 8, torch.device("cpu"))
+    ckpt = checkpoint.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "last.pt"))
+    model, _, itos = checkpoint.model_from_checkpoint(ckpt, torch.device("cpu"))
+    res = perplexity.evaluate(model, corpus.train, 0, 8, torch.device("cpu"))
     assert res["nll"] < 0.05
     poem = corpus.decode(corpus.train[0])
     firsts = [corpus.decode(p)[0] for p in corpus.train]
@@ -168,12 +170,12 @@ def test_resume_ends_with_the_same_weights(tmp_path):
     first = tiny_cfg(tmp_path / "b", max_steps=11, pp_every=5, tolerance=100, **plateau)
     loop.train(first)
     last = os.path.join(first.train.ckpt_dir, "last.pt")
-    ckpt = loop.load_checkpoint(last)
+    ckpt = checkpoint.load_checkpoint(last)
     assert ckpt["step"] == 11 and ckpt["batch_in_epoch"] > 0      # stopped mid-epoch
     second = tiny_cfg(tmp_path / "b", max_steps=24, pp_every=5, tolerance=100, resume=last, **plateau)
     loop.train(second, ckpt)
-    a = loop.load_checkpoint(os.path.join(straight.train.ckpt_dir, "last.pt"))
-    b = loop.load_checkpoint(os.path.join(first.train.ckpt_dir, "last.pt"))
+    a = checkpoint.load_checkpoint(os.path.join(straight.train.ckpt_dir, "last.pt"))
+    b = checkpoint.load_checkpoint(os.path.join(first.train.ckpt_dir, "last.pt"))
     assert a["step"] == b["step"] == 24
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
@@ -193,7 +195,7 @@ def test_early_stopping_keeps_the_best(tmp_path):
     rows = [json.loads(l) for l in open(os.path.join(cfg.train.ckpt_dir, "metrics.jsonl"))]
     devs = [r["dev_ppl"] for r in rows if "dev_ppl" in r]
     assert min(devs) == out["best_ppl"] and devs[-4] == out["best_ppl"]
-    best = loop.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "best.pt"))
+    best = checkpoint.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "best.pt"))
     assert best["best_ppl"] == out["best_ppl"]
 
 
@@ -207,11 +209,11 @@ def test_nan_loss_stops_and_keeps_best(tmp_path, monkeypatch):
         nll, n = real(logits, targets, pad_id)
         return (nll * float("nan"), n) if calls["n"] > 30 else (nll, n)
 
-    monkeypatch.setattr(training, "masked_nll", poisoned)
+    monkeypatch.setattr(loop, "masked_nll", poisoned)
     with pytest.raises(loop.Diverged):
         loop.train(cfg)
     assert os.path.exists(os.path.join(cfg.train.ckpt_dir, "best.pt"))
-    last = loop.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "last.pt"))    # the last evaluation's
+    last = checkpoint.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "last.pt"))    # the last evaluation's
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
     assert last["step"] % 2 == 0 and last["step"] <= 30                             # from before the NaN
 
@@ -277,7 +279,7 @@ def test_user_errors_are_one_line_exit_2(args, tiny_ckpt, tmp_path):
 
 
 def test_bad_checkpoints_are_one_line_exit_2(tmp_path, tiny_ckpt):
-    good = loop.load_checkpoint(tiny_ckpt)
+    good = checkpoint.load_checkpoint(tiny_ckpt)
     odd_config, short_vocab = tmp_path / "config_x.pt", tmp_path / "short_vocab.pt"
     torch.save({**good, "config": "x"}, odd_config)
     torch.save({**good, "itos": good["itos"][:-3]}, short_vocab)
@@ -303,7 +305,7 @@ def test_sigterm_saves_last(tmp_path):
     p.send_signal(signal.SIGTERM)
     out, _ = p.communicate(timeout=60)
     assert p.returncode == 0 and b"stopped: interrupted" in out
-    ckpt = loop.load_checkpoint(str(tmp_path / "c" / "last.pt"))
+    ckpt = checkpoint.load_checkpoint(str(tmp_path / "c" / "last.pt"))
     assert ckpt["step"] >= 3
 
 

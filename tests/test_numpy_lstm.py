@@ -9,7 +9,8 @@ import torch
 
 import MyLSTM_np as M
 from tools import gradcheck
-from loop.loop import loop
+from training import loop
+from training import checkpoint
 from conftest import ROOT
 from tests_helpers import TINY_ITOS, tiny_checkpoint
 
@@ -19,7 +20,7 @@ def failing(rows):
 
 
 def test_every_tensor_matches_autograd_and_finite_differences():
-    rows = gradcheck.all_rows(seed=1)
+    rows = gradcheck.all_rows(M, seed=1)
     assert not failing(rows)
     names = {r[0] for r in rows}
     # everything the contract names is compared, for a 3-layer case and the language model
@@ -39,9 +40,9 @@ def test_flipped_sign_in_one_gate_is_caught(monkeypatch):
         return dz, dc_prev
 
     monkeypatch.setattr(M, "gates_backward", broken)
-    bad = failing(gradcheck.all_rows(seed=0))
+    bad = failing(gradcheck.all_rows(M, seed=0))
     assert any("dW" in r[0] for r in bad) and any("dc0" in r[0] or "dc_prev" in r[0] for r in bad)
-    assert not gradcheck.run_all(verbose=False)
+    assert not gradcheck.run_all(M, verbose=False)
 
 
 def test_missing_recurrent_term_is_caught(monkeypatch):
@@ -57,7 +58,7 @@ def test_missing_recurrent_term_is_caught(monkeypatch):
         return (dz2 @ cell.W[:, :D]).reshape(T, B, D), dz[0] @ cell.W[:, D:], dc, dW, dz2.sum(0)
 
     monkeypatch.setattr(M, "layer_backward", no_bptt)
-    bad = {r[0] for r in failing(gradcheck.all_rows(seed=0))}
+    bad = {r[0] for r in failing(gradcheck.all_rows(M, seed=0))}
     assert "lstm T5 B3 D4 H6 L2 dW0" in bad and not any(name.startswith("cell") for name in bad)
 
 
@@ -70,7 +71,7 @@ def test_cli_test_exits_zero_and_prints_the_table():
 
 def test_numpy_logits_equal_torch_logits_from_a_checkpoint(tmp_path):
     path = tiny_checkpoint(tmp_path)
-    model, _, itos = loop.model_from_checkpoint(loop.load_checkpoint(path), torch.device("cpu"))
+    model, _, itos = checkpoint.model_from_checkpoint(checkpoint.load_checkpoint(path), torch.device("cpu"))
     np_model, np_itos, cfg = M.NumpyLM.from_checkpoint(path)
     assert np_itos == itos == TINY_ITOS and cfg["model"]["hidden_size"] == 12
     tokens = np.random.default_rng(0).integers(0, 40, (9, 3))

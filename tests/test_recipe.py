@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import MyLSTM_np as M
-from loop.loop import loop
+from training import loop
+from training import checkpoint
 from config import Config, ModelConfig, UserError
 from model import PoetryLM
 from test_model_train import tiny_cfg
@@ -63,7 +64,7 @@ def test_numpy_twin_reads_a_tied_checkpoint(tmp_path):
     torch.manual_seed(0)
     model = PoetryLM(cfg.model)
     path = str(tmp_path / "tied.pt")
-    loop.save_checkpoint(path, model, None, cfg, [str(i) for i in range(40)], {"step": 0})
+    checkpoint.save_checkpoint(path, model, None, cfg, [str(i) for i in range(40)], {"step": 0})
     np_model, _, _ = M.NumpyLM.from_checkpoint(path)
     tokens = np.random.default_rng(0).integers(0, 40, (6, 2))
     with torch.no_grad():
@@ -77,17 +78,17 @@ def test_learning_rate_schedule_by_hand(tmp_path):
     corpus = dataUtil.load_corpus(cfg, verbose=False)
     cfg.model.vocab_size = len(corpus.itos)
     model = PoetryLM(cfg.model)
-    loop = loop.TrainLoop(cfg, model, loop.make_optimizer(cfg.train, model.parameters()), corpus,
-                              torch.device("cpu"), {})
+    tl = loop.TrainLoop(cfg, model, loop.make_optimizer(cfg.train, model.parameters()), corpus,
+                          torch.device("cpu"), {})
     ramp4 = 1e-3 * 0.5 * 0.5 * (1 + math.cos(math.pi * 4 / 100))      # warm-up 5/10 times the cosine at 4/100
     expect = {0: 1e-3 * 0.1, 4: ramp4, 50: 1e-3 * 0.5, 25: 1e-3 * 0.5 * (1 + math.cos(math.pi / 4)), 100: 0.0}
     for step, lr in expect.items():
-        loop.p["step"] = step
-        assert loop.current_lr() == pytest.approx(lr, abs=1e-12), step
-    loop.opt.param_groups[0]["lr"] = 123.0
-    loop.p["step"] = 4
-    loop.advance()                                        # the step sets the optimiser's rate
-    assert loop.opt.param_groups[0]["lr"] == pytest.approx(ramp4)
+        tl.p["step"] = step
+        assert tl.current_lr() == pytest.approx(lr, abs=1e-12), step
+    tl.opt.param_groups[0]["lr"] = 123.0
+    tl.p["step"] = 4
+    tl.advance()                                        # the step sets the optimiser's rate
+    assert tl.opt.param_groups[0]["lr"] == pytest.approx(ramp4)
 
 
 def test_plateau_schedule_halves_the_rate_after_patience_bad_evaluations(tmp_path):
@@ -116,12 +117,12 @@ def test_export_writes_a_small_weights_only_checkpoint_that_generates_the_same(t
     cfg = tiny_cfg(tmp_path, max_steps=3)
     loop.train(cfg)
     src, dst = os.path.join(cfg.train.ckpt_dir, "best.pt"), str(tmp_path / "pre" / "tang.pt")
-    loop.export_weights(src, dst)
-    slim, full = loop.load_checkpoint(dst), loop.load_checkpoint(src)
+    checkpoint.export_weights(src, dst)
+    slim, full = checkpoint.load_checkpoint(dst), checkpoint.load_checkpoint(src)
     assert slim["optimizer"] is None and "rng" not in slim and os.path.getsize(dst) < os.path.getsize(src) / 4
     assert all(v.dtype == torch.float16 for v in slim["model"].values())
-    a, _, _ = loop.model_from_checkpoint(slim, torch.device("cpu"))
-    b, _, _ = loop.model_from_checkpoint(full, torch.device("cpu"))
+    a, _, _ = checkpoint.model_from_checkpoint(slim, torch.device("cpu"))
+    b, _, _ = checkpoint.model_from_checkpoint(full, torch.device("cpu"))
     tokens = torch.randint(0, cfg.model.vocab_size or 30, (6, 2))
     with torch.no_grad():
         torch.testing.assert_close(a(tokens)[0], b(tokens)[0], atol=2e-2, rtol=0)   # float16 rounding only

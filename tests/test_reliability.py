@@ -6,7 +6,8 @@ import os
 import pytest
 import torch
 
-from loop.loop import loop
+from training import loop
+from training import checkpoint
 from config import UserError
 from test_model_train import run, tiny_cfg
 from conftest import FIXTURE_RAW
@@ -19,7 +20,7 @@ def metrics(cfg):
 def test_a_run_stopped_before_its_first_evaluation_still_leaves_best(tmp_path):
     cfg = tiny_cfg(tmp_path, max_steps=3, pp_every=100)
     out = loop.train(cfg)
-    best = loop.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "best.pt"))
+    best = checkpoint.load_checkpoint(os.path.join(cfg.train.ckpt_dir, "best.pt"))
     assert best["step"] == 3 and best["best_ppl"] == out["best_ppl"] < float("inf")
     assert [r["step"] for r in metrics(cfg) if "dev_ppl" in r] == [3]
 
@@ -70,8 +71,8 @@ def test_a_failed_save_removes_its_temporary_file_and_keeps_the_previous_checkpo
                            "data/3: file write failed")
     monkeypatch.setattr(torch, "save", full_disk)
     model = torch.nn.Linear(2, 2)
-    with pytest.raises(loop.SaveFailed, match="could not write .*last.pt .*PytorchStreamWriter"):
-        loop.save_checkpoint(last, model, None, cfg, ["a"], {})
+    with pytest.raises(checkpoint.SaveFailed, match="could not write .*last.pt .*PytorchStreamWriter"):
+        checkpoint.save_checkpoint(last, model, None, cfg, ["a"], {})
     assert open(last, "rb").read() == good and not [n for n in os.listdir(cfg.train.ckpt_dir) if n.endswith(".tmp")]
     monkeypatch.setattr(torch, "save", real_save)
 
@@ -82,7 +83,7 @@ def test_training_on_a_full_disk_stops_with_one_line(tmp_path, monkeypatch):
     def full_disk(obj, path):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(loop.SaveFailed, match="No space left on device"):
+    with pytest.raises(checkpoint.SaveFailed, match="No space left on device"):
         loop.train(cfg)
     assert not [n for n in os.listdir(cfg.train.ckpt_dir) if n.endswith(".tmp")]
 
@@ -94,10 +95,10 @@ def test_leftover_temporary_files_are_removed_and_resume_drops_metrics_past_its_
     os.replace(os.path.join(ckpt_dir, "last.pt"), os.path.join(ckpt_dir, "step5.pt"))
     cfg.train.max_steps = 10
     cfg.train.resume = os.path.join(ckpt_dir, "step5.pt")
-    loop.train(cfg, loop.load_checkpoint(cfg.train.resume))          # metrics now reach step 10
+    loop.train(cfg, checkpoint.load_checkpoint(cfg.train.resume))          # metrics now reach step 10
     open(os.path.join(ckpt_dir, "best.pt.tmp"), "wb").write(b"half a checkpoint")   # a killed save
     cfg.train.max_steps = 7                                                   # resume the step-5 file again
-    loop.train(cfg, loop.load_checkpoint(cfg.train.resume))
+    loop.train(cfg, checkpoint.load_checkpoint(cfg.train.resume))
     steps = [r["step"] for r in metrics(cfg) if "loss" in r]
     assert steps == list(range(1, 8))                                         # no duplicates, nothing past 7
     assert not os.path.exists(os.path.join(ckpt_dir, "best.pt.tmp"))
@@ -111,7 +112,7 @@ def test_resuming_another_run_into_a_folder_holding_a_third_is_refused(tmp_path)
     before = open(os.path.join(b.train.ckpt_dir, "metrics.jsonl")).read()
     c = tiny_cfg(tmp_path / "b", max_steps=4, resume=os.path.join(a.train.ckpt_dir, "last.pt"))
     with pytest.raises(UserError, match="holds another run"):
-        loop.train(c, loop.load_checkpoint(c.train.resume))
+        loop.train(c, checkpoint.load_checkpoint(c.train.resume))
     assert open(os.path.join(b.train.ckpt_dir, "metrics.jsonl")).read() == before
 
 

@@ -10,7 +10,8 @@ import torch
 
 from writing import decoding
 from common import fileio
-from loop.loop import loop
+from training import loop
+from training import checkpoint
 from config import Config, ModelConfig, UserError
 from conftest import FIXTURE_RAW
 from test_model_train import run, tiny_cfg
@@ -35,7 +36,7 @@ def test_resuming_an_older_checkpoint_never_replaces_a_better_best(tmp_path):
     older = os.path.join(d, "epoch_0.pt")
     shutil.copyfile(os.path.join(young.train.ckpt_dir, "last.pt"), older)
     cfg.train.resume, cfg.train.max_steps = older, 2
-    resumed = loop.train(cfg, loop.load_checkpoint(older))
+    resumed = loop.train(cfg, checkpoint.load_checkpoint(older))
     assert resumed["best_ppl"] > done["best_ppl"]              # the resumed model is worse ...
     assert read(os.path.join(d, "best.pt")) == best_before     # ... so best.pt stays the better one
 
@@ -65,7 +66,7 @@ def test_a_torn_metrics_line_does_not_stop_a_resume(tmp_path):
     with open(os.path.join(d, "metrics.jsonl"), "a") as f:
         f.write('{"step": 5, "lo')                            # a full disk cut the last write short
     cfg.train.resume, cfg.train.max_steps = os.path.join(d, "last.pt"), 6
-    loop.train(cfg, loop.load_checkpoint(cfg.train.resume))
+    loop.train(cfg, checkpoint.load_checkpoint(cfg.train.resume))
     rows = [json.loads(line) for line in open(os.path.join(d, "metrics.jsonl"))]   # every line parses
     assert [r["step"] for r in rows if "loss" in r] == list(range(1, 7))
 
@@ -142,7 +143,7 @@ class CountingModel(torch.nn.Module):
 
 
 def test_a_long_prefix_is_read_in_chunks_with_the_same_result(tmp_path):
-    model, _, itos = loop.model_from_checkpoint(loop.load_checkpoint(tiny_checkpoint(tmp_path)), "cpu")
+    model, _, itos = checkpoint.model_from_checkpoint(checkpoint.load_checkpoint(tiny_checkpoint(tmp_path)), "cpu")
     tokens = torch.randint(4, len(itos), (300, 3))
     counted = CountingModel(model)
     with torch.no_grad():
@@ -155,7 +156,7 @@ def test_a_long_prefix_is_read_in_chunks_with_the_same_result(tmp_path):
 
 
 def test_an_empty_constraint_mask_is_a_one_line_error_naming_the_constraint(tmp_path, monkeypatch):
-    model, _, itos = loop.model_from_checkpoint(loop.load_checkpoint(tiny_checkpoint(tmp_path)), "cpu")
+    model, _, itos = checkpoint.model_from_checkpoint(checkpoint.load_checkpoint(tiny_checkpoint(tmp_path)), "cpu")
     g = Config().gen
     g.form, g.lines, g.rhyme = 5, 4, True
     monkeypatch.setattr(decoding.Automaton, "in_form", lambda self: np.zeros(len(itos), bool))   # nothing fits
@@ -252,7 +253,7 @@ def test_train_refuses_huge_or_negative_sizes_in_one_line(flags, tmp_path):
 def test_devices_this_machine_lacks_are_refused_by_name(device):
     from config import TrainConfig
     with pytest.raises(UserError, match="--device"):
-        loop.pick_device(TrainConfig(device=device))
+        checkpoint.pick_device(TrainConfig(device=device))
 
 
 def test_a_device_this_machine_lacks_is_one_line_exit_2(tiny_ckpt_path):

@@ -19,7 +19,9 @@ import torch
 
 from writing import decoding
 from common import fileio
-from loop.loop import loop
+from training import loop
+from training import perplexity
+from training import checkpoint
 from config import Config, GenConfig, UserError
 from conftest import ROOT
 from test_model_train import run, tiny_cfg
@@ -115,8 +117,8 @@ def test_an_export_onto_a_full_disk_names_the_target_and_replaces_nothing(tmp_pa
         with open(tmp, "wb") as f:
             f.write(b"{")
         raise OSError(28, "No space left on device")
-    with pytest.raises(loop.SaveFailed, match=f"could not write {table} .*nothing was replaced"):
-        loop.export_weights(ckpt, str(out), beside=[(str(table), full)])
+    with pytest.raises(checkpoint.SaveFailed, match=f"could not write {table} .*nothing was replaced"):
+        checkpoint.export_weights(ckpt, str(out), beside=[(str(table), full)])
     assert not out.exists() and table.read_text() == "the old table" and sorted(os.listdir(out.parent)) == ["tones.json"]
 
 
@@ -142,9 +144,9 @@ def test_the_numpy_reader_opens_regular_files_only_and_bounds_their_size(ckpt, f
 
 
 def test_a_huge_checkpoint_is_refused_before_it_is_read(ckpt, monkeypatch):
-    monkeypatch.setattr(training, "MAX_CKPT_BYTES", 1000)
+    monkeypatch.setattr(checkpoint, "MAX_CKPT_BYTES", 1000)
     with pytest.raises(UserError, match="more than a checkpoint"):
-        loop.load_checkpoint(ckpt)
+        checkpoint.load_checkpoint(ckpt)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +155,7 @@ def live_server(tmp_path_factory):
     import uvicorn
     from serve import server
     path = tiny_checkpoint(tmp_path_factory.mktemp("srv"))
-    model, _, itos = loop.model_from_checkpoint(loop.load_checkpoint(path), torch.device("cpu"))
+    model, _, itos = checkpoint.model_from_checkpoint(checkpoint.load_checkpoint(path), torch.device("cpu"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -246,13 +248,13 @@ def test_a_damaged_or_nonfinite_checkpoint_is_refused_by_both_readers(ckpt, tmp_
     import MyLSTM_np
     bad = damaged(ckpt, tmp_path) if how == "crc" else nonfinite(ckpt, tmp_path, math.nan if how == "nan" else math.inf)
     with pytest.raises(UserError, match="damaged"):
-        loop.load_checkpoint(bad)
+        checkpoint.load_checkpoint(bad)
     with pytest.raises(ValueError, match="CRC|NaN or infinite"):
         MyLSTM_np.NumpyLM.from_checkpoint(bad)
     if how == "nan":
         ck = torch.load(bad, weights_only=True)
         with pytest.raises(UserError, match="NaN or infinite"):
-            loop.model_from_checkpoint(ck, torch.device("cpu"))
+            checkpoint.model_from_checkpoint(ck, torch.device("cpu"))
         one_line(run("evaluate", "--ckpt", bad), 2, "damaged")           # never "perplexity nan" with rc 0
 
 
@@ -261,7 +263,7 @@ def test_a_damaged_or_nonfinite_checkpoint_is_refused_by_both_readers(ckpt, tmp_
 
 @pytest.fixture(scope="module")
 def tang():
-    model, _, itos = loop.model_from_checkpoint(loop.load_checkpoint(
+    model, _, itos = checkpoint.model_from_checkpoint(checkpoint.load_checkpoint(
         os.path.join(ROOT, "pretrained", "tang.pt")), torch.device("cpu"))
     return model, itos
 
@@ -371,7 +373,7 @@ class Recording(torch.nn.Module):
 
 
 def test_a_shared_prefix_is_read_once_for_all_rows_with_the_same_poems(ckpt):
-    model, _, itos = loop.model_from_checkpoint(loop.load_checkpoint(ckpt), torch.device("cpu"))
+    model, _, itos = checkpoint.model_from_checkpoint(checkpoint.load_checkpoint(ckpt), torch.device("cpu"))
     rec = Recording(model)
     prime = [TINY_ITOS.index("丁")] * 300
     g = GenConfig(max_gen_len=5)
@@ -399,7 +401,7 @@ def test_dev_frac_0_is_refused_in_one_line(tmp_path):
     with pytest.raises(UserError, match="the dev split is empty"):
         loop.train(cfg)
     with pytest.raises(UserError, match="no poems to evaluate"):
-        loop.evaluate(None, [], 0, 4, "cpu")
+        perplexity.evaluate(None, [], 0, 4, "cpu")
 
 
 def test_a_cipai_table_whose_counts_are_text_is_refused(tmp_path):

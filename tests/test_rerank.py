@@ -10,7 +10,8 @@ import torch
 
 from writing import decoding
 from verse import poetics
-from loop.loop import loop
+from training import loop
+from training import checkpoint
 from config import Config, GenConfig
 from conftest import ROOT
 from test_decoding import ITOS, FormBreaker
@@ -74,7 +75,7 @@ def test_the_form_sampler_draws_forms_in_proportion_to_real_poems():
 
 
 def test_default_poems_take_a_real_form_and_free_ones_do_not_have_to(tmp_path, monkeypatch):
-    model, _, itos = loop.model_from_checkpoint(loop.load_checkpoint(tiny_checkpoint(tmp_path)), "cpu")
+    model, _, itos = checkpoint.model_from_checkpoint(checkpoint.load_checkpoint(tiny_checkpoint(tmp_path)), "cpu")
     monkeypatch.setattr(decoding, "default_forms", lambda spec, start, tables, cache=None: [(5, 4, 1), (7, 8, 1)])
     g = GenConfig(start=TINY_ITOS[10], num=6, candidates=2)
     poems = decoding.poems_for(model, itos, g, "cpu")
@@ -88,7 +89,7 @@ def test_default_poems_take_a_real_form_and_free_ones_do_not_have_to(tmp_path, m
 # poem k is poem k, whatever --num
 
 def test_poem_k_is_the_same_whatever_num(tmp_path):
-    model, _, itos = loop.model_from_checkpoint(loop.load_checkpoint(tiny_checkpoint(tmp_path)), "cpu")
+    model, _, itos = checkpoint.model_from_checkpoint(checkpoint.load_checkpoint(tiny_checkpoint(tmp_path)), "cpu")
     g = GenConfig(start=TINY_ITOS[10], candidates=3, temperature=1.0)
     runs = {}
     for num in (1, 2, 5):

@@ -9,7 +9,7 @@ TINY_ITOS = ["</s>", "<unk>", "<bos>", "<eos>", "，", "。"] + [chr(0x4e00 + i)
 def tiny_checkpoint(tmp_path, V=40, E=8, H=12, L=2, seed=0, name="tiny.pt", formats=False):
     """Path of a checkpoint (main.py's format) of a randomly initialised model, with TINY_ITOS (and format inputs
     when formats)."""
-    from training.loop import save_checkpoint
+    from training.checkpoint import save_checkpoint
     from model import PoetryLM
     torch.manual_seed(seed)
     cfg = Config()
@@ -23,7 +23,7 @@ def shipped_models():
     """{"tang": (model, itos), "ci": (model, itos)}: the shipped models on the CPU."""
     import os
     from conftest import ROOT
-    from training.loop import load_checkpoint, model_from_checkpoint
+    from training.checkpoint import load_checkpoint, model_from_checkpoint
     out = {}
     for genre in ("tang", "ci"):
         model, _, itos = model_from_checkpoint(load_checkpoint(os.path.join(ROOT, "pretrained", f"{genre}.pt")),

@@ -1,4 +1,4 @@
-"""Benchmarks that print figures (never timed tests).
+"""Benchmarks that print figures (never timed tests); `python benchmark.py` at the top runs them.
 
     python benchmark.py              # all the benchmarks below
     python benchmark.py lstm         # LSTM forward+backward: NumPy (MyLSTM_np) vs PyTorch CPU autograd
@@ -13,13 +13,14 @@
 
 Numbers depend on the machine and on what else runs: quote them with the hardware and the command.
 """
+import os
 import sys
 import time
 
 import numpy as np
 import torch
 
-import MyLSTM_np as M
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def timed(fn, repeats):
@@ -31,8 +32,9 @@ def timed(fn, repeats):
     return (time.perf_counter() - t) / repeats
 
 
-def lstm_bench(T=64, B=64, D=128, H=256, L=2, repeats=5):
-    """Forward + backward of the LSTM stack in float32: NumPy vs PyTorch CPU autograd (ours, and nn.LSTM)."""
+def lstm_bench(M, T=64, B=64, D=128, H=256, L=2, repeats=5):
+    """Forward + backward of the LSTM stack in float32: NumPy (the MyLSTM_np module M, handed in) vs PyTorch CPU
+    autograd (ours, and nn.LSTM)."""
     from model import FusedLSTM, from_torch_lstm_params
     rng = np.random.default_rng(0)
     lstm = M.LSTM(D, H, L, rng, dtype=np.float32)
@@ -226,7 +228,7 @@ def peak_memory(variant, device, steps):
             step(inputs, targets)
         return torch.cuda.max_memory_allocated(device) - base
     import subprocess
-    out = subprocess.run([sys.executable, __file__, "peak", variant, str(steps)], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmark.py"), "peak", variant, str(steps)], capture_output=True, text=True)
     return float(out.stdout.strip().split()[-1])
 
 
@@ -253,12 +255,10 @@ def peak_rss():
 def engine_bench(device, clients=20, seconds=10.0, rounds=2):
     """server.Engine driven by client threads writing default poems back to back, as `serve` runs it but without
     HTTP: poems/s batched (256 rows) and one request at a time (8 rows), in fp32 and bf16, alternating."""
-    import os
     from tools import loadtest
     from serve import server
-    from training.loop import load_checkpoint, model_from_checkpoint
-    root = os.path.dirname(os.path.abspath(__file__))
-    model, _, itos = model_from_checkpoint(load_checkpoint(os.path.join(root, "pretrained", "tang.pt")), device)
+    from training.checkpoint import load_model
+    model, _, itos = load_model(os.path.join(ROOT, "pretrained", "tang.pt"), device)
     engines = {rows: server.Engine({"tang": (model, itos)}, device, rows) for rows in (256, 8)}
 
     def run(engine):
@@ -296,7 +296,8 @@ SUBCOMMANDS = {   # name: (what it measures, its flags)
 }
 
 
-def main(argv):
+def main(argv, M):
+    """The benchmark named by argv[0] (all when none); M: the MyLSTM_np module (for lstm)."""
     from config import OneLineParser, suggest
     if argv[:1] == ["peak"]:                      # train's helper process: peak memory of one variant
         if len(argv) != 3 or argv[1] not in VARIANTS or not argv[2].isdigit():
@@ -337,7 +338,7 @@ def main(argv):
         print(f"error: --variants {bad[0]}: choose from {', '.join(VARIANTS)}", file=sys.stderr)
         return 2
     if which in ("lstm", "all"):
-        lstm_bench()
+        lstm_bench(M)
     if which in ("train", "all"):
         train_bench(torch.device(device), steps, tuple(variants.split(",")))
     if which in ("infer", "all"):
@@ -347,7 +348,3 @@ def main(argv):
     if which == "profile":
         profile_bench(torch.device(device), min(steps, 5), tuple(variants.split(",")))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,4 +1,5 @@
-"""Checks of MyLSTM_np against references (run by `python MyLSTM_np.py test`).
+"""Checks of MyLSTM_np against references (run by `python MyLSTM_np.py test`, which hands itself in as M: this
+file does not import MyLSTM_np, so the two do not import each other).
 
 References: torch.nn.LSTMCell / torch.nn.LSTM autograd on the same weights (converted to torch's gate order and
 W_ih / W_hh split), and centred finite differences (delta 1e-5) of the NumPy forward pass itself, at 6 random
@@ -8,7 +9,7 @@ A check fails when an autograd comparison exceeds 1e-6 or a finite difference ex
 """
 import numpy as np
 
-import MyLSTM_np as M
+from model import gate_perm
 
 AUTOGRAD_TOL, FD_TOL, DELTA = 1e-6, 1e-5, 1e-5
 LSTM_CASES = [  # (T, B, D, H, num_layers)
@@ -25,14 +26,13 @@ def rel_err(a, n):
 
 def to_torch_layout(W, b, D):
     """Our (W, b) with gates i, f, o, g -> torch's w_ih, w_hh, b_ih, b_hh (gates i, f, g, o)."""
-    H = W.shape[0] // 4
-    perm = np.r_[0:2 * H, 3 * H:4 * H, 2 * H:3 * H]
+    perm = gate_perm(W.shape[0] // 4).numpy()
     return W[perm, :D], W[perm, D:], b[perm], np.zeros_like(b)
 
 
 def from_torch_grads(g_ih, g_hh, g_bih, H):
     """Gradients in torch's layout -> ours (the permutation is its own inverse)."""
-    perm = np.r_[0:2 * H, 3 * H:4 * H, 2 * H:3 * H]
+    perm = gate_perm(H).numpy()
     return np.concatenate([g_ih, g_hh], 1)[perm], g_bih[perm]
 
 
@@ -71,7 +71,7 @@ def fd_rows(f, named, analytic, rng):
 # ----------------------------------------------------------------------------------------------------------
 # LSTMCell: one step
 
-def check_cell(rng):
+def check_cell(M, rng):
     import torch
     B, D, H = 3, 4, 5
     cell = M.LSTMCell(D, H, rng)
@@ -103,7 +103,7 @@ def check_cell(rng):
 # ----------------------------------------------------------------------------------------------------------
 # LSTM: layers through time, with initial states and upstream gradients on out, h_n and c_n
 
-def check_lstm(case, rng):
+def check_lstm(M, case, rng):
     import torch
     T, B, D, H, L = case
     lstm = M.LSTM(D, H, L, rng)
@@ -147,7 +147,7 @@ def check_lstm(case, rng):
 # ----------------------------------------------------------------------------------------------------------
 # the language model against model.PoetryLM (torch.nn.LSTM backend) autograd
 
-def check_lm(rng, V=23, E=6, H=7, L=2, T=6, B=4, pad_id=0):
+def check_lm(M, rng, V=23, E=6, H=7, L=2, T=6, B=4, pad_id=0):
     import torch
     from config import ModelConfig
     from model import PoetryLM
@@ -174,17 +174,17 @@ def check_lm(rng, V=23, E=6, H=7, L=2, T=6, B=4, pad_id=0):
 # ----------------------------------------------------------------------------------------------------------
 # the table
 
-def all_rows(seed=0):
+def all_rows(M, seed=0):
     rng = np.random.default_rng(seed)
-    rows = check_cell(rng)
+    rows = check_cell(M, rng)
     for case in LSTM_CASES:
-        rows += check_lstm(case, rng)
-    return rows + check_lm(rng)
+        rows += check_lstm(M, case, rng)
+    return rows + check_lm(M, rng)
 
 
-def run_all(verbose=True, seed=0):
-    """Run every check; print the table when verbose; True when all pass."""
-    rows = all_rows(seed)
+def run_all(M, verbose=True, seed=0):
+    """Run every check of the NumPy LSTM module M; print the table when verbose; True when all pass."""
+    rows = all_rows(M, seed)
     bad = [r for r in rows if r[1] > AUTOGRAD_TOL or (r[2] is not None and r[2] > FD_TOL)]
     if verbose:
         print(f"{'tensor':<40}{'vs autograd':>14}{'vs finite diff':>16}")

@@ -189,7 +189,7 @@ def load_tables(data_dir="data"):
 def first_table(name, load, data_dir):
     """The first readable table of data/processed/NAME and pretrained/NAME; a file there that is not one is an
     EnvironmentFailure."""
-    root = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for path in (os.path.join(data_dir, "processed", name), os.path.join(root, "pretrained", name)):
         table = load(path) if os.path.isfile(path) else None
         if table:
@@ -265,11 +265,11 @@ def summary(n, counts):
 
 def load_model(opts, report=None):
     """(model, itos, device): --ckpt, or for one poem the model generate would pick (the 宋词 one for a 词)."""
-    from config import TrainConfig, pick_checkpoint
-    from training.loop import load_checkpoint, model_from_checkpoint, pick_device
+    from config import TrainConfig
+    from training import checkpoint
     ci = bool(opts.cipai) or bool(report) and report["form"]["name"] == "词"
-    device = pick_device(TrainConfig(device=opts.device))
-    model, _, itos = model_from_checkpoint(load_checkpoint(pick_checkpoint(opts.ckpt, ci=ci)), device)
+    device = checkpoint.pick_device(TrainConfig(device=opts.device))
+    model, _, itos = checkpoint.load_model(opts.ckpt, device, ci=ci)
     return model, itos, device
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from config import UserError
 from verse.poetics import BOTH, LEVEL, OBLIQUE
 
-PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained", "cipu.json")
+PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained", "cipu.json")
 FORMAT = 1
 SOURCES = ("钦定词谱", "龙榆生")
 SET_TONES = ("平", "仄", "入", "平仄")

@@ -300,7 +300,7 @@ def table_from(obj):
 
 
 def default_path():
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained", "duizhang.json")
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained", "duizhang.json")
 
 
 def load(path=None):

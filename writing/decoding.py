@@ -736,7 +736,7 @@ def nucleus(logits, p):
 
 def prepared_or_shipped(name, load, data_dir):
     """The first readable table of data/processed/NAME (the corpus prepared here) and pretrained/NAME."""
-    root = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for path in (os.path.join(data_dir, "processed", name), os.path.join(root, "pretrained", name)):
         table = load(path) if os.path.isfile(path) else None
         if table:
