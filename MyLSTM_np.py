@@ -14,11 +14,11 @@ optimiser step, and would make the gradient check meaningless).
 """
 import math
 import sys
-import time
 import zipfile
 import pickle
 
 import numpy as np
+from verse.text import check_opening, encode_start, format_poem
 
 
 def sigmoid(x):
@@ -299,7 +299,7 @@ def read_torch_checkpoint(path):
 # generation without torch
 
 def sample_np(model, itos, starts, gcfg, rngs):
-    """NumPy twin of decoding.sample without constraints: len(starts) poems as one batch, each ends at <eos> or
+    """NumPy twin of writing/decoding.py's sample_scored without constraints: len(starts) poems as one batch, each ends at <eos> or
     max_gen_len; rngs holds each poem's own random stream (poem k is the same whatever else is in the batch)."""
     import dataUtil
     stoi = {w: i for i, w in enumerate(itos)}
@@ -339,13 +339,12 @@ NP_GEN_FLAGS = {"ckpt", "start", "num", "temperature", "top_k", "greedy", "seed"
 def cmd_generate(rest):
     """Unconstrained poems from --start; the constrained modes (--form, --rhyme, ...) live in main.py generate."""
     from config import UserError, check_config, make_parser, config_from_args
-    from training.checkpoint import pick_checkpoint
-    import dataUtil
+    from config import pick_checkpoint
     parser = make_parser("MyLSTM_np.py generate", "poems with the NumPy model, without torch (for --form, "
                          "--acrostic, --rhyme, --tones, --top-p, --prefix use python main.py generate)",
                          ["gen"], only=NP_GEN_FLAGS)
     gcfg = check_config(config_from_args(parser.parse_args(rest))).gen
-    dataUtil.check_opening(gcfg.start)                   # before any model is named
+    check_opening(gcfg.start)                   # before any model is named
     path = pick_checkpoint(gcfg.ckpt)
     try:
         model, itos, _ = NumpyLM.from_checkpoint(path)
@@ -353,11 +352,11 @@ def cmd_generate(rest):
         raise UserError(f"{path} is not a readable checkpoint of this project ({e}); pass one from train")
     if not gcfg.start.strip():
         raise UserError("--start is empty; give the character(s) the poem begins with, e.g. --start 日")
-    start = dataUtil.encode_start(gcfg.start, itos)
+    start = encode_start(gcfg.start, itos)
     for first in range(0, gcfg.num, 64):                 # bounded batches, printed as they are done
         rngs = [np.random.default_rng([gcfg.seed, k]) for k in range(first, min(first + 64, gcfg.num))]
         for k, poem in enumerate(sample_np(model, itos, [start] * len(rngs), gcfg, rngs)):
-            print(("" if first + k == 0 else "\n") + dataUtil.format_poem(poem), flush=True)
+            print(("" if first + k == 0 else "\n") + format_poem(poem), flush=True)
     return 0
 
 

@@ -39,7 +39,7 @@ class DataConfig:
     dev_frac: float = 0.05            # share of poems in the dev split
     test_frac: float = 0.05           # share of poems in the test split
     limit_poems: int = 0              # keep only the first N train poems (0 = all); for short runs
-    variant_chars: str = "standard"   # 异体字 that t2s leaves: standard (鴈 -> 雁, see dataUtil.standardise) | keep
+    variant_chars: str = "standard"   # 异体字 that t2s leaves: standard (鴈 -> 雁, see verse/text.py standardise) | keep
 
 
 @dataclass
@@ -302,6 +302,36 @@ def config_from_args(args, cfg=None):
             section, name = key.split(".", 1)
             setattr(getattr(cfg, section), name, " ".join(value) if isinstance(value, list) else value)
     return cfg
+
+
+PRETRAINED = "pretrained/tang.pt"
+
+
+TRAINED = "checkpoints/best.pt"
+
+
+PRETRAINED_CI = "pretrained/ci.pt"
+
+
+def pick_checkpoint(ckpt, ci=False):
+    """The model to use: --ckpt when given, else (for a 宋词, ci) the shipped pretrained/ci.pt, else
+    checkpoints/best.pt when it exists, else the shipped pretrained/tang.pt (relative to the project). Says on
+    stderr which one."""
+    if ckpt:
+        return ckpt
+    root = os.path.dirname(os.path.abspath(__file__))
+    if ci:
+        path = os.path.join(root, PRETRAINED_CI)
+        if os.path.isfile(path):
+            print(f"using the shipped 宋词 model: {os.path.relpath(path)} (--ckpt PATH for another)", file=sys.stderr)
+            return path
+        print(f"{PRETRAINED_CI} is missing: a Tang model writes to the 词牌's pattern", file=sys.stderr)
+    for path, what in ((TRAINED, "your trained model"), (os.path.join(root, PRETRAINED), "the shipped model")):
+        if os.path.isfile(path):
+            print(f"using {what}: {os.path.relpath(path)} (--ckpt PATH for another)", file=sys.stderr)
+            return path
+    raise UserError(f"no model: {TRAINED} does not exist and neither does {PRETRAINED}; train first "
+                    "(python main.py train) or pass --ckpt PATH")
 
 
 def suggest(word, choices):

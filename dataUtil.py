@@ -12,7 +12,6 @@ Deliberately left out: word segmentation (the model is character-level) and any 
 (they are dropped whole, never cut mid-line).
 """
 import base64
-import functools
 import glob
 import hashlib
 import json
@@ -34,8 +33,10 @@ import numpy as np
 
 from config import Config, EnvironmentFailure, UserError, check_config, make_parser, config_from_args, run_cli
 from common import fileio
-from verse import poetics
-from verse import rhymebook
+from common.fileio import read_records
+from verse import build, rhymebook
+from verse.tables import verse_tables
+from verse.text import CLEAN_POEM, HALF_TO_FULL, PUNCT, ci_pattern, standardise, to_simplified
 
 NPM_PACKAGE = "chinese-poetry@2.0.1"
 NPM_SHA512 = "KtYARvV7CWNtax0na9+Jn6PlhGgSoid7PWyDzXI4KsCEm2odZcqEQyval5koaLygZnM/EQ3lfJ//25K8p3uHNg=="
@@ -179,17 +180,6 @@ def fetch_github(dest):
             f.write(data)
 
 
-def read_records(path, *fields):
-    """[(value of each field, lists joined into one string)] of the records of one raw JSON file; an
-    unreadable file is a UserError naming it."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [tuple("".join(r[k]) if isinstance(r[k], list) else r[k] for k in fields) for r in json.load(f)]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"cannot read {path} ({type(e).__name__}); delete it and run again: the missing file "
-                        "is fetched anew (or, with --raw-dir, replace it from your copy)")
-
-
 def read_raw(files):
     """All poems' texts (paragraphs joined), in file order."""
     return [text for path in files for (text,) in read_records(path, "paragraphs")]
@@ -200,15 +190,10 @@ def read_raw(files):
 
 NOTE_OPEN, NOTE_CLOSE = "（(", "）)"
 KEPT_BRACKETS = "[]［］《》「」『』〈〉"
-HALF_TO_FULL = str.maketrans(",.?!;:", "，。？！；：")
-PUNCT = "，。？！；：、"
 MISSING_GLYPH = re.compile(r"[□■●\ue000-\uf8ff]")          # lost characters, private-use code points
 COMPOSED_GLYPH = re.compile(r"[{}\u2ff0-\u2fff]")            # {艹/尔} and ideographic description characters
 MARKER = re.compile(r"〖[^〗]*〗")                             # footnote markers such as 〖1〗
 PUNCT_RUN = re.compile(f"^[{PUNCT}]+|([{PUNCT}])[{PUNCT}]+")    # 。。 left where a note ended in 。, or a lead ，
-IDEOGRAPH = (r"\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-             r"\U00020000-\U0002ebef\U00030000-\U0003134f\U0002f800-\U0002fa1f")
-CLEAN_POEM = re.compile(f"[{IDEOGRAPH}{PUNCT}]+")
 CLEAN_RULES = ("note_removed", "marker_removed", "brackets_stripped", "halfwidth_mapped", "punctuation_collapsed",
                "dropped_missing_glyph", "dropped_composed_glyph", "dropped_other_symbol", "dropped_empty")
 
@@ -252,69 +237,6 @@ def clean_poem(text, counts):
 def drop(counts, rule):
     counts[rule] += 1
     return None
-
-
-def to_simplified(texts):
-    """OpenCC t2s over all texts in one call (newline-joined: fast, and conversion never crosses a line).
-
-    t2s converts by phrase, so a character it keeps in one phrase (乾 in 乾坤) can be converted once its
-    neighbours changed; poems are converted again until a pass changes nothing (twice is enough here)."""
-    import opencc
-    t2s = opencc.OpenCC("t2s").convert
-    converted = t2s("\n".join(texts)).split("\n")
-    assert len(converted) == len(texts)
-    for _ in range(3):
-        again = [t2s(t) for t in converted]
-        if again == converted:
-            break
-        converted = again
-    return converted
-
-
-# ----------------------------------------------------------------------------------------------------------
-# variant characters (异体字) that t2s leaves: 鴈 -> 雁, 猨 -> 猿, 廻 -> 回
-
-# Characters of their own (in the 通用规范汉字表, or with a reading of their own) that the variant table links
-# to a GB 2312 character: 神祇 is not 神只, 坰 (outskirts) is no radical 冂, 甪里 is a place, 邠 a state,
-# 烝 (烝民) is not 蒸, 啰 (啰唝曲) is no 罗, 祐 is a name, 襜 (a skirt) is no 裣. They stay as they are.
-VARIANT_KEEP = frozenset("祇坰甪邠烝啰祐襜")
-VARIANT_PHRASES = {"沈沈": "沉沉"}   # 沈 is a surname (沈佺期) and stays; doubled it is always 沉沉 (deep, dark)
-
-
-def in_gb2312(ch):
-    """Whether ch is one of GB 2312's 6,763 standard simplified characters (Python's own codec)."""
-    try:
-        ch.encode("gb2312")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-@functools.lru_cache(maxsize=None)
-def standard_form(ch):
-    """The standard form of a variant character, else ch. A character outside GB 2312 whose variants (the
-    `yitizi` package's table of 异体字) include exactly one GB 2312 character that t2s keeps is that variant's
-    different spelling: 鴈 -> 雁 (that one character, the standard simplified form). With several such
-    candidates (勅: 敕 来 徕), in VARIANT_KEEP, or in GB 2312 already, ch stays."""
-    if ch in VARIANT_KEEP or in_gb2312(ch) or not CLEAN_POEM.fullmatch(ch):
-        return ch
-    import yitizi
-    t2s = opencc_t2s()
-    found = [v for v in yitizi.get(ch) if in_gb2312(v) and t2s(v) == v]
-    return found[0] if len(found) == 1 else ch
-
-
-@functools.lru_cache(maxsize=1)
-def opencc_t2s():
-    import opencc
-    return opencc.OpenCC("t2s").convert
-
-
-def standardise(text):
-    """text with its variant characters in standard form (same length: character for character)."""
-    for phrase, standard in VARIANT_PHRASES.items():
-        text = text.replace(phrase, standard)
-    return "".join(map(standard_form, text))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -529,14 +451,12 @@ def prepare(cfg, verbose=True):
     stats = corpus_stats(cfg, len(raw), counts, splits, encoded, stoi, time.time() - t0)
     if save_cache(cache_path(cfg), cache_key(cfg, files), itos, encoded,
                   settings_key(cfg)):
-        write_json(os.path.join(processed_dir(cfg), "stats.json"), stats)
+        fileio.write_json(os.path.join(processed_dir(cfg), "stats.json"), stats)
         if cfg.data.genre == "tang":             # the tables live beside the Tang corpus
             usage = rhymebook.source_usage(cleaned, map(standardise, simplified))
-            dropped = write_tone_table(cfg, tang_files, splits["train"], usage, verbose)
-            write_rhyme_table(cfg, splits["train"], usage, dropped, verbose)
-            write_cipai_table(cfg, verbose)
-            write_forms_table(cfg, splits["train"])
-            write_duizhang_table(cfg, splits["train"], verbose)
+            raw = raw_dir_of(cfg)
+            build.write_tables(processed_dir(cfg), tang_files, raw_files(strains_dir(raw)), ci_files(raw),
+                               splits["train"], usage, verbose)
     return corpus_of(itos, encoded, stats=stats, _vocab=vocab)
 
 
@@ -566,10 +486,6 @@ def corpus_stats(cfg, n_raw, counts, splits, encoded, stoi, seconds):
     }
 
 
-def write_json(path, obj):
-    fileio.write_json(path, obj)
-
-
 def load_corpus(cfg, verbose=True):
     """The prepared corpus, from the cache when it matches the raw files and settings, else prepared now.
 
@@ -592,352 +508,7 @@ def load_corpus(cfg, verbose=True):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# classical tones: each character's 平 / 仄 learnt from the corpus's own labels
-
-TONE_BOTH_SHARE = 0.10        # a character whose rarer tone has at least this share of its labels reads both ways
-TONE_MIN_LABELS = 3           # fewer labels than this: no classical entry (Mandarin decides)
-
-
-def read_labelled(files, strains):
-    """[(traditional text, 平仄 labels)] of the poems whose labels align with their text (same length)."""
-    texts = dict(r for path in files for r in read_records(path, "id", "paragraphs"))
-    labels = dict(r for path in strains for r in read_records(path, "id", "strains"))
-    return [(texts[i], labels[i]) for i in texts if i in labels and len(labels[i]) == len(texts[i])]
-
-
-def build_tone_table(files, strains):
-    """{simplified character: "平" | "仄" | "both"} and the label counts behind it, from the poems whose labels
-    align. Labels are read on the traditional text, which is then converted with the corpus's own t2s (a
-    character keeps its position: t2s maps character for character here); 'both' when the rarer tone has at
-    least TONE_BOTH_SHARE of a character's labels (看 28%, 思 40%), else the majority (国 平 6 of 3,027)."""
-    pairs = read_labelled(files, strains)
-    simplified = to_simplified([t for t, _ in pairs])
-    counts = {}
-    for (trad, labels), simp in zip(pairs, simplified):
-        if len(simp) != len(trad):
-            continue
-        for ch, standard, lab in zip(simp, standardise(simp), labels):
-            if lab in "平仄" and ch not in PUNCT and CLEAN_POEM.fullmatch(ch):
-                for c in {ch, standard}:            # a variant's labels count for its standard form too
-                    counts.setdefault(c, [0, 0])[lab == "仄"] += 1
-    table = {}
-    for ch, (level, oblique) in counts.items():
-        n = level + oblique
-        if n >= TONE_MIN_LABELS:
-            table[ch] = "both" if min(level, oblique) >= TONE_BOTH_SHARE * n else ("平" if level > oblique else "仄")
-    return table, counts, len(pairs)
-
-
-def write_tone_table(cfg, files, train_texts, usage, verbose=True):
-    """data/processed/tones.json: each character's classical tones, the rhyme book's readings first
-    (poetics.book_readings: a reading the poets never put in a key slot of the train poems dropped), the
-    corpus's 平仄 labels (raw/strains) for the characters the book lacks. Returns the dropped readings
-    {character: [tone, ...]}, or None when there are no labels or the file cannot be written."""
-    labels = raw_files(strains_dir(raw_dir_of(cfg)))
-    books = rhyme_books(train_texts, usage)
-    if not labels or not books:
-        return None
-    corpus_table, counts, aligned = build_tone_table(files, labels)
-    book = rhymebook.book_from("pingshui", books["pingshui"])
-    single = {ch: ts.pop() for ch, e in book.entries.items() if len(ts := {t for _, t in e}) == 1}
-    lines = [[l[:-1] for l in poetics.split_lines(t)] for t in train_texts]
-    slots = poetics.key_slots(lines, single.get)
-    table, dropped = poetics.book_readings(book, corpus_table, slots)
-    path = os.path.join(processed_dir(cfg), "tones.json")
-    try:
-        write_json(path, {"source": "the 平水韵 readings (rhymes.json), the poets' key slots, the corpus's labels",
-                          "both_share": TONE_BOTH_SHARE, "min_labels": TONE_MIN_LABELS, "aligned_poems": aligned,
-                          "min_slots": poetics.READING_MIN_SLOTS, "min_share": poetics.READING_MIN_SHARE,
-                          "table": dict(sorted(table.items())), "dropped_readings": dropped,
-                          "counts": dict(sorted(counts.items())),
-                          "slots": dict(sorted(slots.items()))})
-    except OSError as e:
-        print(f"warning: could not write {path} ({e.strerror})", file=sys.stderr)
-        return None
-    if verbose:
-        kinds = Counter(table.values())
-        print(f"classical tones     {len(table)} characters (rhyme book first, {len(dropped)} readings the poets "
-              f"never use dropped; labels of {aligned} poems for the rest): 平 {kinds['平']}, 仄 {kinds['仄']}, "
-              f"both {kinds['both']}", file=sys.stderr)
-    return dropped
-
-
-def load_tone_table(path):
-    """{character: "平" | "仄" | "both"} from a tones.json, or None when there is none or it is unreadable."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            table = dict(json.load(f)["table"])
-        return table if all(v in ("平", "仄", "both") for v in table.values()) else None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-def convert_chars(text):
-    """text converted character by character the way the corpus is (t2s, then the standard form)."""
-    t2s = opencc_t2s()
-    return "".join(standard_form(t2s(ch)) for ch in text)
-
-
-def rhyme_books(train_texts, usage=None, dropped=None):
-    """The rhymes.json dict (rhymebook.build_books) from the package's table, rare traditional sources dropped by
-    usage (rhymebook.source_usage), the characters it lacks learnt and the readings never rhymed on dropped by
-    the train poems' rhymes, and the tones the poets never use (dropped, write_tone_table's) taken out of that
-    tone's groups (不 leaves 十一尤); None when the package is missing."""
-    try:
-        books = rhymebook.build_books(convert_chars, [poetics.split_lines(t) for t in train_texts], usage=usage)
-    except OSError as e:
-        print(f"warning: no rhyme table ({e.strerror or e})", file=sys.stderr)
-        return None
-    if dropped:
-        books["dropped"]["unused_tone"] = rhymebook.drop_tones(books["pingshui"], dropped)
-        books["cilin"] = rhymebook.build_cilin(books["pingshui"], rhymebook.pinyin_final)
-    return books
-
-
-def write_rhyme_table(cfg, train_texts, usage=None, dropped=None, verbose=True):
-    """data/processed/rhymes.json (rhyme_books); returns its path, or None (with a warning)."""
-    path = os.path.join(processed_dir(cfg), "rhymes.json")
-    books = rhyme_books(train_texts, usage, dropped)
-    try:
-        if books is None:
-            return None
-        write_json(path, books)
-    except OSError as e:
-        print(f"warning: no rhyme table written ({e.strerror or e})", file=sys.stderr)
-        return None
-    if verbose:
-        book = rhymebook.book_from("pingshui", books["pingshui"])
-        several = sum(len({g for g, _ in v}) > 1 for v in book.entries.values())
-        gone = books["dropped"]
-        print(f"rhyme book          平水韵 {len(book.groups)} groups, {len(book.entries)} characters ({several} in "
-              f"several groups, {len(books['learnt'])} learnt from the poems; dropped: {len(gone['rare_source'])} "
-              f"rare sources, {len(gone['rare_reading'])} unrhymed readings, {len(gone.get('unused_tone', {}))} "
-              "unused tones); 词林正韵 19 部 derived", file=sys.stderr)
-    return path
-
-
-def load_rhyme_books(path):
-    return rhymebook.load_books(path)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# the forms of real poems (what a default poem's shape is drawn from)
-
-def write_forms_table(cfg, train_texts):
-    """data/processed/forms.json: how many train poems have each regular form (5/7 characters, an even number
-    of lines) and how many have another shape."""
-    counts = poetics.form_counts(train_texts)
-    forms = sorted([[c, n, k] for (c, n), k in ((f, k) for f, k in counts.items() if f is not None)])
-    try:
-        write_json(os.path.join(processed_dir(cfg), "forms.json"), {"forms": forms, "other": counts.get(None, 0),
-                                                                   "formats": format_counts(cfg, train_texts)})
-    except OSError as e:
-        print(f"warning: could not write forms.json ({e.strerror})", file=sys.stderr)
-
-
-def format_counts(cfg, train_texts):
-    """{"chars,lines": {"first": [仄起, 平起], "first_rhymes": [no, yes], "groups": {平水韵 group index: poems}}}
-    over the regular train poems whose tone pattern and rhyme are known (formats.format_of): what a default
-    poem's format is drawn from."""
-    from verse import formats
-    tones, pingshui, _, _ = verse_tables(cfg)
-    reader = formats.Formatter(tones, pingshui)
-    out = {}
-    for t in train_texts:
-        fmt = reader(t)
-        if fmt is None or not fmt.tones or not fmt.rhyme_lines:
-            continue
-        c = out.setdefault(f"{fmt.lengths[0]},{len(fmt.lengths)}", {"first": [0, 0], "first_rhymes": [0, 0],
-                                                                    "groups": {}})
-        c["first"][fmt.tones[0][1] == formats.TONE_VALUE[poetics.LEVEL]] += 1
-        c["first_rhymes"][0 in fmt.rhyme_lines] += 1
-        g = str(fmt.rhyme_lines[1] - 1)
-        c["groups"][g] = c["groups"].get(g, 0) + 1
-    return out
-
-
-def load_format_draws(path):
-    """forms.json's "formats" (format_counts), or None when unreadable or malformed."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            draws = json.load(f)["formats"]
-        ok = all(len(v["first"]) == 2 and len(v["first_rhymes"]) == 2 and v["groups"] for v in draws.values())
-        return draws if ok else None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-def write_duizhang_table(cfg, train_texts, verbose=True):
-    """data/processed/duizhang.json: which characters answer which in real 律诗's middle couplets (duizhang.py)."""
-    from verse import duizhang
-    path = os.path.join(processed_dir(cfg), "duizhang.json")
-    try:
-        duizhang.write_duizhang_table(train_texts, path)
-    except OSError as e:
-        print(f"warning: could not write {path} ({e.strerror})", file=sys.stderr)
-        return
-    if verbose:
-        print(f"对仗 table         {path}", file=sys.stderr)
-
-
-def load_forms_table(path):
-    """[(characters, lines, poems), ...] from a forms.json, or None when unreadable or malformed."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            forms = [tuple(x) for x in json.load(f)["forms"]]
-        ok = forms and all(len(x) == 3 and x[0] in (5, 7) and isinstance(x[1], int) and 2 <= x[1] <= 60
-                           and x[1] % 2 == 0 and isinstance(x[2], int) and x[2] > 0 for x in forms)
-        return forms if ok else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-# ----------------------------------------------------------------------------------------------------------
-# 宋词: each 词牌's pattern of lines, learnt from its examples
-
-CIPAI_MIN_EXAMPLES = 50       # 73 词牌 have this many examples
-NOT_A_CIPAI = {"失调名"}       # "tune name lost": fragments of unknown 词牌 filed under one heading
-CI_LINE = re.compile(f"([{IDEOGRAPH}]+)([{PUNCT}])")
-
-
-def ci_pattern(text):
-    """((characters, end mark), ...) of a 词's lines, or None when the text holds anything but lines."""
-    parts = CI_LINE.findall(text)
-    if not parts or sum(len(chars) + 1 for chars, _ in parts) != len(text):
-        return None
-    return tuple((len(chars), mark) for chars, mark in parts)
-
-
-def cipai_pattern(entry):
-    """A table entry's pattern in ci_pattern's form: ((characters, end mark), ...)."""
-    return tuple((n, mark) for n, mark in entry["lines"])
-
-
-def build_cipai_table(files, classical=None, book=None, min_examples=CIPAI_MIN_EXAMPLES):
-    """{词牌: {"lines": [[characters, end mark], ...], "share": s, "examples": n, "stanza": k, "rhymes": sets}}
-    for every 词牌 with at least min_examples 词: its commonest pattern, the share of its examples that follow
-    it exactly, the line after which the second stanza starts when the two halves repeat line for line (else
-    0; the data marks no stanza break), and its rhyme sets learnt from the examples that follow the pattern
-    (poetics.rhyme_sets: by the rhyme book given, 词林正韵, else 中华新韵; tones from the classical table
-    {character: 平|仄|both} when given)."""
-    by_name = {}
-    for path in files:
-        for name, text in read_records(path, "rhythmic", "paragraphs"):
-            by_name.setdefault(name, []).append((ci_pattern(text), text))
-    table = {}
-    for name, examples in by_name.items():
-        counted = Counter(p for p, _ in examples if p)
-        if len(examples) < min_examples or not counted or name in NOT_A_CIPAI:
-            continue
-        top, count = counted.most_common(1)[0]
-        lengths, half = [n for n, _ in top], len(top) // 2
-        following = [t for p, t in examples if p == top]
-        chars = {ch for t in following for ch in poetics.line_ends(t)}
-        info = poetics.table_for(chars, classical)
-        xinyun = poetics.xinyun_book(info)
-        stanza = half if len(top) % 2 == 0 and lengths[:half] == lengths[half:] else 0
-        table[name] = {"lines": [list(line) for line in top], "share": round(count / len(examples), 4),
-                       "examples": len(examples), "stanza": stanza,
-                       "rhymes": poetics.rhyme_sets(following, info, book or xinyun), "rhyme_book": (book or xinyun).name}
-    return table
-
-
-def write_cipai_table(cfg, verbose=True):
-    """data/processed/cipai.json from raw/songci, when the 宋词 are there; returns its path or None."""
-    files = ci_files(raw_dir_of(cfg))
-    if not files:
-        return None
-    books = load_rhyme_books(os.path.join(processed_dir(cfg), "rhymes.json")) or {}
-    table = build_cipai_table(files, load_tone_table(os.path.join(processed_dir(cfg), "tones.json")),
-                              books.get("cilin"))
-    path = os.path.join(processed_dir(cfg), "cipai.json")
-    try:
-        write_json(path, table)
-    except OSError as e:
-        print(f"warning: could not write {path} ({e.strerror})", file=sys.stderr)
-        return None
-    if verbose:
-        print(f"词牌                 {len(table)} with at least {CIPAI_MIN_EXAMPLES} examples", file=sys.stderr)
-    return path
-
-
-def load_cipai_table(path):
-    """{词牌: entry} from a cipai.json, or None when there is none or any entry is malformed."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            table = dict(json.load(f))
-        for entry in table.values():
-            lines = entry["lines"]
-            if not lines or not all(isinstance(n, int) and 0 < n <= 40 and mark in PUNCT for n, mark in lines):
-                return None
-            if not (isinstance(entry["share"], (int, float)) and all(isinstance(entry[k], int) and not isinstance(
-                    entry[k], bool) for k in ("examples", "stanza"))):       # "50" would sort as text, then fail
-                return None
-            for s in entry.setdefault("rhymes", []):            # tables written before rhyme sets have none
-                if len(s["tones"]) != len(s["lines"]) or not set(s["tones"]) <= {"平", "仄"} or \
-                        not all(isinstance(i, int) and 0 <= i < len(lines) for i in s["lines"]):
-                    return None
-        return table
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return None
-
-
-# ----------------------------------------------------------------------------------------------------------
-# text in and out of generation
-
-SENTENCE_ENDS = "。？！；"
-
-
-def check_opening(text):
-    """A UserError when a start text opens with a mark (，日): a poem opens with a character. No vocabulary
-    needed, so generate says it before any model is named."""
-    text = "".join(text.split())
-    if text and text[0] in PUNCT + ",.?!;:":
-        raise UserError(f"{text!r} opens with {text[0]!r}: a poem opens with a character, not a mark; "
-                        f"give {text.lstrip(PUNCT + ',.?!;:')!r}")
-
-
-def encode_start(text, itos, stoi=None):
-    """The ids of a start text: traditional converted to simplified; a character outside the vocabulary,
-    an empty or non-Chinese start is a UserError naming it. stoi: itos's index, when the caller has it."""
-    text = "".join(text.split())
-    simplified = standardise(opencc_t2s()(text))
-    if not simplified.strip(PUNCT):
-        raise UserError("the start text is empty; give the character(s) the poem begins with, e.g. --start 日")
-    check_opening(text)
-    stoi = stoi or {w: i for i, w in enumerate(itos)}
-    for ch in simplified:
-        if not CLEAN_POEM.fullmatch(ch):
-            raise UserError(f"start character {ch!r} is not Chinese; give Chinese characters, e.g. --start 日")
-        if ch not in stoi:
-            raise UserError(f"start character {ch!r} is not in the vocabulary; try a more common character")
-    return [stoi[ch] for ch in simplified]
-
-
-def format_poem(text):
-    """One line per sentence pair: a break after each of 。？！；."""
-    return "\n".join(poetics.split_after(text, SENTENCE_ENDS))
-
-
-# ----------------------------------------------------------------------------------------------------------
 # format inputs: what each position of a real poem is in its form (formats.py)
-
-def verse_tables(cfg):
-    """(tones {character: 平|仄|both}, 平水韵 Book, 词林正韵 Book, 词牌 table) of the prepared corpus, else the
-    ones shipped in pretrained/; a UserError when there are none."""
-    root = os.path.dirname(os.path.abspath(__file__))
-    found = {}
-    for name, load in (("tones.json", load_tone_table), ("rhymes.json", load_rhyme_books),
-                       ("cipai.json", load_cipai_table)):
-        for folder in (processed_dir(cfg), os.path.join(root, "pretrained")):
-            path = os.path.join(folder, name)
-            found[name] = load(path) if os.path.isfile(path) else None
-            if found[name]:
-                break
-    if not found["tones.json"] or not found["rhymes.json"]:
-        raise UserError("no readable tones.json / rhymes.json for the format inputs: python dataUtil.py prepare")
-    books = found["rhymes.json"]
-    return found["tones.json"], books["pingshui"], books["cilin"], found["cipai.json"] or {}
 
 
 def text_of(ids, itos):

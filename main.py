@@ -29,7 +29,7 @@ import sys
 if __name__ == "__main__":        # Ctrl-C while the imports below load: one line and 130, not a traceback
     signal.signal(signal.SIGINT, lambda *_: (sys.stderr.write("interrupted\n"), os._exit(130)))
 if __name__ == "__main__" and sys.argv[1:2] == ["check"]:     # the 格律 check imports torch only for a model
-    from verse import checking
+    from writing import checking
     from config import run_cli
     sys.exit(run_cli(checking.cmd_check, sys.argv[2:]))
 
@@ -40,11 +40,13 @@ from common import fileio
 from config import (SAMPLE_STARTS, Config, GenConfig, TrainConfig, UserError, check_config, make_parser,
                     config_from_args, run_cli, suggest)
 from model import set_precision
-from training.checkpoint import (SaveFailed, export_weights, load_checkpoint, load_model, model_from_checkpoint,
-                                 pick_checkpoint, pick_device)
-from training.loop import Diverged, train
+from training.checkpoint import SaveFailed, export_weights, load_checkpoint, load_model, model_from_checkpoint, pick_device
+from config import pick_checkpoint
 from training.perplexity import evaluate, text_nll
-from writing import decoding
+from writing import requests
+from writing import constraints
+from verse.text import check_opening, ci_pattern, cipai_pattern, format_poem
+from verse.tables import cipai_table, classical_table, format_cipai, load_tables, rhyme_book
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -59,6 +61,7 @@ def cmd_train(rest):
     base = Config.from_dict(ckpt["config"]) if ckpt else Config()
     base.train.overwrite = False              # a deletion is never inherited from the checkpoint's run
     cfg = check_config(config_from_args(args, base))                                      # flags given win
+    from training.loop import Diverged, train                  # the trainer: only this command needs it
     try:
         train(cfg, ckpt)
     except Diverged as e:
@@ -83,13 +86,13 @@ def cmd_generate(rest):
     args = parser.parse_args(rest)
     gcfg = check_config(config_from_args(args)).gen
     if args.list_cipai:
-        for name, entry in sorted(decoding.cipai_table().items(), key=lambda kv: -kv[1]["examples"]):
-            print(decoding.format_cipai(name, entry))
+        for name, entry in sorted(cipai_table().items(), key=lambda kv: -kv[1]["examples"]):
+            print(format_cipai(name, entry))
         return 0
-    decoding.spec_from(gcfg, decoding.cipai_table() if gcfg.cipai else None)   # a bad request fails before any work
-    dataUtil.check_opening(gcfg.start)
+    constraints.spec_from(gcfg, cipai_table() if gcfg.cipai else None)   # a bad request fails before any work
+    check_opening(gcfg.start)
     if gcfg.rhyme:
-        decoding.rhyme_book(gcfg)
+        rhyme_book(gcfg)
     if gcfg.keywords:
         from writing import keywords
         keywords.check_text(gcfg.keywords)
@@ -99,8 +102,8 @@ def cmd_generate(rest):
     model, cfg, itos = load_model(gcfg.ckpt, device, ci=bool(gcfg.cipai))
     set_precision(model, gcfg.precision, device)
     gcfg.free = gcfg.free or (cfg.data.genre == "ci" and not gcfg.cipai)   # a 词 takes its 词牌's form, not a 诗's
-    for k, best in enumerate(decoding.iter_poems(model, itos, gcfg, device)):
-        print(("" if k == 0 else "\n") + dataUtil.format_poem(best.text), flush=True)
+    for k, best in enumerate(requests.iter_poems(model, itos, gcfg, device)):
+        print(("" if k == 0 else "\n") + format_poem(best.text), flush=True)
         if args.show_scores:
             for rank, c in enumerate([best] + best.others, 1):
                 terms = "  ".join(f"{name} {value:.3f}" if isinstance(value, float) else f"{name} {value}"
@@ -161,7 +164,7 @@ def cmd_evaluate(rest):
     if args.samples > 0 and cfg.data.genre == "ci":
         print_ci_metrics(model, corpus, args.samples, args.seed, device, args.rhyme_system, args.data_dir)
     elif args.samples > 0:
-        print_tone_systems(corpus, decoding.classical_table(Config().gen, args.data_dir), args.data_dir)
+        print_tone_systems(corpus, classical_table(Config().gen, args.data_dir), args.data_dir)
         print_generation_metrics(model, corpus, args.samples, args.seed, device, args.tone_system, args.rhyme_system,
                                  args.data_dir)
     return 0
@@ -199,7 +202,7 @@ def judging_book(system, tones, data_dir, ci=False):
     characters of tones {character: (group, level)} (poetics.table_for)."""
     from verse import poetics
     g = GenConfig(rhyme_system=system, cipai="ci" if ci else "")
-    return decoding.rhyme_book(g, data_dir) or poetics.xinyun_book(tones)
+    return rhyme_book(g, data_dir) or poetics.xinyun_book(tones)
 
 
 def print_ci_metrics(model, corpus, n, seed, device, rhyme_system="pingshui", data_dir="data"):
@@ -208,12 +211,12 @@ def print_ci_metrics(model, corpus, n, seed, device, rhyme_system="pingshui", da
     (by rhyme_system), distinct-n, copy rate, NLL/token; first the same pattern and rhyme shares for the test
     split's real 词, under both rhyme systems."""
     from verse import poetics
-    table = decoding.cipai_table(data_dir)
+    table = cipai_table(data_dir)
     by_pattern = {}
     for name, e in table.items():
-        by_pattern.setdefault(dataUtil.cipai_pattern(e), name)
-    classical = decoding.classical_table(Config().gen, data_dir)
-    tones = poetics.table_for(decoding.Tables(corpus.itos).characters(), classical)
+        by_pattern.setdefault(cipai_pattern(e), name)
+    classical = classical_table(Config().gen, data_dir)
+    tones = poetics.table_for(constraints.Masks(corpus.itos).characters(), classical)
     books = {system: judging_book(system, tones, data_dir, ci=True) for system in ("pingshui", "xinyun")}
     book = books[rhyme_system]
     unk = corpus.itos.index(dataUtil.UNK)
@@ -233,7 +236,7 @@ def print_ci_metrics(model, corpus, n, seed, device, rhyme_system="pingshui", da
     examples = []
     for name, rhyme in CI_MODES:
         print(f"generating: {name or 'unconstrained'}{' --rhyme' if rhyme else ''} ...", file=sys.stderr, flush=True)
-        poems = decoding.poems_per_key(model, corpus.itos, n, seed, device, SAMPLE_STARTS, "start", cipai=name,
+        poems = requests.poems_per_key(model, corpus.itos, n, seed, device, SAMPLE_STARTS, "start", cipai=name,
                                        rhyme=rhyme, free=not name, rhyme_system=rhyme_system)
         found = cipai_found(poems, name, table, by_pattern)
         valid = poetics.mean(f is not None for f in found)
@@ -245,14 +248,14 @@ def print_ci_metrics(model, corpus, n, seed, device, rhyme_system="pingshui", da
               f"{m.copy_rate:.1%} | {text_nll(model, corpus.itos, poems, device):.3f} |")
         examples.append((label, poems[0]))
     for label, poem in examples:
-        print(f"\n{label}:\n{dataUtil.format_poem(poem)}")
+        print(f"\n{label}:\n{format_poem(poem)}")
 
 
 def cipai_found(poems, name, table, by_pattern):
     """For each poem, the 词牌 whose pattern it follows exactly, else None: 词牌 name, or with name "" any
     table 词牌 (by_pattern: pattern -> 词牌)."""
-    want = {dataUtil.cipai_pattern(table[name]): name} if name else by_pattern
-    return [want.get(dataUtil.ci_pattern(p)) for p in poems]
+    want = {cipai_pattern(table[name]): name} if name else by_pattern
+    return [want.get(ci_pattern(p)) for p in poems]
 
 
 RHYME_NAMES = {("pingshui", False): "平水韵", ("pingshui", True): "词林正韵", ("xinyun", False): "中华新韵",
@@ -263,7 +266,7 @@ def print_tone_systems(corpus, classical, data_dir="data"):
     """How many vocabulary characters the classical table covers, and the tone agreement and rhyme rate of the
     test split's regular poems (五/七言 绝句/律诗) under each tone system and rhyme system."""
     from verse import poetics
-    chars = decoding.Tables(corpus.itos).characters()
+    chars = constraints.Masks(corpus.itos).characters()
     covered = sum(ch in (classical or {}) for ch in chars)
     print(f"\nclassical tone table: {covered} of {len(chars)} vocabulary characters; "
           f"{len(chars) - covered} fall back to Mandarin")
@@ -286,8 +289,8 @@ def print_generation_metrics(model, corpus, n, seed, device, tone_system="classi
     itos = corpus.itos
     base = Config().gen
     base.tone_system = tone_system
-    classical = decoding.classical_table(base, data_dir)
-    table = poetics.table_for(decoding.Tables(itos).characters(), classical)
+    classical = classical_table(base, data_dir)
+    table = poetics.table_for(constraints.Masks(itos).characters(), classical)
     book = judging_book(rhyme_system, table, data_dir)
     train_lines = poetics.train_line_set(corpus.decode(p) for p in corpus.train)
     real = [t for t in map(corpus.decode, corpus.dev + corpus.test) if t[0] in SAMPLE_STARTS]
@@ -305,7 +308,7 @@ def print_generation_metrics(model, corpus, n, seed, device, tone_system="classi
     for label, overrides, form in GEN_MODES:
         print(f"generating: {label} ...", file=sys.stderr, flush=True)
         keys, field = (ACROSTICS, "acrostic") if "acrostic" in label else (SAMPLE_STARTS, "start")
-        poems = decoding.poems_per_key(model, itos, n, seed, device, keys, field, tone_system=tone_system,
+        poems = requests.poems_per_key(model, itos, n, seed, device, keys, field, tone_system=tone_system,
                                        rhyme_system=rhyme_system, **overrides)
         m = poetics.measure(poems, train_lines, table, book, form)
         nll = text_nll(model, itos, poems, device)
@@ -317,7 +320,7 @@ def print_generation_metrics(model, corpus, n, seed, device, tone_system="classi
               f"{'—' if disc != disc else f'{disc:.1%}'} |")
         examples.append((label, poems[0]))
     for label, poem in examples:
-        print(f"\n{label}:\n{dataUtil.format_poem(poem)}")
+        print(f"\n{label}:\n{format_poem(poem)}")
 
 
 def cmd_export(rest):
@@ -385,7 +388,7 @@ def cmd_revise(rest):
         raise UserError("--num: 1 to 50 versions")
     raw = args.poem if args.poem is not None else read_stdin()
     text = prosody.normalise(raw)
-    tables = workshop.load_tables()
+    tables = load_tables(strict=False)
     line = args.line if args.line is not None else args.from_line
     workshop.check_request(text, line, gcfg, tables, args.free)         # before any model is named
     device = pick_device(TrainConfig(device=args.device))
@@ -396,7 +399,7 @@ def cmd_revise(rest):
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in found], ensure_ascii=False))
     for k, r in enumerate(found if not args.json else []):
-        print(f"[{k + 1}] score {r.score:.3f}  {r.new}\n{dataUtil.format_poem(r.poem)}\n")
+        print(f"[{k + 1}] score {r.score:.3f}  {r.new}\n{format_poem(r.poem)}\n")
     return 0
 
 

@@ -171,3 +171,14 @@ def read_jsonl(path):
     if torn:
         print(f"warning: skipped {torn} unreadable line(s) of {path}", file=sys.stderr)
     return rows
+
+
+def read_records(path, *fields):
+    """[(value of each field, lists joined into one string)] of the records of one raw JSON file; an
+    unreadable file is a UserError naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [tuple("".join(r[k]) if isinstance(r[k], list) else r[k] for k in fields) for r in json.load(f)]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"cannot read {path} ({type(e).__name__}); delete it and run again: the missing file "
+                        "is fetched anew (or, with --raw-dir, replace it from your copy)")

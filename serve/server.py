@@ -2,7 +2,7 @@
 
 Starlette on uvicorn: the smallest well-kept ASGI stack that has what this needs (streamed responses, static
 files, an in-process test client) without a validation layer of its own — the requests are checked by the
-same code as the command line's flags (config.check_config, decoding.spec_from, prosody.normalise), so a
+same code as the command line's flags (config.check_config, constraints.spec_from, prosody.normalise), so a
 bad value gets the same one-line message in both.
 
 One worker thread owns the models and keeps one batch of poems running through them (continuous
@@ -33,9 +33,13 @@ import time
 
 import dataUtil
 from writing import decoding
+from writing import requests
+from writing import constraints
 from verse import prosody
 from writing import workshop
 from config import Config, GenConfig, UserError, check_config
+from verse.text import convert_chars
+from verse.tables import format_cipai, load_tables
 
 STATIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
 MAX_BODY = 16_384                 # bytes of a request body, however it is sent (Content-Length or chunked)
@@ -114,7 +118,7 @@ def parse_json(raw):
 class Job:
     """One write request (or, with genre "call", a function to run in the worker)."""
     genre: str
-    request: object             # decoding.Request (or the function)
+    request: object             # requests.Request (or the function)
     rows: list = None           # its candidates' decoding.Row, once it is in a batch
     left: int = 0               # of them still being written
     on_text: object = None      # called from the worker with the first candidate's text so far, None at the end
@@ -149,7 +153,7 @@ class Engine:
     def __init__(self, models, device, max_rows=MAX_ROWS, stream_every=STREAM_EVERY, stream_budget=STREAM_BUDGET):
         self.models, self.device, self.max_rows = models, device, max_rows   # models: genre -> (model, itos)
         self.stream_every, self.stream_budget = stream_every, stream_budget
-        self.tables = workshop.load_tables()
+        self.tables = load_tables(strict=False)
         self.tables_cache = {}
         self.queue = queue.Queue()
         self.waiting = collections.deque()         # write jobs not yet in a batch
@@ -165,7 +169,7 @@ class Engine:
         genre = "ci" if gcfg.cipai and "ci" in self.models else "tang"
         model, itos = self.models[genre]
         gcfg.free = gcfg.free or (genre == "ci" and not gcfg.cipai)
-        return Job(genre, decoding.make_request(itos, gcfg, self.tables_cache, decoding.reads_formats(model)),
+        return Job(genre, requests.make_request(itos, gcfg, self.tables_cache, constraints.reads_formats(model)),
                    on_text=on_text)
 
     def submit(self, job):
@@ -222,7 +226,7 @@ class Engine:
         model, itos = self.models[job.genre]
         key = (job.genre, sampling_key(job.request.gcfg))
         try:
-            r = decoding.rows_of(model, itos, job.request, [0], self.device)
+            r = requests.rows_of(model, itos, job.request, [0], self.device)
             batch = self.batches.get(key) or decoding.Batch(model, job.request.gcfg, self.device)
             job.rows = batch.add(r.starts, r.specs, r.tables, r.primes, r.streams, tags=[job] * len(r.specs))
             job.left = len(job.rows)
@@ -271,7 +275,7 @@ class Engine:
         if job.left == 0:
             _, itos = self.models[job.genre]
             job.tell(dataUtil.decode(job.rows[0].out, itos))
-            job.finish(decoding.best_of([dataUtil.decode(r.out, itos) for r in job.rows],
+            job.finish(requests.best_of([dataUtil.decode(r.out, itos) for r in job.rows],
                                         [r.nll / max(r.count, 1) for r in job.rows], job.request.pairs))
 
 
@@ -394,7 +398,7 @@ def make_app(engine):
             sent = None
             try:
                 if start_text:
-                    yield line({"event": "text", "text": dataUtil.convert_chars("".join(start_text.split()))})
+                    yield line({"event": "text", "text": convert_chars("".join(start_text.split()))})
                 while (text := await updates.get()) is not None:       # None: the job is over
                     if text != sent:
                         sent = text
@@ -451,7 +455,7 @@ def make_app(engine):
 
     async def cipai(request):
         table = engine.tables.cipai or {}
-        return JSONResponse({name: {**entry, "shape": decoding.format_cipai(name, entry)}
+        return JSONResponse({name: {**entry, "shape": format_cipai(name, entry)}
                              for name, entry in sorted(table.items(), key=lambda kv: -kv[1]["examples"])})
 
     async def inspect(request):                 # the 看 tab: what the Tang model's cells do

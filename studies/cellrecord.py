@@ -28,6 +28,8 @@ import numpy as np
 import dataUtil
 from common import fileio
 from config import Config, UserError, make_parser
+from verse.text import ci_pattern
+from verse.tables import verse_tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = ("i", "f", "o", "g", "c", "h")        # the record's arrays of each layer
@@ -123,8 +125,8 @@ def poem_format(text, genre):
     from verse import formats
     cfg = Config()
     cfg.data.genre = genre
-    tones, pingshui, cilin, cipai = dataUtil.verse_tables(cfg)
-    reader = formats.Formatter(tones, pingshui, cilin, cipai if genre == "ci" else None, dataUtil.ci_pattern)
+    tones, pingshui, cilin, cipai = verse_tables(dataUtil.processed_dir(cfg))
+    reader = formats.Formatter(tones, pingshui, cilin, cipai if genre == "ci" else None, ci_pattern)
     return reader(text)
 
 
@@ -292,7 +294,7 @@ def refuse_existing(paths, overwrite):
 def cmd_inspect_np(rest, load):
     """python MyLSTM_np.py inspect "POEM" --ckpt … --out FILE.json: the record from the NumPy LSTM, without
     torch. load(path) -> (NumpyLM, itos, config dict), MyLSTM_np.NumpyLM.from_checkpoint."""
-    from training.checkpoint import pick_checkpoint
+    from config import pick_checkpoint
     parser = make_parser("MyLSTM_np.py inspect", "every layer's gates and states over a poem, from the NumPy "
                          "LSTM (the JSON of main.py inspect)", [])
     add_flags(parser, "the JSON file to write (default: inspect.json)")

@@ -31,6 +31,8 @@ from studies import lstm_inspect
 from verse import poetics
 from config import Config, UserError, make_parser
 from training.checkpoint import load_checkpoint
+from verse.text import PUNCT, ci_pattern
+from verse.tables import verse_tables
 
 PROPERTIES = [  # (key, what it is, kind: r2 for a count (ridge), acc for yes/no (logistic))
     ("left", "characters left in the line", "r2"),
@@ -58,7 +60,7 @@ CI_SHOWCASE = "明月几时有，把酒问青天。不知天上宫阙，今夕�
 # the poems and their properties
 
 def lines_of(text):
-    return poetics.split_after(text, dataUtil.PUNCT)
+    return poetics.split_after(text, PUNCT)
 
 
 def properties(text, rhyme_lines, tones):
@@ -95,7 +97,7 @@ def regular_poems(poems, itos, genre, cipai):
             continue
         text = dataUtil.decode(ids, itos)
         if genre == "ci":
-            entry = by_pattern.get(dataUtil.ci_pattern(text))
+            entry = by_pattern.get(ci_pattern(text))
             if entry is not None:
                 out.append((ids, text, {i for s in entry.get("rhymes", []) for i in s["lines"]}))
         elif poetics.form_of(text) in REGULAR:
@@ -323,12 +325,12 @@ def output_paths(args):
 
 
 def run(args, paths):
-    from studies.experiments import study_model
+    from studies.base import study_model
     t0 = time.time()
     path, model, itos, corpus = study_model(args.ckpt)
     cfg = Config.from_dict(load_checkpoint(path)["config"])
     genre = cfg.data.genre
-    tones, _, _, cipai = dataUtil.verse_tables(cfg)
+    tones, _, _, cipai = verse_tables(dataUtil.processed_dir(cfg))
     test = sample(regular_poems(corpus.test, itos, genre, cipai), args.poems, args.seed)
     train = sample(regular_poems(corpus.train, itos, genre, cipai), args.poems, args.seed + 1)
     if len(test) < 10 or len(train) < 10:

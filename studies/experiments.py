@@ -1,5 +1,6 @@
-"""The studies (`python main.py experiment init|optim|recipe|rerank|rhyme|keywords|gelv`; the last three live
-in rhyme_study.py, keywords_study.py and gelv_study.py).
+"""The studies' command line (`python main.py experiment init|optim|recipe|rerank|rhyme|keywords|gelv|form`)
+and the training studies init, optim and recipe; the others live in rerank_study.py, rhyme_study.py,
+keywords_study.py, gelv_study.py and form_study.py.
 
 init:  (1) the three zero-initialisation cases, trained 50 steps, measured: share of parameters still exactly
        zero, distinct rows (to 1e-6) of the embedding and of each gate block of W, spread of row norms;
@@ -14,8 +15,6 @@ optim: SGD, momentum, Nesterov, Adagrad, Adadelta, Adam, AdamW, RMSprop, each at
 Every run uses the same data subset and, within a seed, the same batch order. Results go to figures/ and a
 Markdown table in docs/. Wall-clock figures depend on the machine; everything else reproduces exactly on one.
 recipe: model and training variants on the same batches for a fixed step budget.
-rerank: a trained model's default poems for each (candidates, temperature): length, defects, fluency, copy rate,
-       and how well a simple classifier tells them from real poems.
 
 Deliberately left out: learning-rate schedules (the studies compare optimisers at a constant rate).
 """
@@ -29,7 +28,7 @@ import torch
 
 import dataUtil
 from common import fileio
-from config import SAMPLE_STARTS, Config, UserError, make_parser, config_from_args, check_config
+from config import Config, UserError, make_parser, config_from_args, check_config
 from model import PoetryLM
 from training.loop import Diverged, TrainLoop, make_optimizer
 from training.perplexity import evaluate
@@ -172,7 +171,7 @@ def write_init_table(zero_rows, curves, norms, cfg, steps, path):
         avg = " / ".join(f"{np.mean([x[n] for x in g]):.3g}" for n in ("embed.weight", "lstm.layers.0.W", "proj.weight"))
         lines.append(f"| {s} | {np.mean(c['loss'][-20:]):.3f} | {c['dev_ppl'][-1]:.1f} | {first} | {avg} |")
     lines += ["", "Figures: `figures/init_curves.png`, `figures/init_gradnorms.png`."]
-    write_text(path, "\n".join(lines) + "\n")
+    fileio.write_text(path, "\n".join(lines) + "\n")
 
 
 def fmt(v):
@@ -328,7 +327,7 @@ def write_optim_table(results, cfg, steps, seeds, minutes, path):
               "Final ranking: " + " < ".join(final) + ".", "",
               "Figures: `figures/optim_curves.png` (mean over seeds, min–max shaded, against steps and wall time), "
               "`figures/optim_sweep.png` (best dev perplexity of the first seed against the rate)."]
-    write_text(path, "\n".join(lines) + "\n")
+    fileio.write_text(path, "\n".join(lines) + "\n")
 
 
 def optim_header(results, cfg, steps, seeds, minutes, target):
@@ -440,10 +439,6 @@ def smooth(x, y, k=10):
     return list(x[k - 1:]), np.convolve(np.asarray(y, float), np.ones(k) / k, mode="valid").tolist()
 
 
-def write_text(path, text):
-    fileio.write_text(path, text)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # the recipe study
 
@@ -503,7 +498,7 @@ def write_recipe_table(results, cfg, steps, path):
                      f"{c['dev_ppl'][-1] / seed_ppl - 1:+.1%} | {min(c['dev_ppl']):.1f} | "
                      f"{np.mean(c['loss'][-20:]):.3f} | {c['time'][-1] / len(c['time']):.2f} |")
     lines += ["", "Figure: `figures/recipe_curves.png` (dev perplexity against step)."]
-    write_text(path, "\n".join(lines) + "\n")
+    fileio.write_text(path, "\n".join(lines) + "\n")
 
 
 def plot_recipe(results, figures_dir):
@@ -517,100 +512,6 @@ def plot_recipe(results, figures_dir):
     ax.legend(fontsize=7)
     finish(plt, fig, [ax], os.path.join(figures_dir, "recipe_curves.png"))
 
-
-# ----------------------------------------------------------------------------------------------------------
-# the re-ranking study: candidates x temperature -> what a reader gets
-
-def cmd_rerank(rest):
-    """python main.py experiment rerank [--ckpt PATH] [--samples N] [--candidates 1,2,4,8] [--temperatures ...]"""
-    parser = make_parser("main.py experiment rerank", "candidates x temperature: the default poem's measures", [])
-    parser.add_argument("--ckpt", default="", help="the model (default: as generate picks it)")
-    parser.add_argument("--samples", type=int, default=40, help="poems per start character and setting")
-    parser.add_argument("--candidates", default="1,2,4,8", help="comma-separated candidate counts")
-    parser.add_argument("--temperatures", default="0.6,0.8,1.0", help="comma-separated temperatures")
-    parser.add_argument("--docs-dir", default="docs", help="where rerank_study.md goes (default: docs)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing rerank_study.md")
-    args = parser.parse_args(rest)
-    doc = os.path.join(args.docs_dir, "rerank_study.md")
-    fileio.check_target(doc, args.overwrite)          # the committed study is replaced only when told to
-    try:
-        counts = [int(x) for x in args.candidates.split(",")]
-        temps = [float(x) for x in args.temperatures.split(",")]
-    except ValueError:
-        raise UserError("--candidates and --temperatures: comma-separated numbers, e.g. 1,2,4 and 0.6,0.8")
-    if not counts or not temps or min(counts) < 1 or max(counts) > 64 or not all(0 < t <= 100 for t in temps) \
-            or not 1 <= args.samples <= 1000:
-        raise UserError("--candidates in 1-64, --temperatures in (0, 100], --samples in 1-1000")
-    path, model, itos, corpus = study_model(args.ckpt)
-    rows = run_rerank(model, itos, corpus, args.samples, counts, temps)
-    write_rerank_table(rows, path, args, doc)
-    return 0
-
-
-def study_model(ckpt):
-    """(path, model on the CPU, its vocabulary, the whole prepared corpus with its data settings) of the model
-    generate would pick for --ckpt ckpt."""
-    from training.checkpoint import pick_checkpoint
-    from training.checkpoint import load_checkpoint, model_from_checkpoint
-    path = pick_checkpoint(ckpt)
-    model, cfg, itos = model_from_checkpoint(load_checkpoint(path), torch.device("cpu"))
-    cfg.data.limit_poems = 0
-    return path, model, itos, dataUtil.load_corpus(cfg)
-
-
-def run_rerank(model, itos, corpus, n, counts, temps, starts=SAMPLE_STARTS):
-    """For each (candidates, temperature), n default poems per start character: their measures against the
-    real dev/test poems that open with those characters."""
-    from writing import decoding
-    from verse import poetics
-    from training.perplexity import text_nll
-    real = [t for t in map(corpus.decode, corpus.dev + corpus.test) if t[0] in starts]
-    train_lines = poetics.train_line_set(corpus.decode(p) for p in corpus.train)
-    rows = [real_row(model, itos, real)]
-    for temp in temps:
-        for k in counts:
-            t0 = time.time()
-            poems = decoding.poems_per_key(model, itos, n, 0, "cpu", starts, "start", candidates=k, temperature=temp)
-            rows.append(poem_row(f"{k} x τ {temp}", poems, real, train_lines, time.time() - t0,
-                                 text_nll(model, itos, poems, "cpu")))
-            print(f"  {rows[-1]}", flush=True)
-    return rows
-
-
-def real_row(model, itos, real):
-    from verse import poetics
-    from training.perplexity import text_nll
-    return {"setting": "real poems", "poems": len(real), **poetics.shape_measures(real),
-            "nll": text_nll(model, itos, real, "cpu"), "copy": float("nan"), "disc": float("nan"),
-            "seconds": float("nan")}
-
-
-def poem_row(label, poems, real, train_lines, seconds, nll):
-    from verse import poetics
-    lines = [l.rstrip(poetics.LINE_ENDS) for p in poems for l in poetics.split_lines(p)]
-    return {"setting": label, "poems": len(poems), **poetics.shape_measures(poems), "nll": nll,
-            "copy": poetics.mean(l in train_lines for l in lines if l),
-            "disc": poetics.discriminator_accuracy(poems, real), "seconds": seconds / len(poems)}
-
-
-def write_rerank_table(rows, path, args, doc):
-    lines = ["# Re-ranking study", "",
-             f"Command: `python main.py experiment rerank --samples {args.samples} --candidates {args.candidates} "
-             f"--temperatures {args.temperatures}` on `{os.path.relpath(path)}` (this machine's CPU; {args.samples} "
-             "default poems per start character 日红山夜湖海月 and setting, each the best of N candidates by "
-             "`poetics.rerank_score`, its form drawn from the real poems' forms). Real: the dev/test poems that "
-             "open with those characters. disc.: a logistic regression on character 1-2-grams telling the "
-             "setting's poems from real ones with the same first characters, equally many (5-fold "
-             "cross-validated accuracy; 50% = indistinguishable). doubled: poems with a character twice in a line "
-             "away from its first use (萧萧 not counted). opening: poems whose first character comes three times or "
-             "more. short: poems of 1-2 lines.", "",
-             "| setting (candidates x temperature) | poems | mean length | short | doubled | opening | NLL/token | "
-             "copy rate | disc. | seconds / poem |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['setting']} | {r['poems']} | {r['length']:.1f} | {r['short']:.1%} | {r['doubled']:.1%} | "
-                     f"{r['opening']:.1%} | {r['nll']:.3f} | {r['copy']:.1%} | {r['disc']:.1%} | {r['seconds']:.3f} |")
-    fileio.write_text(doc, "\n".join(lines).replace("nan%", "—").replace("| nan |", "| — |") + "\n")
-    print(f"wrote {doc}")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -641,7 +542,8 @@ def cmd_experiment(rest):
         print(cmd_experiment.__doc__ + "\n\n" + __doc__)
         return 0
     if rest and rest[0] == "rerank":
-        return cmd_rerank(rest[1:])
+        from studies import rerank_study
+        return rerank_study.cmd_rerank(rest[1:])
     if rest and rest[0] == "rhyme":
         from studies import rhyme_study
         return rhyme_study.cmd_rhyme(rest[1:])

@@ -17,10 +17,14 @@ import torch
 
 import dataUtil
 from writing import decoding
+from writing import requests
+from writing import constraints
 from common import fileio
 from verse import formats
 from verse import poetics
 from config import SAMPLE_STARTS, GenConfig, UserError, make_parser
+from verse.text import PUNCT
+from verse.tables import verse_tables
 
 
 
@@ -62,16 +66,16 @@ def generated(model, itos, gcfg, n_per_start, device="cpu"):
     poems, fmts, wanted, log = [], [], [], []
     for k, ch in enumerate(SAMPLE_STARTS):
         g = GenConfig(**{**vars(gcfg), "start": ch, "seed": k, "num": n_per_start})
-        req = decoding.make_request(itos, g, told=decoding.reads_formats(model))
-        r = decoding.rows_of(model, itos, req, range(n_per_start), device)
+        req = requests.make_request(itos, g, told=constraints.reads_formats(model))
+        r = requests.rows_of(model, itos, req, range(n_per_start), device)
         texts, nlls = decoding.sample_scored(model, itos, r.starts, g, device, r.streams, r.specs, tables=r.tables,
                                              primes=r.primes, mask_log=log)
         c = g.candidates
         for i in range(n_per_start):
-            best = decoding.best_of(texts[i * c:(i + 1) * c], nlls[i * c:(i + 1) * c], req.pairs)
+            best = requests.best_of(texts[i * c:(i + 1) * c], nlls[i * c:(i + 1) * c], req.pairs)
             spec = r.specs[i * c + texts[i * c:(i + 1) * c].index(best.text)]
             poems.append(best.text)
-            fmts.append(decoding.format_for(spec))
+            fmts.append(constraints.format_for(spec))
             wanted.append((spec.chars, spec.lines))
     return poems, fmts, wanted, log
 
@@ -80,11 +84,11 @@ def perplexities(model, itos, corpus, cfg):
     """Test perplexity with format inputs unknown and known, over all targets and over characters only."""
     from training.perplexity import evaluate
     pad = itos.index(dataUtil.PAD)
-    told = dataUtil.poem_formats(corpus.test, itos, cfg) if decoding.reads_formats(model) else None
+    told = dataUtil.poem_formats(corpus.test, itos, cfg) if constraints.reads_formats(model) else None
     out = {"unknown": evaluate(model, corpus.test, pad, 256, "cpu")["ppl"]}
     if told is not None:
         out["known"] = evaluate(model, corpus.test, pad, 256, "cpu", formats=told)["ppl"]
-    chars = [np.where(np.isin(np.array(itos)[p], list(dataUtil.PUNCT) + [dataUtil.EOS]), pad, p) for p in corpus.test]
+    chars = [np.where(np.isin(np.array(itos)[p], list(PUNCT) + [dataUtil.EOS]), pad, p) for p in corpus.test]
     keep = [np.concatenate([[p[0]], c[1:]]) for p, c in zip(corpus.test, chars)]       # targets: characters only
     out["unknown_chars"] = char_ppl(model, corpus.test, keep, pad, None)
     if told is not None:
@@ -110,7 +114,7 @@ def char_ppl(model, poems, targets_of, pad, told):
 
 
 def run(model, itos, corpus, cfg, n, candidates):
-    tones, book, _, _ = dataUtil.verse_tables(cfg)
+    tones, book, _, _ = verse_tables(dataUtil.processed_dir(cfg))
     tone = lambda ch: poetics.CLASSICAL.get(tones.get(ch))           # noqa: E731
     read = formats.Formatter(tones, book)
     from training.perplexity import text_nll
@@ -172,7 +176,7 @@ def cmd_form(rest):
         raise UserError("--samples in 1-1000, --candidates in 1-64")
     if os.path.lexists(args.out) and not args.overwrite:
         raise UserError(f"{args.out} exists; pass --overwrite to replace it or --out another file")
-    from studies.experiments import study_model
+    from studies.base import study_model
     path, model, itos, corpus = study_model(args.ckpt)
     from config import Config
     from training.checkpoint import load_checkpoint

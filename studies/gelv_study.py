@@ -12,12 +12,12 @@ import tempfile
 import time
 from collections import Counter
 
-from verse import checking
+from writing import checking
 import dataUtil
 from common import fileio
 from verse import poetics
-from verse import prosody
 from config import Config, UserError, make_parser
+from verse.tables import load_tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "gelv_poems.tsv")
@@ -103,7 +103,7 @@ def cmd_gelv(rest):
     args = parser.parse_args(rest)
     cfg = Config()
     cfg.data.data_dir = args.data_dir
-    tables = checking.load_tables(args.data_dir)
+    tables = load_tables(args.data_dir)
     corpus = dataUtil.load_corpus(cfg, verbose=False)
     real = [t for t in map(corpus.decode, corpus.test) if poetics.form_of(t) in REGULAR]
     canon = fixture_poems()

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from writing import decoding
+from writing import requests
 from common import fileio
 from writing import keywords
 from verse import poetics
@@ -18,7 +19,7 @@ MODES = [("default (a real poem's form)", {}), ("--form 7 --lines 4 --rhyme", di
 
 
 def cmd_keywords(rest):
-    from studies.experiments import study_model
+    from studies.base import study_model
     from training.perplexity import text_nll
     parser = make_parser("main.py experiment keywords", "poems with keywords against poems without", [])
     parser.add_argument("--ckpt", default="", help="the model (default: as generate picks it)")
@@ -40,7 +41,7 @@ def cmd_keywords(rest):
                 for j in range(args.samples):
                     words = list(rng.choice(WORDS, 2, replace=False)) if with_words else []
                     g = decoding.GenConfig(start=start, seed=1000 * k + j, keywords=" ".join(words), **settings)
-                    poems.append(decoding.poems_for(model, itos, g, torch.device("cpu"))[0])
+                    poems.append(requests.poems_for(model, itos, g, torch.device("cpu"))[0])
                     asked.append(words)
             hits = [h for p, ws in zip(poems, asked) for h in keywords.positions(p, ws)]
             rows.append({"mode": label + (" --keywords (2 words)" if with_words else ""), "poems": len(poems),

@@ -22,7 +22,7 @@ from studies import cellplot
 from studies import cellrecord
 from studies.cellrecord import KEYS
 from config import UserError
-from training.checkpoint import pick_checkpoint
+from config import pick_checkpoint
 from training.checkpoint import load_checkpoint, model_from_checkpoint
 
 PAGE_DIGITS = 4                   # decimals of the page's values

@@ -11,6 +11,10 @@ from common import fileio
 from verse import poetics
 from verse import rhymebook
 from config import Config, UserError, make_parser
+from verse.text import PUNCT, ci_pattern, cipai_pattern, convert_chars
+from verse.tables import load_tone_table
+from verse.rhymebook import load_books
+from verse.build import TONE_BOTH_SHARE, TONE_MIN_LABELS, build_cipai_table
 
 REGULAR = {(5, 4), (5, 8), (7, 4), (7, 8)}
 
@@ -25,8 +29,8 @@ def cmd_rhyme(rest):
     cfg = Config()
     cfg.data.data_dir = args.data_dir
     processed = dataUtil.processed_dir(cfg)
-    books = dataUtil.load_rhyme_books(os.path.join(processed, "rhymes.json"))
-    labels = dataUtil.load_tone_table(os.path.join(processed, "tones.json"))
+    books = load_books(os.path.join(processed, "rhymes.json"))
+    labels = load_tone_table(os.path.join(processed, "tones.json"))
     if not books or not labels:
         raise UserError(f"no readable rhymes.json / tones.json in {processed}: python dataUtil.py prepare")
     tang = dataUtil.load_corpus(cfg)
@@ -55,11 +59,11 @@ def old_rule_tables(processed, tang):
     import opencc
     with open(os.path.join(processed, "tones.json"), encoding="utf-8") as f:
         counts = json.load(f)["counts"]
-    share, least = dataUtil.TONE_BOTH_SHARE, dataUtil.TONE_MIN_LABELS
+    share, least = TONE_BOTH_SHARE, TONE_MIN_LABELS
     tones = {ch: "both" if min(a, b) >= share * (a + b) else ("平" if a > b else "仄")
              for ch, (a, b) in counts.items() if a + b >= least}
     groups, _ = rhymebook.build_pingshui(rhymebook.read_package_table(rhymebook.package_table_path(),
-                                                                      opencc.OpenCC("t2s").convert), dataUtil.convert_chars)
+                                                                      opencc.OpenCC("t2s").convert), convert_chars)
     texts = [tang.decode(p) for p in tang.train]
     rhymebook.learn_missing(groups, [poetics.split_lines(t) for t in texts])
     return tones, rhymebook.book_from("pingshui", groups)
@@ -74,7 +78,7 @@ def tables_section(processed, tang, book, tones, old):
     with open(os.path.join(processed, "tones.json"), encoding="utf-8") as f:
         dropped_tones = json.load(f).get("dropped_readings", {})
     gone = raw.get("dropped", {})
-    freq = Counter(ch for p in tang.train for ch in tang.decode(p) if ch not in dataUtil.PUNCT)
+    freq = Counter(ch for p in tang.train for ch in tang.decode(p) if ch not in PUNCT)
     top = [ch for ch, _ in freq.most_common(3000)]
     old_tones, old_book = old
     tone_changed = [ch for ch in top if old_tones.get(ch) != tones.get(ch)]
@@ -116,7 +120,7 @@ def conversion_section(book):
     traditional = {ch for _, chars in groups for ch in chars}
     merged = {}
     for ch in traditional:
-        merged.setdefault(dataUtil.convert_chars(ch), set()).add(ch)
+        merged.setdefault(convert_chars(ch), set()).add(ch)
     merged = {s: t for s, t in merged.items() if len(t - {s}) >= 1 and len(t | {s}) >= 3}
     several = [ch for ch, e in book.entries.items() if len({g for g, _ in e}) > 1]
     both = [ch for ch, e in book.entries.items() if len({t for _, t in e}) > 1]
@@ -150,7 +154,7 @@ def agreement_section(book, labels, shown=80):
     return (["## Tones: the table against the corpus's 平仄 labels", "",
             f"Of the {len(labels)} characters of the corpus's tone table (tones.json: the majority of each "
             f"character's labels in the 平仄-annotated Tang poems, 'both' when the rarer tone has ≥ "
-            f"{dataUtil.TONE_BOTH_SHARE:.0%}), {compared} are in the 平水韵 table ({lacking} are not). The tones "
+            f"{TONE_BOTH_SHARE:.0%}), {compared} are in the 平水韵 table ({lacking} are not). The tones "
             f"agree (the table's set of tones equals the label's) for **{agree} ({agree / compared:.1%})**.", "",
             "| corpus label | 平水韵 tones | characters |", "|---|---|---|"]
             + [f"| {a} | {b} | {n} |" for (a, b), n in kinds.most_common()] + [
@@ -220,14 +224,14 @@ def ci_section(corpus, books, labels, cfg):
     files = dataUtil.ci_files(dataUtil.raw_dir_of(cfg))
     if not files:
         return ["## 词", "", "(no raw 宋词 here: python dataUtil.py prepare --genre ci fetches them)"]
-    new = dataUtil.build_cipai_table(files, labels, books["cilin"])
-    old = dataUtil.build_cipai_table(files, labels, None)
+    new = build_cipai_table(files, labels, books["cilin"])
+    old = build_cipai_table(files, labels, None)
     unk = corpus.itos.index(dataUtil.UNK)
     real = [corpus.decode(p) for p in corpus.test if unk not in p]
     by_pattern = {}
     for name, e in new.items():
-        by_pattern.setdefault(dataUtil.cipai_pattern(e), name)
-    named = [(t, by_pattern[p]) for t in real for p in [dataUtil.ci_pattern(t)] if p in by_pattern]
+        by_pattern.setdefault(cipai_pattern(e), name)
+    named = [(t, by_pattern[p]) for t in real for p in [ci_pattern(t)] if p in by_pattern]
     tones = poetics.table_for({ch for t, _ in named for ch in t}, labels)
     xinyun = poetics.xinyun_book(tones)
     rate = {(s, b): poetics.mean(poetics.ci_rhymes(t, table[n]["rhymes"], book) for t, n in named)

@@ -10,11 +10,12 @@ import sys
 
 import pytest
 
-from verse import checking
-import dataUtil
+from writing import checking
 from verse import prosody
 from config import UserError
 from conftest import ROOT
+from verse.text import ci_pattern
+from verse.tables import load_tables
 
 DENGAO = ("风急天高猿啸哀，渚清沙白鸟飞回。无边落木萧萧下，不尽长江滚滚来。"
           "万里悲秋常作客，百年多病独登台。艰难苦恨繁霜鬓，潦倒新停浊酒杯。")
@@ -30,7 +31,7 @@ FREE = "今天天气很好我们去公园玩吧"
 
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory):
-    return checking.load_tables(str(tmp_path_factory.mktemp("none")))          # no data/processed: the shipped
+    return load_tables(str(tmp_path_factory.mktemp("none")))          # no data/processed: the shipped
 
 
 def read(text, tables):
@@ -79,7 +80,7 @@ def test_text_that_is_no_regular_form_is_not_checked(tables):
 
 def test_a_ci_is_checked_for_rhyme_by_cilin(tables):
     from test_rhyme import MANJIANGHONG
-    table = {"满江红": {"lines": [list(p) for p in dataUtil.ci_pattern(MANJIANGHONG)], "share": 1, "examples": 1,
+    table = {"满江红": {"lines": [list(p) for p in ci_pattern(MANJIANGHONG)], "share": 1, "examples": 1,
                         "stanza": 0, "rhymes": [{"lines": [2, 5, 7, 10, 12, 14, 16, 18, 21], "tones": ["仄"] * 9}]}}
     r = prosody.check(MANJIANGHONG, tables.labels, tables.pingshui, tables.cilin, table)
     assert r["form"]["cipai"] == "满江红" and r["ok"] and r["rhyme"]["sets"][0]["group"] == "第十八部"

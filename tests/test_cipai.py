@@ -9,10 +9,14 @@ import torch
 
 import dataUtil
 from writing import decoding
+from writing import constraints
 from verse import poetics
 from config import UserError
 from conftest import ROOT
 from test_decoding import CHARS, ITOS, FormBreaker, gen
+from verse.text import ci_pattern
+from verse.tables import format_cipai, load_cipai_table, load_tone_table
+from verse.build import build_cipai_table
 
 # three 浣溪沙 follow 7。7。7。7，7。7。; a fourth breaks it; two 如梦令 are too few for min_examples 3
 CI = [{"rhythmic": "浣溪沙", "paragraphs": ["一样婵娟别样清。", "眼明初识董双成。", "香风随步过帘旌。",
@@ -34,7 +38,7 @@ def ci_file(tmp_path):
 
 
 def test_patterns_from_examples(tmp_path):
-    table = dataUtil.build_cipai_table(ci_file(tmp_path), min_examples=3)
+    table = build_cipai_table(ci_file(tmp_path), min_examples=3)
     assert list(table) == ["浣溪沙"]
     entry = table["浣溪沙"]
     assert entry["lines"] == [[7, "。"], [7, "。"], [7, "。"], [7, "，"], [7, "。"], [7, "。"]]
@@ -42,11 +46,11 @@ def test_patterns_from_examples(tmp_path):
     # the three that follow it rhyme on lines 1 2 3 5 6 (清成旌声莺, 明声城情生: 庚; 溪泥啼西鸡: 齐) and never on
     # line 4 (客 晚 少): every pair of rhyming ends agrees in 3 of 3 examples
     assert entry["rhymes"] == [{"lines": [0, 1, 2, 4, 5], "tones": ["平"] * 5, "share": 1.0}]
-    assert dataUtil.ci_pattern("□□。") is None and dataUtil.ci_pattern("昨夜雨疏风骤。") == ((6, "。"),)
-    assert decoding.format_cipai("浣溪沙", entry) == ("浣溪沙  7。7。7。 / 7，7。7。  rhymes 1 2 3 5 6 平  "
+    assert ci_pattern("□□。") is None and ci_pattern("昨夜雨疏风骤。") == ((6, "。"),)
+    assert format_cipai("浣溪沙", entry) == ("浣溪沙  7。7。7。 / 7，7。7。  rhymes 1 2 3 5 6 平  "
                                                    "(4 examples, 75.0% follow it exactly)")
     xjy = {**entry, "rhymes": [{"lines": [1, 2, 3], "tones": ["平", "平", "仄"]}, {"lines": [0, 4], "tones": ["仄"] * 2}]}
-    assert "  rhymes 2 3 4仄 平 | 1 5 仄  (" in decoding.format_cipai("x", xjy)
+    assert "  rhymes 2 3 4仄 平 | 1 5 仄  (" in format_cipai("x", xjy)
 
 
 PATTERNS = {"短": {"lines": [[2, "，"], [3, "。"], [4, "？"], [1, "。"]], "share": 1.0, "examples": 50, "stanza": 0,
@@ -82,30 +86,30 @@ def test_cipai_rhyme_holds_with_mixed_tones(temperature):
     for rhyme in (True, False):
         g = gen(cipai="韵", rhyme=rhyme, temperature=temperature)
         poems = decoding.sample(FormBreaker(ITOS), ITOS, [[]] * 12, g, torch.device("cpu"),
-                                torch.Generator().manual_seed(0), decoding.spec_from(g, RHYMED))
+                                torch.Generator().manual_seed(0), constraints.spec_from(g, RHYMED))
         ok = [poetics.ci_rhymes(p, RHYMED["韵"]["rhymes"], book) for p in poems]
         assert all(ok) if rhyme else not any(ok), poems      # the breaker alone never rhymes
-        assert all(dataUtil.ci_pattern(p) == ((2, "，"), (3, "。"), (2, "，"), (3, "。")) for p in poems)
+        assert all(ci_pattern(p) == ((2, "，"), (3, "。"), (2, "，"), (3, "。")) for p in poems)
     with pytest.raises(UserError, match="no rhyme positions"):
-        decoding.spec_from(gen(cipai="无", rhyme=True), RHYMED)
+        constraints.spec_from(gen(cipai="无", rhyme=True), RHYMED)
 
 
 @pytest.mark.parametrize("temperature", [0.3, 1.0, 5.0])
 @pytest.mark.parametrize("name", ["短", "长", "顿"])
 def test_the_pattern_holds_at_any_temperature(name, temperature):
     g = gen(cipai=name, temperature=temperature)
-    spec = decoding.spec_from(g, PATTERNS)
+    spec = constraints.spec_from(g, PATTERNS)
     poems = decoding.sample(FormBreaker(ITOS), ITOS, [[]] * 12, g, torch.device("cpu"),
                             torch.Generator().manual_seed(0), spec)
     want = tuple(tuple(line) for line in PATTERNS[name]["lines"])
-    assert all(dataUtil.ci_pattern(p) == want for p in poems), poems
+    assert all(ci_pattern(p) == want for p in poems), poems
 
 
 def test_bad_cipai_requests():
     with pytest.raises(UserError, match="did you mean 短"):
-        decoding.spec_from(gen(cipai="短x"), PATTERNS)
+        constraints.spec_from(gen(cipai="短x"), PATTERNS)
     with pytest.raises(UserError, match="fixes the form"):
-        decoding.spec_from(gen(cipai="短", form=5), PATTERNS)
+        constraints.spec_from(gen(cipai="短", form=5), PATTERNS)
 
 
 def test_list_and_generate_from_the_prepared_table(tmp_path):
@@ -123,7 +127,7 @@ def test_list_and_generate_from_the_prepared_table(tmp_path):
                         "--num", "3"], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     poems = [p.replace("\n", "") for p in r.stdout.strip().split("\n\n")]
-    assert len(poems) == 3 and all(dataUtil.ci_pattern(p) == ((2, "，"), (3, "。"), (4, "，"), (1, "。"))
+    assert len(poems) == 3 and all(ci_pattern(p) == ((2, "，"), (3, "。"), (4, "，"), (1, "。"))
                                    for p in poems), poems
 
 
@@ -138,8 +142,8 @@ def test_a_damaged_table_is_refused_in_one_line(tmp_path, text):
     os.makedirs(tmp_path / "processed")
     (tmp_path / "processed" / "cipai.json").write_text(text, encoding="utf-8")
     (tmp_path / "processed" / "tones.json").write_text(text, encoding="utf-8")
-    assert dataUtil.load_cipai_table(str(tmp_path / "processed" / "cipai.json")) is None
-    assert dataUtil.load_tone_table(str(tmp_path / "processed" / "tones.json")) is None
+    assert load_cipai_table(str(tmp_path / "processed" / "cipai.json")) is None
+    assert load_tone_table(str(tmp_path / "processed" / "tones.json")) is None
 
 
 def test_the_ci_corpus_is_prepared_apart_from_the_tang_one(data_cfg):
@@ -166,7 +170,7 @@ def test_ci_metrics_judge_pattern_and_rhyme(data_cfg, tmp_path, capsys, monkeypa
     corpus = dataUtil.load_corpus(data_cfg, verbose=False)
     torch.manual_seed(0)
     model = PoetryLM(ModelConfig(vocab_size=len(corpus.itos), embed_dim=8, hidden_size=12, num_layers=1))
-    table = dataUtil.build_cipai_table(ci_file(tmp_path), min_examples=3)           # 浣溪沙, rhyme sets learnt
+    table = build_cipai_table(ci_file(tmp_path), min_examples=3)           # 浣溪沙, rhyme sets learnt
     os.makedirs(os.path.join(data_cfg.data.data_dir, "processed"), exist_ok=True)
     with open(os.path.join(data_cfg.data.data_dir, "processed", "cipai.json"), "w", encoding="utf-8") as f:
         json.dump(table, f, ensure_ascii=False)
@@ -183,7 +187,7 @@ def test_ci_metrics_judge_pattern_and_rhyme(data_cfg, tmp_path, capsys, monkeypa
 def test_a_table_written_before_rhyme_sets_still_loads(tmp_path):
     path = tmp_path / "cipai.json"
     path.write_text('{"浣溪沙": {"lines": [[7, "。"]], "share": 1, "examples": 3, "stanza": 0}}', encoding="utf-8")
-    table = dataUtil.load_cipai_table(str(path))
+    table = load_cipai_table(str(path))
     assert table["浣溪沙"]["rhymes"] == []
     with pytest.raises(UserError, match="no rhyme positions"):
-        decoding.spec_from(gen(cipai="浣溪沙", rhyme=True), table)
+        constraints.spec_from(gen(cipai="浣溪沙", rhyme=True), table)

@@ -9,11 +9,12 @@ import sys
 import pytest
 
 from verse import cipu
-import dataUtil
 from verse import prosody
 from verse import rhymebook
 from config import UserError
 from conftest import ROOT
+from verse.text import PUNCT, ci_pattern
+from verse.tables import cipai_table, load_tone_table
 
 MANJIANGHONG = ("怒发冲冠，凭栏处、潇潇雨歇。抬望眼、仰天长啸，壮怀激烈。三十功名尘与土，八千里路云和月。莫等闲、白了少年头，"
                 "空悲切。靖康耻，犹未雪。臣子恨，何时灭。驾长车踏破，贺兰山缺。壮志饥餐胡虏肉，笑谈渴饮匈奴血。待从头、"
@@ -32,7 +33,7 @@ SHENGCHAZI = "去年元夜时，花市灯如昼。月上柳梢头，人约黄昏
 
 @pytest.fixture(scope="module")
 def tables():
-    labels = dataUtil.load_tone_table(os.path.join(ROOT, "pretrained", "tones.json"))
+    labels = load_tone_table(os.path.join(ROOT, "pretrained", "tones.json"))
     books = rhymebook.load_books(os.path.join(ROOT, "pretrained", "rhymes.json"))
     return labels, books["pingshui"], books["cilin"], cipu.load()
 
@@ -75,7 +76,7 @@ def test_manjianghong_ge_1_lies_on_the_text(tables):
     assert g.tones[:11] == "中仄平平" "中中仄" "中平中仄" and g.tones[-3:] == "平平仄"
     assert g.pieces[:3] == ((4, "，"), (3, "、"), (4, "。")) and g.breaks[7] is True       # 长川静、 a 读
     assert g.rhymes == (("入", (10, 21, 35, 46, 52, 58, 67, 81, 92)),)
-    chars = MANJIANGHONG.translate({ord(c): None for c in dataUtil.PUNCT})
+    chars = MANJIANGHONG.translate({ord(c): None for c in PUNCT})
     assert "".join(chars[p] for p in g.rhymes[0][1]) == "歇烈月切雪灭缺血阙"
     # 岳飞's 词 against 格 1 alone breaks it at two places only, both where 柳永's example has 平 and 龙榆生's
     # 格 (15, the same pieces) marks 中: 激 (壮怀激烈, 格 中平平仄) and 靖 (靖康耻, 格 平中仄)
@@ -285,28 +286,30 @@ def test_generation_keeps_every_fixed_tone(name, number, ci_model, tables):
     (苍梧谣), a 词牌 only the 词谱 has, to its 格 1's own pieces."""
     import torch
     from writing import decoding
+    from writing import requests
+    from writing import constraints
     from config import GenConfig
     model, itos = ci_model
     gcfg = GenConfig(cipai=name, tones=True, rhyme=True, num=2, candidates=2, seed=3)
-    spec = decoding.spec_from(gcfg, decoding.cipai_table())
+    spec = constraints.spec_from(gcfg, cipai_table())
     ge = tables[3].ge[tables[3].names[name]][number - 1]
     assert "".join(spec.ci_tones) == ge.tones
-    level = decoding.tables_for(itos, gcfg, True, True).tone_tables()[1]
+    level = requests.tables_for(itos, gcfg, True, True).tone_tables()[1]
     stoi = {w: i for i, w in enumerate(itos)}
-    for poem in decoding.poems_for(model, itos, gcfg, torch.device("cpu")):
-        assert [n for n, _ in dataUtil.ci_pattern(poem)] == [n for n, _ in spec.pattern], poem
-        chars = [ch for ch in poem if ch not in dataUtil.PUNCT]
+    for poem in requests.poems_for(model, itos, gcfg, torch.device("cpu")):
+        assert [n for n, _ in ci_pattern(poem)] == [n for n, _ in spec.pattern], poem
+        chars = [ch for ch in poem if ch not in PUNCT]
         for ch, want in zip(chars, ge.tones):
-            assert want == "中" or level[stoi[ch]] in (decoding.CI_TONE[want], 2), (poem, ch, want)
+            assert want == "中" or level[stoi[ch]] in (constraints.CI_TONE[want], 2), (poem, ch, want)
 
 
 def test_generation_requests_for_a_ge():
-    from writing import decoding
+    from writing import constraints
     from config import GenConfig
-    table = decoding.cipai_table()
-    spec = decoding.spec_from(GenConfig(cipai="满江红", ge=3, tones=True), table)
+    table = cipai_table()
+    spec = constraints.spec_from(GenConfig(cipai="满江红", ge=3, tones=True), table)
     assert [n for n, _ in spec.pattern][-7:-5] == [3, 6]           # 格 3's own pieces: 览遗踪，胜读史书言语
     for bad, match in ((dict(cipai="满江红", ge=40), "has 17 格"), (dict(ge=2), "give --cipai"),
                        (dict(cipai="无此牌", tones=True), "not a known")):
         with pytest.raises(UserError, match=match):
-            decoding.spec_from(GenConfig(**bad), table)
+            constraints.spec_from(GenConfig(**bad), table)

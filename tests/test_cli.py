@@ -122,6 +122,7 @@ def test_the_torch_free_reader_refuses_views_outside_their_storage(tmp_path):
 
 def test_generate_many_poems_comes_in_bounded_batches(tmp_path, monkeypatch):
     from writing import decoding
+    from writing import requests
     from training import checkpoint
     from config import Config
     ckpt = tiny_checkpoint(tmp_path)
@@ -132,27 +133,27 @@ def test_generate_many_poems_comes_in_bounded_batches(tmp_path, monkeypatch):
                         lambda m, i, starts, *a, **k: sizes.append(len(starts)) or real(m, i, starts, *a, **k))
     g = Config().gen
     g.start, g.num, g.max_gen_len, g.candidates = "一", 150, 3, 1
-    poems = list(decoding.iter_poems(model, itos, g, __import__("torch").device("cpu")))
+    poems = list(requests.iter_poems(model, itos, g, __import__("torch").device("cpu")))
     assert len(poems) == 150 and sizes == [64, 64, 22]
     sizes.clear()
     g.num, g.candidates = 20, 4                            # 16 poems of 4 candidates fill a batch of 64
-    poems = list(decoding.iter_poems(model, itos, g, __import__("torch").device("cpu")))
+    poems = list(requests.iter_poems(model, itos, g, __import__("torch").device("cpu")))
     assert len(poems) == 20 and sizes == [64, 16] and all(len(p.others) == 3 for p in poems)
 
 
 def test_the_model_used_is_ckpt_then_best_then_pretrained(tmp_path, monkeypatch, capsys):
+    import config
     from config import UserError
-    from training import checkpoint
     monkeypatch.chdir(tmp_path)
-    assert checkpoint.pick_checkpoint("mine.pt") == "mine.pt"
-    shipped = os.path.join(ROOT, checkpoint.PRETRAINED)
-    assert checkpoint.pick_checkpoint("") == shipped and "shipped model" in capsys.readouterr().err
-    monkeypatch.setattr(checkpoint, "PRETRAINED", "pretrained/missing.pt")      # a clone without the model
+    assert config.pick_checkpoint("mine.pt") == "mine.pt"
+    shipped = os.path.join(ROOT, config.PRETRAINED)
+    assert config.pick_checkpoint("") == shipped and "shipped model" in capsys.readouterr().err
+    monkeypatch.setattr(config, "PRETRAINED", "pretrained/missing.pt")      # a clone without the model
     with pytest.raises(UserError, match="train first"):
-        checkpoint.pick_checkpoint("")
+        config.pick_checkpoint("")
     os.makedirs("checkpoints")
     open("checkpoints/best.pt", "wb").close()
-    assert checkpoint.pick_checkpoint("") == checkpoint.TRAINED and "your trained model" in capsys.readouterr().err
+    assert config.pick_checkpoint("") == config.TRAINED and "your trained model" in capsys.readouterr().err
 
 
 def test_ctrl_c_at_any_moment_is_one_line(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 import dataUtil
 from config import Config, UserError
 from conftest import FIXTURE_RAW, ROOT
+from verse.text import format_poem, standardise, to_simplified
 
 # fixture poem id -> its cleaned, simplified text, written by hand from the raw text
 EXPECTED = {
@@ -54,7 +55,7 @@ def fixture_poems():
 def clean_one(text):
     counts = Counter()
     out = dataUtil.clean_poem(text, counts)
-    return dataUtil.standardise(dataUtil.to_simplified([out])[0]) if out is not None else None, counts
+    return standardise(to_simplified([out])[0]) if out is not None else None, counts
 
 
 @pytest.mark.parametrize("pid", sorted(EXPECTED))
@@ -81,7 +82,7 @@ def test_no_convertible_traditional_character_survives():
     # 乾 stays 乾 inside 乾坤 for t2s, and becomes 干 once its phrase neighbour changed; we reach a fixed point
     import opencc
     t2s = opencc.OpenCC("t2s").convert
-    out = dataUtil.to_simplified(["乾坤萬里眼，時序百年心。", "徵君去不還，於此見乾愁。"])
+    out = to_simplified(["乾坤萬里眼，時序百年心。", "徵君去不還，於此見乾愁。"])
     assert all(t2s(t) == t for t in out)
     assert out[0] == "乾坤万里眼，时序百年心。"
 
@@ -122,7 +123,7 @@ def data_cfg_with(cfg, **data):
     ("春风，雁。", "春风，雁。"),           # standard text and punctuation unchanged
 ])
 def test_standardise_maps_variants_to_their_standard_form(text, want):
-    assert dataUtil.standardise(text) == want and len(want) == len(text)
+    assert standardise(text) == want and len(want) == len(text)
 
 
 def test_the_split_is_keyed_on_the_text_before_standardising(data_cfg):
@@ -244,7 +245,7 @@ def test_cli_prepare_prints_stats_and_bad_flag_exits_2(data_cfg):
 
 
 def test_format_poem_breaks_after_each_sentence_pair():
-    assert dataUtil.format_poem("白日依山尽，黄河入海流。欲穷千里目？更上一层楼") == "白日依山尽，黄河入海流。\n欲穷千里目？\n更上一层楼"
+    assert format_poem("白日依山尽，黄河入海流。欲穷千里目？更上一层楼") == "白日依山尽，黄河入海流。\n欲穷千里目？\n更上一层楼"
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from writing import decoding
+from writing import constraints
 from verse import poetics
 from config import GenConfig, UserError
 from conftest import ROOT
@@ -38,7 +39,7 @@ def gen(**kw):
 
 
 def run(g, num=16, start=""):
-    spec = decoding.spec_from(g)
+    spec = constraints.spec_from(g)
     prefix = [ITOS.index(c) for c in start]
     return decoding.sample(FormBreaker(ITOS), ITOS, [prefix] * num, g, torch.device("cpu"),
                            torch.Generator().manual_seed(0), spec)
@@ -116,7 +117,7 @@ def test_top_p_and_repetition_penalty():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     kept = decoding.nucleus(logits.clone(), 0.7)
     assert torch.isfinite(kept).tolist() == [[True, True, False, False]]
-    tables = decoding.Tables(ITOS)
+    tables = constraints.Masks(ITOS)
     g = gen(greedy=True, repetition_penalty=100.0)
     logits = FormBreaker(ITOS).bias.clone().view(1, -1)
     first = decoding.pick_next(logits, tables, g, None, None, [[]])
@@ -131,7 +132,7 @@ def test_top_p_and_repetition_penalty():
 ])
 def test_bad_combinations(kw, msg):
     with pytest.raises(UserError, match=msg):
-        decoding.spec_from(gen(**kw))
+        constraints.spec_from(gen(**kw))
 
 
 def test_start_that_breaks_the_form_is_an_error():
@@ -153,12 +154,12 @@ def test_a_constraint_nothing_fits_is_a_user_error_and_ends_only_its_row():
     """A row whose mask is empty (here: tables that let no character be written, as a hand-edited table could)
     ends with a UserError naming the constraint; the other rows of the batch go on to whole poems."""
     g = gen(form=5, lines=4)
-    tables = decoding.Tables(ITOS)
-    starved = decoding.Spec(chars=5, lines=4)
-    tables_none = decoding.Tables(ITOS)
+    tables = constraints.Masks(ITOS)
+    starved = constraints.Spec(chars=5, lines=4)
+    tables_none = constraints.Masks(ITOS)
     tables_none.ideograph = tables_none.ideograph & False            # no character may be written at all
     batch = decoding.Batch(FormBreaker(ITOS), g, torch.device("cpu"), torch.Generator().manual_seed(0))
-    ok, bad = batch.add([[], []], [decoding.spec_from(g), starved], [tables, tables_none], [[], []])
+    ok, bad = batch.add([[], []], [constraints.spec_from(g), starved], [tables, tables_none], [[], []])
     while batch.rows:
         batch.step()
     assert ok.error is None and poetics.form_of(decoding.dataUtil.decode(ok.out, ITOS)) == (5, 4)

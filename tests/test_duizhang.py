@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-import dataUtil
 from verse import duizhang
 from verse import poetics
 from conftest import ROOT
+from verse.tables import load_tone_table
 
 DENGAO = ("风急天高猿啸哀，渚清沙白鸟飞回。无边落木萧萧下，不尽长江滚滚来。"
           "万里悲秋常作客，百年多病独登台。艰难苦恨繁霜鬓，潦倒新停浊酒杯。")
@@ -38,7 +38,7 @@ def table():
 
 @pytest.fixture(scope="module")
 def tones():
-    return dataUtil.load_tone_table(os.path.join(ROOT, "pretrained", "tones.json"))
+    return load_tone_table(os.path.join(ROOT, "pretrained", "tones.json"))
 
 
 def test_dengao_is_parallel_in_all_four_couplets(table, tones):

@@ -8,10 +8,12 @@ import torch
 
 import dataUtil
 from writing import decoding
+from writing import constraints
 from verse import formats
 from verse import poetics
 from config import Config, GenConfig, UserError
 from model import PoetryLM
+from verse.tables import rhyme_group_of, verse_tables
 
 ZAOFA = "朝辞白帝彩云间，千里江陵一日还。两岸猿声啼不住，轻舟已过万重山。"   # 李白《早发白帝城》, 平起 首句入韵
 DENGAO = ("风急天高猿啸哀，渚清沙白鸟飞回。无边落木萧萧下，不尽长江滚滚来。"
@@ -21,7 +23,7 @@ COL = formats.COLUMN
 
 @pytest.fixture(scope="module")
 def reader():
-    tones, pingshui, cilin, _ = dataUtil.verse_tables(Config())
+    tones, pingshui, cilin, _ = verse_tables(dataUtil.processed_dir(Config()))
     return formats.Formatter(tones, pingshui, cilin), pingshui
 
 
@@ -125,10 +127,10 @@ def test_generation_tells_what_training_reads(reader):
     itos = dataUtil.SPECIALS + tuple(dict.fromkeys(text))
     itos = list(itos)
     fmt = read(text)
-    tables = decoding.Tables(itos)
-    spec = decoding.Spec(chars=7, lines=4, first_tone=poetics.LEVEL, group=fmt.rhyme_lines[1] - 1,
+    tables = constraints.Masks(itos)
+    spec = constraints.Spec(chars=7, lines=4, first_tone=poetics.LEVEL, group=fmt.rhyme_lines[1] - 1,
                          rhyme_first=True)
-    assert decoding.format_for(spec) == fmt
+    assert constraints.format_for(spec) == fmt
     m = Recorder(itos)
     ids = [itos.index(c) for c in text]
     batch = decoding.Batch(m, GenConfig(), "cpu")
@@ -144,11 +146,11 @@ def test_rhyme_group_spellings(reader):
     _, book = reader
     g = book.groups.index("上平声十灰")
     for name in ("十灰", "灰", "上平声十灰"):
-        assert decoding.rhyme_group_of(name, book) == g
+        assert rhyme_group_of(name, book) == g
     with pytest.raises(UserError):
-        decoding.rhyme_group_of("十一", book)
+        rhyme_group_of("十一", book)
     with pytest.raises(UserError):
-        decoding.rhyme_group_of("董", book)                             # 上声: not a level group
+        rhyme_group_of("董", book)                             # 上声: not a level group
 
 
 MANJIANGHONG = ("怒发冲冠，凭栏处、潇潇雨歇。抬望眼、仰天长啸，壮怀激烈。三十功名尘与土，八千里路云和月。莫等闲、白了少年头，"
@@ -158,7 +160,7 @@ MANJIANGHONG = ("怒发冲冠，凭栏处、潇潇雨歇。抬望眼、仰天长
 
 def test_a_ci_is_told_its_ge():
     from verse import cipu
-    tones, pingshui, cilin, _ = dataUtil.verse_tables(Config())
+    tones, pingshui, cilin, _ = verse_tables(dataUtil.processed_dir(Config()))
     read = formats.Formatter(tones, pingshui, cilin, cipu=cipu.load())
     fmt = read(MANJIANGHONG)
     feats, _ = formats.features(MANJIANGHONG, fmt)

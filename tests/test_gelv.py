@@ -6,12 +6,13 @@ import os
 
 import pytest
 
-import dataUtil
 from verse import gelv
 from studies import gelv_study
 from verse import prosody
 from verse import rhymebook
 from conftest import ROOT
+from verse.tables import load_tone_table
+from verse.rhymebook import load_books
 
 DENGAO = gelv_study.DENGAO
 CHUNWANG = gelv_study.CHUNWANG
@@ -24,8 +25,8 @@ YEHUO = CANON["白居易《赋得古原草送别》"]
 @pytest.fixture(scope="module")
 def tables():
     shipped = os.path.join(ROOT, "pretrained")
-    books = dataUtil.load_rhyme_books(os.path.join(shipped, "rhymes.json"))
-    return dataUtil.load_tone_table(os.path.join(shipped, "tones.json")), books["pingshui"]
+    books = load_books(os.path.join(shipped, "rhymes.json"))
+    return load_tone_table(os.path.join(shipped, "tones.json")), books["pingshui"]
 
 
 def report(text, tables, **labels):

@@ -20,6 +20,7 @@ from studies import lstm_inspect
 from config import run_cli
 from conftest import ROOT
 from tests_helpers import tiny_checkpoint
+from verse.text import convert_chars
 
 CHUNWANG = "国破山河在，城春草木深。感时花溅泪，恨别鸟惊心。"
 TANG = os.path.join(ROOT, "pretrained", "tang.pt")
@@ -216,7 +217,7 @@ def synthetic_corpus(itos, n=40, seed=0):
     """A corpus of regular 五言 poems of itos's characters (4 or 8 lines), in every split."""
     import dataUtil
     rng = np.random.default_rng(seed)
-    chars = [t for t in itos if t not in dataUtil.SPECIALS and t not in "，。" and dataUtil.convert_chars(t) == t]
+    chars = [t for t in itos if t not in dataUtil.SPECIALS and t not in "，。" and convert_chars(t) == t]
 
     def poem():
         lines = rng.choice([4, 8])
@@ -227,11 +228,11 @@ def synthetic_corpus(itos, n=40, seed=0):
 
 
 def test_a_small_study_writes_its_doc_and_inspect_shows_its_cells(tmp_path, monkeypatch, capsys):
-    from studies import experiments
+    from studies import base
     ckpt = tiny_checkpoint(tmp_path)
     from training.checkpoint import load_checkpoint, model_from_checkpoint
     model, _, itos = model_from_checkpoint(load_checkpoint(ckpt), torch.device("cpu"))
-    monkeypatch.setattr(experiments, "study_model", lambda path: (path, model, itos, synthetic_corpus(itos)))
+    monkeypatch.setattr(base, "study_model", lambda path: (path, model, itos, synthetic_corpus(itos)))
     out = tmp_path / "docs" / "cells_tiny.md"
     args = ["--ckpt", ckpt, "--poems", "30", "--out", str(out)]
     assert run_cli(cells_study.cmd_cells, args) == 0

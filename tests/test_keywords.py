@@ -4,10 +4,12 @@ import pytest
 import torch
 
 from writing import decoding
+from writing import requests
 from writing import keywords
 from verse import poetics
 from config import UserError
 from test_decoding import FormBreaker, gen
+from verse.tables import classical_table
 
 CHARS = list("，。？！；、春夏秋冬日月山水光霜乡堂长床前明疑是地上举头望低思故白云天风花人不一江楼台来回杯哀")
 ITOS = ["</s>", "<unk>", "<bos>", "<eos>"] + CHARS
@@ -15,7 +17,7 @@ ITOS = ["</s>", "<unk>", "<bos>", "<eos>"] + CHARS
 
 def poems(**kw):
     g = gen(num=6, candidates=3, **kw)
-    return [c.text for c in decoding.iter_poems(FormBreaker(ITOS), ITOS, g, torch.device("cpu"))]
+    return [c.text for c in requests.iter_poems(FormBreaker(ITOS), ITOS, g, torch.device("cpu"))]
 
 
 @pytest.mark.parametrize("temperature", [0.5, 3.0])
@@ -31,7 +33,7 @@ def test_every_keyword_appears_under_every_constraint(settings, temperature):
 
 
 def test_rhyme_and_tones_hold_with_keywords():
-    table = poetics.table_for(CHARS[6:], decoding.classical_table(gen()))         # the tones generation used
+    table = poetics.table_for(CHARS[6:], classical_table(gen()))         # the tones generation used
     book = poetics.xinyun_book(table)
     for poem in poems(start="日", keywords="楼台 月", form=5, lines=4, rhyme=True, tones=True, rhyme_system="xinyun"):
         assert "楼台" in poem and "月" in poem and poetics.rhymes(poem, book), poem

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from writing import decoding
+from writing import constraints
 from common import fileio
 from training import loop
 from training import checkpoint
@@ -16,6 +17,7 @@ from config import Config, ModelConfig, UserError
 from conftest import FIXTURE_RAW
 from test_model_train import run, tiny_cfg
 from tests_helpers import TINY_ITOS, tiny_checkpoint
+from verse.tables import load_tone_table, prepared_or_shipped
 
 
 def read(path):
@@ -159,16 +161,16 @@ def test_an_empty_constraint_mask_is_a_one_line_error_naming_the_constraint(tmp_
     model, _, itos = checkpoint.model_from_checkpoint(checkpoint.load_checkpoint(tiny_checkpoint(tmp_path)), "cpu")
     g = Config().gen
     g.form, g.lines, g.rhyme = 5, 4, True
-    monkeypatch.setattr(decoding.Automaton, "in_form", lambda self: np.zeros(len(itos), bool))   # nothing fits
+    monkeypatch.setattr(constraints.Automaton, "in_form", lambda self: np.zeros(len(itos), bool))   # nothing fits
     with pytest.raises(UserError, match="no character .* fits --form 5 --lines 4 --rhyme at line 1, position 1"):
-        decoding.sample(model, itos, [[]], g, "cpu", torch.Generator().manual_seed(0), decoding.spec_from(g))
+        decoding.sample(model, itos, [[]], g, "cpu", torch.Generator().manual_seed(0), constraints.spec_from(g))
 
 
 def test_tones_alone_names_tones(tmp_path):
     g = Config().gen
     g.tones = True
     with pytest.raises(UserError, match=r"^--tones needs --form"):
-        decoding.spec_from(g)
+        constraints.spec_from(g)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -369,7 +371,7 @@ def test_a_damaged_prepared_table_falls_back_to_the_shipped_one_with_a_warning(t
         (processed / "tones.json").mkdir()
     else:
         (processed / "tones.json").write_text('{"table": {"春": "rising"}}', encoding="utf-8")   # not 平/仄/both
-    table = decoding.prepared_or_shipped("tones.json", dataUtil.load_tone_table, str(tmp_path))
-    shipped = dataUtil.load_tone_table(os.path.join(os.path.dirname(decoding.__file__), "pretrained", "tones.json"))
+    table = prepared_or_shipped("tones.json", load_tone_table, str(tmp_path))
+    shipped = load_tone_table(os.path.join(os.path.dirname(decoding.__file__), "pretrained", "tones.json"))
     assert table == shipped and table
     assert "warning:" in capsys.readouterr().err

@@ -18,6 +18,8 @@ import pytest
 import torch
 
 from writing import decoding
+from writing import requests
+from writing import constraints
 from common import fileio
 from training import loop
 from training import perplexity
@@ -26,6 +28,8 @@ from config import Config, GenConfig, UserError
 from conftest import ROOT
 from test_model_train import run, tiny_cfg
 from tests_helpers import TINY_ITOS, tiny_checkpoint
+from verse.text import encode_start
+from verse.tables import load_cipai_table, load_tables
 
 GUANQUE = "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"
 
@@ -272,36 +276,36 @@ def test_a_28_head_acrostic_is_written_whole(tang):
     model, itos = tang
     heads = "春夏秋冬风花雪月山高水长日月星辰江河湖海东南西北天地玄黄"
     g = GenConfig(acrostic=heads, form=7, candidates=1)
-    poem = next(decoding.iter_poems(model, itos, g, torch.device("cpu"))).text
+    poem = next(requests.iter_poems(model, itos, g, torch.device("cpu"))).text
     lines = [l for l in poem.replace("。", "，").split("，") if l]
     assert len(lines) == 28 and all(len(l) == 7 and l[0] == h for l, h in zip(lines, heads)), poem
 
 
 def test_a_free_acrostic_line_ends_by_head_line():
-    t = decoding.Tables(TINY_ITOS)
-    a = decoding.Automaton(decoding.Spec(heads="一丁"), t)
-    for tok in [t.stoi["一"]] + [t.stoi["丁"]] * (decoding.HEAD_LINE - 1):
+    t = constraints.Masks(TINY_ITOS)
+    a = constraints.Automaton(constraints.Spec(heads="一丁"), t)
+    for tok in [t.stoi["一"]] + [t.stoi["丁"]] * (constraints.HEAD_LINE - 1):
         a.advance(tok)
-    assert a.pos == decoding.HEAD_LINE and set(np.flatnonzero(a.allowed())) == {t.stoi["，"], t.stoi["。"]}
-    assert decoding.form_length(decoding.Spec(heads="一丁")) == 2 * (decoding.HEAD_LINE + 1)
+    assert a.pos == constraints.HEAD_LINE and set(np.flatnonzero(a.allowed())) == {t.stoi["，"], t.stoi["。"]}
+    assert constraints.form_length(constraints.Spec(heads="一丁")) == 2 * (constraints.HEAD_LINE + 1)
 
 
 def test_a_drawn_form_fits_max_gen_len_and_an_asked_form_grows_it(tang):
     model, itos = tang
-    req = decoding.make_request(itos, GenConfig(start="日", max_gen_len=30), told=decoding.reads_formats(model))
+    req = requests.make_request(itos, GenConfig(start="日", max_gen_len=30), told=constraints.reads_formats(model))
     assert req.forms and all(f[1] * (f[0] + 1) - 1 < 30 for f in req.forms)          # 2-line forms and 五言绝句
-    req = decoding.make_request(itos, GenConfig(start="日", form=7, lines=8, max_gen_len=30))
+    req = requests.make_request(itos, GenConfig(start="日", form=7, lines=8, max_gen_len=30))
     assert req.gcfg.max_gen_len == 64 - 1 + 1
 
 
 def test_revise_from_line_1_of_a_long_poem_writes_it_whole(tang):
     from writing import workshop
     model, itos = tang
-    paili = "".join(next(decoding.iter_poems(model, itos, GenConfig(start=ch, form=7, lines=8, seed=k),
+    paili = "".join(next(requests.iter_poems(model, itos, GenConfig(start=ch, form=7, lines=8, seed=k),
                                              torch.device("cpu"))).text for k, ch in enumerate("春夏秋冬"))
     assert len(paili) == 256                                            # a 七言排律 of 32 lines
     g = GenConfig(candidates=1)
-    found = workshop.revise(model, itos, paili, 1, g, workshop.load_tables(), torch.device("cpu"), 1, True)
+    found = workshop.revise(model, itos, paili, 1, g, load_tables(strict=False), torch.device("cpu"), 1, True)
     assert len(found[0].poem) == 256 and found[0].poem.endswith("。"), found[0].poem
 
 
@@ -411,7 +415,7 @@ def test_a_cipai_table_whose_counts_are_text_is_refused(tmp_path):
     table[name]["examples"] = str(table[name]["examples"])
     path = tmp_path / "cipai.json"
     path.write_text(json.dumps(table, ensure_ascii=False), encoding="utf-8")
-    assert dataUtil.load_cipai_table(str(path)) is None                  # then the shipped table, with a warning
+    assert load_cipai_table(str(path)) is None                  # then the shipped table, with a warning
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -438,9 +442,9 @@ def test_a_colon_ends_a_line_for_revise_as_for_check(tang):
     from writing import workshop
     model, itos = tang
     poem = GUANQUE.replace("，", "：", 1)
-    assert workshop.check_request(poem, 2, GenConfig(), workshop.load_tables()) == \
+    assert workshop.check_request(poem, 2, GenConfig(), load_tables(strict=False)) == \
         ["白日依山尽：", "黄河入海流。", "欲穷千里目，", "更上一层楼。"]
-    found = workshop.revise(model, itos, poem, 2, GenConfig(candidates=1), workshop.load_tables(), "cpu", 1)
+    found = workshop.revise(model, itos, poem, 2, GenConfig(candidates=1), load_tables(strict=False), "cpu", 1)
     assert found[0].poem.startswith("白日依山尽：") and found[0].poem.endswith("欲穷千里目，更上一层楼。")
     assert len(found[0].new) == 6 and found[0].new[-1] == "。"
 
@@ -448,7 +452,7 @@ def test_a_colon_ends_a_line_for_revise_as_for_check(tang):
 def test_a_start_opening_with_a_mark_is_refused():
     import dataUtil
     with pytest.raises(UserError, match="opens with '，'.*give '日'"):
-        dataUtil.encode_start("，日", TINY_ITOS + ["日"])
+        encode_start("，日", TINY_ITOS + ["日"])
 
 
 def test_evaluate_never_creates_a_data_dir_given_explicitly(tmp_path):
@@ -458,7 +462,7 @@ def test_evaluate_never_creates_a_data_dir_given_explicitly(tmp_path):
 
 
 def test_traditional_acrostic_heads_are_converted_like_the_start():
-    assert decoding.spec_from(GenConfig(acrostic="齊龍風雲", form=5)).heads == "齐龙风云"
+    assert constraints.spec_from(GenConfig(acrostic="齊龍風雲", form=5)).heads == "齐龙风云"
 
 
 def test_serve_ctrl_c_is_one_line_and_130(ckpt):

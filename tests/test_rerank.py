@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from writing import decoding
+from writing import requests
+from writing import constraints
 from verse import poetics
 from training import loop
 from training import checkpoint
@@ -47,7 +49,7 @@ def test_rerank_terms_by_hand(text, terms):
 
 def test_the_best_candidate_has_the_lowest_score():
     texts = ["月明寒月满，花落水花流。", "白日依山尽，黄河入海流。", "凄凄凄夜雨，一声声不歇。"]
-    best = decoding.best_of(texts, np.array([2.0, 2.4, 1.9]))
+    best = requests.best_of(texts, np.array([2.0, 2.4, 1.9]))
     # scores: 2.0 + 2 doubled = 4.0; 2.4; 1.9 + 1 run = 2.9
     assert best.text == "白日依山尽，黄河入海流。" and best.score == pytest.approx(2.4)
     assert [c.text for c in best.others] == [texts[2], texts[0]]
@@ -67,7 +69,7 @@ def test_form_counts_by_hand():
 def test_the_form_sampler_draws_forms_in_proportion_to_real_poems():
     forms = [(5, 8, 600), (7, 4, 300), (5, 12, 100)]
     g = torch.Generator().manual_seed(0)
-    draws = [decoding.sampled_form(decoding.Spec(), forms, g) for _ in range(3000)]
+    draws = [requests.sampled_form(constraints.Spec(), forms, g) for _ in range(3000)]
     shares = {(c, n): sum((d.chars, d.lines) == (c, n) for d in draws) / 3000 for c, n, _ in forms}
     for c, n, k in forms:                                     # within 4 standard errors of the expected share
         p = k / 1000
@@ -76,12 +78,12 @@ def test_the_form_sampler_draws_forms_in_proportion_to_real_poems():
 
 def test_default_poems_take_a_real_form_and_free_ones_do_not_have_to(tmp_path, monkeypatch):
     model, _, itos = checkpoint.model_from_checkpoint(checkpoint.load_checkpoint(tiny_checkpoint(tmp_path)), "cpu")
-    monkeypatch.setattr(decoding, "default_forms", lambda spec, start, tables, cache=None: [(5, 4, 1), (7, 8, 1)])
+    monkeypatch.setattr(requests, "default_forms", lambda spec, start, tables, cache=None: [(5, 4, 1), (7, 8, 1)])
     g = GenConfig(start=TINY_ITOS[10], num=6, candidates=2)
-    poems = decoding.poems_for(model, itos, g, "cpu")
+    poems = requests.poems_for(model, itos, g, "cpu")
     assert all(poetics.form_of(p) in {(5, 4), (7, 8)} for p in poems), poems
     g.free, g.max_gen_len = True, 30
-    free = decoding.poems_for(model, itos, g, "cpu")
+    free = requests.poems_for(model, itos, g, "cpu")
     assert not all(poetics.form_of(p) in {(5, 4), (7, 8)} for p in free)   # a random model rarely keeps one
 
 
@@ -94,7 +96,7 @@ def test_poem_k_is_the_same_whatever_num(tmp_path):
     runs = {}
     for num in (1, 2, 5):
         g.num = num
-        runs[num] = decoding.poems_for(model, itos, g, "cpu")
+        runs[num] = requests.poems_for(model, itos, g, "cpu")
     assert runs[1][0] == runs[2][0] == runs[5][0] and runs[2][1] == runs[5][1]
     assert len(set(runs[5])) > 1                              # and the poems differ from one another
 
@@ -129,7 +131,7 @@ def test_never_three_of_one_character_in_a_row():
 
 def test_an_acrostic_head_may_still_repeat_when_nothing_else_fits():
     g = GenConfig(max_gen_len=40, form=5, lines=4, acrostic="一一一一")
-    spec = decoding.spec_from(g)
+    spec = constraints.spec_from(g)
     poems = decoding.sample(FormBreaker(ITOS), ITOS, [[]] * 4, g, torch.device("cpu"),
                             torch.Generator().manual_seed(0), spec)
     assert all(poetics.form_of(p) == (5, 4) for p in poems)
@@ -166,12 +168,12 @@ def test_the_discriminator_needs_enough_of_each():
 
 
 def test_a_start_only_draws_forms_it_fits():
-    tables = decoding.Tables(ITOS)
+    tables = constraints.Masks(ITOS)
     forms = [(5, 4, 1), (7, 4, 1)]
     ids = [ITOS.index(c) for c in "春夏秋冬日月山"]                    # seven characters: only 七言 fits
     import unittest.mock as mock
     with mock.patch.object(decoding, "prepared_or_shipped", lambda *a: forms):
-        assert decoding.default_forms(decoding.Spec(), ids, tables) == [(7, 4, 1)]
+        assert requests.default_forms(constraints.Spec(), ids, tables) == [(7, 4, 1)]
         five = [ITOS.index(c) for c in "春夏秋冬日，月"]              # a five-character first line: only 五言
-        assert decoding.default_forms(decoding.Spec(), five, tables) == [(5, 4, 1)]
-        assert decoding.default_forms(decoding.Spec(), [ITOS.index(c) for c in "春夏秋冬日月山水"], tables) is None
+        assert requests.default_forms(constraints.Spec(), five, tables) == [(5, 4, 1)]
+        assert requests.default_forms(constraints.Spec(), [ITOS.index(c) for c in "春夏秋冬日月山水"], tables) is None

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-import dataUtil
 from writing import decoding
+from writing import constraints
 from verse import poetics
 from verse import rhymebook
 from test_decoding import FormBreaker, gen
+from verse.text import convert_chars
 
 DENGAO = ("风急天高猿啸哀，渚清沙白鸟飞回。无边落木萧萧下，不尽长江滚滚来。"
           "万里悲秋常作客，百年多病独登台。艰难苦恨繁霜鬓，潦倒新停浊酒杯。")
@@ -24,7 +25,7 @@ MJH_SETS = [{"lines": [2, 5, 7, 10, 12, 14, 16, 18, 21], "tones": ["仄"] * 9}] 
 
 @pytest.fixture(scope="module")
 def books():
-    raw = rhymebook.build_books(dataUtil.convert_chars)
+    raw = rhymebook.build_books(convert_chars)
     return {name: rhymebook.book_from(name, raw[name]) for name in ("pingshui", "cilin")}
 
 
@@ -99,9 +100,9 @@ RITOS = ["</s>", "<unk>", "<bos>", "<eos>"] + RHYME_CHARS
 @pytest.mark.parametrize("tone", ["level", "oblique"])
 def test_form_rhymes_by_pingshui(books, tone):
     g = gen(form=5, lines=8, rhyme=True, rhyme_tone=tone, temperature=3.0)
-    tables = decoding.Tables(RITOS, None, books["pingshui"])
+    tables = constraints.Masks(RITOS, None, books["pingshui"])
     poems = decoding.sample(FormBreaker(RITOS), RITOS, [[]] * 12, g, torch.device("cpu"),
-                            torch.Generator().manual_seed(0), decoding.spec_from(g), tables=tables)
+                            torch.Generator().manual_seed(0), constraints.spec_from(g), tables=tables)
     want = poetics.LEVEL if tone == "level" else poetics.OBLIQUE
     for poem in poems:
         assert poetics.form_of(poem) == (5, 8) and poetics.rhymes(poem, books["pingshui"], want), poem
@@ -118,8 +119,8 @@ def two_group_book():
 
 def test_a_character_of_two_groups_keeps_both_open():
     itos = ["</s>", "<unk>", "<bos>", "<eos>", "，", "。"] + list("戊甲乙丙子丑寅丁")
-    tables = decoding.Tables(itos, None, two_group_book())
-    a = decoding.Automaton(decoding.Spec(chars=1, lines=8, rhyme=True), tables)
+    tables = constraints.Masks(itos, None, two_group_book())
+    a = constraints.Automaton(constraints.Spec(chars=1, lines=8, rhyme=True), tables)
     allowed = lambda: {itos[i] for i in np.flatnonzero(a.allowed())}                        # noqa: E731
     for w in "甲，":
         a.advance(itos.index(w))
@@ -135,7 +136,7 @@ def test_a_character_of_two_groups_keeps_both_open():
 
 
 def test_rhyme_table_file_round_trip_and_damage(tmp_path, books):
-    raw = rhymebook.build_books(dataUtil.convert_chars)
+    raw = rhymebook.build_books(convert_chars)
     path = tmp_path / "rhymes.json"
     path.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
     loaded = rhymebook.load_books(str(path))

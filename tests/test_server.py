@@ -11,6 +11,7 @@ pytest.importorskip("starlette")
 from starlette.testclient import TestClient  # noqa: E402
 
 import decoding  # noqa: E402
+from writing import requests
 import server  # noqa: E402
 from config import GenConfig  # noqa: E402
 from tests_helpers import shipped_models  # noqa: E402
@@ -34,7 +35,7 @@ def cli_poem(cache={}, **settings):
         cache["tang"] = shipped_models()["tang"]
     model, itos = cache["tang"]
     g = GenConfig(num=1, **settings)
-    return next(decoding.iter_poems(model, itos, g, torch.device("cpu"))).text
+    return next(requests.iter_poems(model, itos, g, torch.device("cpu"))).text
 
 
 def test_write_is_the_command_lines_poem(client):
@@ -94,7 +95,7 @@ def test_a_bf16_server_writes_generate_precision_bf16s_poems():
     model, itos = models["tang"]
     for s, job in zip(settings, jobs):
         assert job.done.wait(60) and job.error is None
-        alone = next(decoding.iter_poems(model, itos, GenConfig(num=1, **s), torch.device("cpu"))).text
+        alone = next(requests.iter_poems(model, itos, GenConfig(num=1, **s), torch.device("cpu"))).text
         assert job.result.text == alone, s
 
 

@@ -7,9 +7,12 @@ import torch
 
 import dataUtil
 from writing import decoding
+from writing import constraints
 from verse import poetics
 from conftest import FIXTURE_RAW
 from test_decoding import CHARS, ITOS, FormBreaker, gen
+from verse.tables import classical_table, load_tone_table
+from verse.build import build_tone_table
 
 
 def write_poems(folder, poems):
@@ -27,7 +30,7 @@ def test_the_table_by_hand(tmp_path):
     poems += [("b", "看國山水。", "仄平平仄。")]                                # 看 仄 x1 (1 of 7), 國 平 x1 (1 of 4)
     poems += [("c", "水看，", "平仄，"), ("d", "水看。", "仄仄。")]               # 看 仄 x2 more: 3 of 9 -> both
     poems += [("e", "風風。", "平平平。")]                                     # labels do not align: skipped
-    table, counts, aligned = dataUtil.build_tone_table(*write_poems(tmp_path, poems))
+    table, counts, aligned = build_tone_table(*write_poems(tmp_path, poems))
     assert aligned == 6
     assert counts["看"] == [6, 3] and table["看"] == "both"                    # 3 / 9 >= 10%
     assert counts["国"] == [1, 3] and table["国"] == "both"                    # carried through t2s; 1 / 4
@@ -38,15 +41,15 @@ def test_the_table_by_hand(tmp_path):
 
 def test_majority_below_the_share_and_too_few_labels(tmp_path):
     poems = [(f"a{k}", "国石", "仄仄") for k in range(19)] + [("b", "国", "平")]   # 国 1 平 of 20: 5% -> 仄
-    table, counts, _ = dataUtil.build_tone_table(*write_poems(tmp_path, poems[:-1] + [("b", "国石", "平○")]))
+    table, counts, _ = build_tone_table(*write_poems(tmp_path, poems[:-1] + [("b", "国石", "平○")]))
     assert counts["国"] == [1, 19] and table["国"] == "仄" and table["石"] == "仄"
-    table, counts, _ = dataUtil.build_tone_table(*write_poems(tmp_path, [("a", "国石", "仄仄"), ("b", "国", "仄")]))
+    table, counts, _ = build_tone_table(*write_poems(tmp_path, [("a", "国石", "仄仄"), ("b", "国", "仄")]))
     assert counts["国"] == [0, 2] and "国" not in table                        # under TONE_MIN_LABELS
 
 
 def test_the_fixture_corpus_gives_the_known_characters(data_cfg):
     dataUtil.load_corpus(data_cfg, verbose=False)                             # prepare writes tones.json
-    table = dataUtil.load_tone_table(os.path.join(dataUtil.processed_dir(data_cfg), "tones.json"))
+    table = load_tone_table(os.path.join(dataUtil.processed_dir(data_cfg), "tones.json"))
     assert table["白"] == "仄" and table["一"] == "仄" and table["风"] == "平" and table["人"] == "平"
     assert poetics.char_info("白")[1] == poetics.LEVEL and poetics.char_info("一")[1] == poetics.LEVEL  # Mandarin
 
@@ -70,10 +73,10 @@ def test_tone_agreement_counts_both_as_either():
 
 def test_tones_mask_follows_the_classical_table():
     classical = {c: "仄" for c in "白一不国"} | {c: "平" for c in "春秋明天风花人江"} | {"思": "both"}
-    tables = decoding.Tables(ITOS, classical)
+    tables = constraints.Masks(ITOS, classical)
     g = gen(form=5, lines=4, tones=True, temperature=2.0)
     poems = decoding.sample(FormBreaker(ITOS), ITOS, [[]] * 24, g, torch.device("cpu"),
-                            torch.Generator().manual_seed(0), decoding.spec_from(g), tables=tables)
+                            torch.Generator().manual_seed(0), constraints.spec_from(g), tables=tables)
     judged = poetics.table_for(CHARS[6:], classical)
     assert all(poetics.tone_agreement(p, judged) == 1.0 for p in poems), poems
     mandarin = poetics.table_for(CHARS[6:])
@@ -82,23 +85,23 @@ def test_tones_mask_follows_the_classical_table():
 
 def test_the_table_comes_from_the_prepared_corpus_or_the_shipped_one(tmp_path, capsys):
     g = gen(tone_system="mandarin")
-    assert decoding.classical_table(g, str(tmp_path)) is None
+    assert classical_table(g, str(tmp_path)) is None
     g.tone_system = "classical"
     os.makedirs(tmp_path / "processed")
     (tmp_path / "processed" / "tones.json").write_text(json.dumps({"table": {"国": "仄"}}), encoding="utf-8")
-    assert decoding.classical_table(g, str(tmp_path)) == {"国": "仄"}
+    assert classical_table(g, str(tmp_path)) == {"国": "仄"}
     shipped = os.path.join(os.path.dirname(decoding.__file__), "pretrained", "tones.json")
     if not os.path.exists(shipped):
-        assert decoding.classical_table(g, str(tmp_path / "none")) is None
+        assert classical_table(g, str(tmp_path / "none")) is None
         assert "using Mandarin tones" in capsys.readouterr().err
 
 
 def test_a_start_read_both_ways_at_position_2_fixes_the_tone_at_position_4():
     classical = {c: "仄" for c in "白一不国"} | {c: "平" for c in "秋明天风花人江"} | {"思": "both", "春": "平"}
-    tables = decoding.Tables(ITOS, classical)
+    tables = constraints.Masks(ITOS, classical)
     g = gen(form=5, lines=4, tones=True, temperature=2.0)
     start = [ITOS.index("春"), ITOS.index("思")]
     poems = decoding.sample(FormBreaker(ITOS), ITOS, [start] * 16, g, torch.device("cpu"),
-                            torch.Generator().manual_seed(1), decoding.spec_from(g), tables=tables)
+                            torch.Generator().manual_seed(1), constraints.spec_from(g), tables=tables)
     judged = poetics.table_for(CHARS[6:], classical)
     assert all(p.startswith("春思") and poetics.tone_agreement(p, judged) == 1.0 for p in poems), poems

@@ -11,6 +11,7 @@ import dataUtil
 from verse import poetics
 from verse import rhymebook
 from conftest import ROOT
+from verse.tables import load_tone_table
 
 LEVEL, OBLIQUE = poetics.LEVEL, poetics.OBLIQUE
 
@@ -18,7 +19,7 @@ LEVEL, OBLIQUE = poetics.LEVEL, poetics.OBLIQUE
 @pytest.fixture(scope="module")
 def shipped():
     books = rhymebook.load_books(os.path.join(ROOT, "pretrained", "rhymes.json"))
-    tones = dataUtil.load_tone_table(os.path.join(ROOT, "pretrained", "tones.json"))
+    tones = load_tone_table(os.path.join(ROOT, "pretrained", "tones.json"))
     return books["pingshui"], tones
 
 

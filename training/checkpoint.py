@@ -1,7 +1,7 @@
 """The one way to load a model: the checkpoint format, read and written.
 
-    path = pick_checkpoint(args.ckpt)                 --ckpt, else checkpoints/best.pt, else pretrained/tang.pt
-    model, cfg, itos = load_model(path, device)       load_checkpoint -> model_from_checkpoint
+    model, cfg, itos = load_model(args.ckpt, device)  config.pick_checkpoint (--ckpt, else checkpoints/best.pt,
+                                                      else pretrained/tang.pt) -> load_checkpoint -> model_from_checkpoint
     export_weights(src, dst)                          a weights-only float16 copy (what ships in pretrained/)
 
 A checkpoint is a dict of state_dicts, the plain config dict, the vocabulary and the run's progress (no module
@@ -12,13 +12,12 @@ import errno
 import os
 import re
 import shutil
-import sys
 import warnings
 
 import torch
 
 from common import fileio
-from config import Config, EnvironmentFailure, UserError
+from config import Config, EnvironmentFailure, UserError, pick_checkpoint
 from model import PoetryLM
 
 CKPT_FORMAT = 1
@@ -27,7 +26,6 @@ MAX_CKPT_BYTES = 4 * 2 ** 30          # far above any model this project trains 
 
 class SaveFailed(EnvironmentFailure):
     """A checkpoint or log could not be written (full disk, read-only folder); earlier files are intact."""
-
 
 
 def save_checkpoint(path, model, optimizer, cfg, itos, progress):
@@ -154,32 +152,6 @@ def model_from_checkpoint(ckpt, device):
         return model.to(device).eval(), cfg, list(ckpt["itos"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise UserError(f"checkpoint does not hold a model of this project ({type(e).__name__}); retrain it")
-
-
-PRETRAINED = "pretrained/tang.pt"
-TRAINED = "checkpoints/best.pt"
-PRETRAINED_CI = "pretrained/ci.pt"
-
-
-def pick_checkpoint(ckpt, ci=False):
-    """The model to use: --ckpt when given, else (for a 宋词, ci) the shipped pretrained/ci.pt, else
-    checkpoints/best.pt when it exists, else the shipped pretrained/tang.pt (relative to the project). Says on
-    stderr which one."""
-    if ckpt:
-        return ckpt
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if ci:
-        path = os.path.join(root, PRETRAINED_CI)
-        if os.path.isfile(path):
-            print(f"using the shipped 宋词 model: {os.path.relpath(path)} (--ckpt PATH for another)", file=sys.stderr)
-            return path
-        print(f"{PRETRAINED_CI} is missing: a Tang model writes to the 词牌's pattern", file=sys.stderr)
-    for path, what in ((TRAINED, "your trained model"), (os.path.join(root, PRETRAINED), "the shipped model")):
-        if os.path.isfile(path):
-            print(f"using {what}: {os.path.relpath(path)} (--ckpt PATH for another)", file=sys.stderr)
-            return path
-    raise UserError(f"no model: {TRAINED} does not exist and neither does {PRETRAINED}; train first "
-                    "(python main.py train) or pass --ckpt PATH")
 
 
 def load_model(ckpt, device, ci=False):

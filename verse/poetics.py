@@ -59,7 +59,7 @@ CLASSICAL = {"仄": OBLIQUE, "平": LEVEL, "both": BOTH}
 def table_for(chars, classical=None):
     """{character: (group, level)} for every character given (pypinyin is called once per character). The
     rhyme group is always 中华新韵's; the level comes from the classical table {character: 平|仄|both}
-    (dataUtil.build_tone_table) when it has the character, else from Mandarin."""
+    (verse/build.py's build_tone_table) when it has the character, else from Mandarin."""
     out = {}
     for ch in chars:
         group, level = char_info(ch)

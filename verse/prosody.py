@@ -16,7 +16,6 @@ A 词's report lines are its pieces (句 and 读, as its punctuation cuts them).
 from dataclasses import asdict
 
 from verse import cipu
-import dataUtil
 from verse import duizhang
 from verse import gelv
 from verse import poetics
@@ -24,6 +23,7 @@ from verse import reading
 from config import UserError, suggest
 from verse.gelv import Violation
 from verse.poetics import BOTH, LEVEL, OBLIQUE
+from verse.text import CI_LINE, ci_pattern, cipai_pattern, opencc_t2s
 
 TONE_MARK = {LEVEL: "平", OBLIQUE: "仄", BOTH: "中", None: "？"}       # 中: either tone
 MAX_POEM = reading.MAX_POEM          # characters a check or revision accepts
@@ -126,7 +126,7 @@ def judge_couplets(text, labels, pingshui, table, report):
 def resolve_cipai(name, cipu_table, cipai):
     """(the 词谱's main name or None, the learnt table's key or None) of a 词牌 name (any of its other names;
     traditional characters too); neither: a UserError."""
-    main = cipu.resolve(cipu_table, name, dataUtil.opencc_t2s()) if cipu_table else None
+    main = cipu.resolve(cipu_table, name, opencc_t2s()) if cipu_table else None
     aliases = {name} | ({n for n, m in cipu_table.names.items() if m == main} if main else set())
     learnt = next((k for k in cipai or {} if aliases & {k, *k.split("・")}), None)
     if main is None and learnt is None:
@@ -141,10 +141,10 @@ def cipai_of(text, cipai, cipu_table=None, cipai_name=None):
     if cipai_name:
         main, learnt = resolve_cipai(cipai_name, cipu_table, cipai)
         return main or learnt
-    shape = dataUtil.ci_pattern(text)
+    shape = ci_pattern(text)
     if found := ge_candidates(shape, cipu_table, cipai):
         return found[0][1].cipai
-    return next((name for name, e in (cipai or {}).items() if dataUtil.cipai_pattern(e) == shape), None)
+    return next((name for name, e in (cipai or {}).items() if cipai_pattern(e) == shape), None)
 
 
 def ge_candidates(shape, cipu_table, cipai, main=None):
@@ -155,7 +155,7 @@ def ge_candidates(shape, cipu_table, cipai, main=None):
         return []
     lengths = [n for n, _ in shape]
     if not main and len(set(lengths)) == 1:
-        learnt = next((k for k, e in (cipai or {}).items() if dataUtil.cipai_pattern(e) == shape), None)
+        learnt = next((k for k, e in (cipai or {}).items() if cipai_pattern(e) == shape), None)
         main = cipu.resolve(cipu_table, learnt) if learnt else None
         if not main:
             return []
@@ -165,11 +165,11 @@ def ge_candidates(shape, cipu_table, cipai, main=None):
 def check_ci(text, labels, pingshui, cilin, cipai, cipu_table, cipai_name, report):
     """Fill the report of a 词: by its 格 when one fits, else by a learnt pattern's rhyme sets; (lines, tones)
     of its pieces, or None when the text is no 词 the tables know (and no cipai_name says it is one)."""
-    shape = dataUtil.ci_pattern(text)
+    shape = ci_pattern(text)
     main, learnt = resolve_cipai(cipai_name, cipu_table, cipai) if cipai_name else (None, None)
     if shape is None:
         return None
-    lines = [chars for chars, _ in dataUtil.CI_LINE.findall(text)]
+    lines = [chars for chars, _ in CI_LINE.findall(text)]
     tones = [[tone_of(ch, labels, pingshui) for ch in l] for l in lines]
     lengths = [len(l) for l in lines]
     found = ge_candidates(shape, cipu_table, cipai, main) if main or not cipai_name else []
@@ -178,7 +178,7 @@ def check_ci(text, labels, pingshui, cilin, cipai, cipu_table, cipai_name, repor
         wants = check_ge(lines, tones, found, cilin, report, named=bool(cipai_name))
     elif not cipai_name and (name := cipai_of(text, cipai)):
         check_learnt(lines, name, cipai[name], cilin, report)
-    elif learnt and dataUtil.cipai_pattern(cipai[learnt]) == shape:
+    elif learnt and cipai_pattern(cipai[learnt]) == shape:
         check_learnt(lines, learnt, cipai[learnt], cilin, report)
     elif cipai_name:
         shape_violation(lines, main, learnt, cipu_table, cipai, report)

@@ -6,10 +6,10 @@ lines of 5 or 7 characters, whatever marks end them (a 绝句 printed with ？ o
 """
 from dataclasses import dataclass, field
 
-import dataUtil
 from config import UserError
+from verse.text import CLEAN_POEM, HALF_TO_FULL, PUNCT, opencc_t2s, standard_form, standardise
 
-MARKS = dataUtil.PUNCT                      # ，。？！；：、 each end a line
+MARKS = PUNCT                      # ，。？！；：、 each end a line
 STOPS = "，。？！；、"                        # marks that never stand inside a title or author line
 DECOR = "《》〈〉【】[]［］（）()〔〕「」『』·•・‧—–-－/／|｜"   # what a title or author line may hold besides characters
 MAX_HEADINGS = 4                          # rows (or space-separated pieces) above a poem that may be its title
@@ -29,12 +29,12 @@ def read_poem(text, vocab=None, fits=None):
     reads as a regular 诗 (or fits(text), e.g. a known 词牌), or when the poem's lines carry marks and they do
     not. Empty text is a UserError; so are characters that are neither Chinese nor marks in the poem, and a
     poem over MAX_POEM characters. vocab: see convert."""
-    units = [u for row in text.translate(dataUtil.HALF_TO_FULL).splitlines() for u in row.split()]
+    units = [u for row in text.translate(HALF_TO_FULL).splitlines() for u in row.split()]
     if not units:
         raise UserError("the poem is empty; give its lines, e.g. \"白日依山尽，黄河入海流。\"")
     k = heading_count(units, fits)
     body = join_lines(units[k:])
-    bad = next((ch for ch in body if not dataUtil.CLEAN_POEM.fullmatch(ch)), None)
+    bad = next((ch for ch in body if not CLEAN_POEM.fullmatch(ch)), None)
     if bad is not None:
         raise UserError(f"{bad!r} is neither a Chinese character nor ，。？！；：、: give the poem's text alone")
     if len(body) > MAX_POEM:
@@ -62,7 +62,7 @@ def heading_count(units, fits=None):
 def heading_like(unit):
     """Whether a unit could be a title or author line: short, no line-end mark, characters and DECOR only."""
     return (len(unit) <= MAX_HEADING and not any(ch in STOPS for ch in unit.rstrip("：")) and
-            all(ch in DECOR or ch == "：" or dataUtil.CLEAN_POEM.fullmatch(ch) for ch in unit))
+            all(ch in DECOR or ch == "：" or CLEAN_POEM.fullmatch(ch) for ch in unit))
 
 
 def join_lines(units):
@@ -114,7 +114,7 @@ def form_name(chars, lines):
 def convert(text, vocab=None):
     """Traditional characters converted the way the corpus is (given a model's vocabulary, a variant the
     vocabulary holds stays: a model trained on variants as kept wrote it)."""
-    simplified = dataUtil.opencc_t2s()(text)
+    simplified = opencc_t2s()(text)
     if vocab is None:
-        return dataUtil.standardise(simplified)
-    return "".join(ch if ch in vocab else dataUtil.standard_form(ch) for ch in simplified)
+        return standardise(simplified)
+    return "".join(ch if ch in vocab else standard_form(ch) for ch in simplified)

@@ -1,7 +1,7 @@
 """Keywords (`generate --keywords 春 江 花月`): every word appears verbatim in the poem, where the model finds it
 likely, under every other constraint.
 
-Method (decoding.iter_poems drives it): each candidate poem is first drafted under the form asked for; one pass
+Method (requests.iter_poems drives it): each candidate poem is first drafted under the form asked for; one pass
 of the model over the draft gives, at every position, the probability of each keyword's first character there
 given the draft before it. Each keyword then takes a slot (line, position) drawn in proportion to that
 probability among the slots where it fits: its characters' tones under --tones, a rhyming line's end only in a
@@ -14,8 +14,8 @@ longer than two characters or than a line, a character outside the vocabulary, a
 import numpy as np
 import torch
 
-import dataUtil
 from verse import poetics
+from verse.text import CLEAN_POEM, PUNCT
 
 MAX_WORDS, MAX_LEN = 4, 2
 
@@ -29,7 +29,7 @@ def check_text(text):
         raise UserError(f"--keywords: {len(words)} words; give 1 to {MAX_WORDS}")
     for w in words:
         for ch in w:
-            if not dataUtil.CLEAN_POEM.fullmatch(ch) or ch in dataUtil.PUNCT:
+            if not CLEAN_POEM.fullmatch(ch) or ch in PUNCT:
                 raise UserError(f"--keywords {w}: {ch!r} is not a Chinese character")
         if len(w) > MAX_LEN:
             raise UserError(f"--keywords {w}: a keyword is 1 or {MAX_LEN} characters; split longer ones")

@@ -2,26 +2,15 @@
 loaded once, a poem checked with the model's surprise per line, and new versions of a line proposed."""
 from dataclasses import dataclass
 
-from verse import cipu
-import dataUtil
 from writing import decoding
-from verse import duizhang
+from writing import requests
+from writing import constraints
 from verse import poetics
 from verse import prosody
-from verse.checking import Tables      # what a check needs besides the poem (one class for the CLI and the page)
-from config import GenConfig, UserError
+from config import UserError
+from verse.text import PUNCT, ci_pattern, cipai_pattern, encode_start
 
 
-
-
-def load_tables(data_dir="data"):
-    books = decoding.prepared_or_shipped("rhymes.json", dataUtil.load_rhyme_books, data_dir)
-    if not books:
-        raise UserError("no readable rhyme table: python dataUtil.py prepare builds it (data/processed/rhymes.json)")
-    labels = decoding.classical_table(GenConfig(), data_dir) or {}
-    cipai = decoding.prepared_or_shipped("cipai.json", dataUtil.load_cipai_table, data_dir)
-    pairs = decoding.prepared_or_shipped("duizhang.json", duizhang.load, data_dir)
-    return Tables(labels, books["pingshui"], books["cilin"], cipai, cipu.load(), pairs)
 
 
 def reads_as_ci(text, tables, cipai_name=None):
@@ -37,7 +26,7 @@ def check_poem(text, tables, model=None, itos=None, device="cpu", cipai_name=Non
     report = prosody.check(text, tables.labels, tables.pingshui, tables.cilin, tables.cipai, tables.cipu, cipai_name,
                            duizhang_table=tables.duizhang)
     if model is not None:
-        marks = dataUtil.PUNCT if report["form"]["name"] == "词" else poetics.LINE_ENDS    # a 词's lines: pieces
+        marks = PUNCT if report["form"]["name"] == "词" else poetics.LINE_ENDS    # a 词's lines: pieces
         for line, nll in zip(report["lines"], decoding.line_nll(model, itos, text, device, marks)):
             line["nll"] = round(nll, 4)
     return report
@@ -62,14 +51,14 @@ def revise(model, itos, text, line, gcfg, tables, device, num=5, from_line=False
     (from_line), best first. Sampled given the lines before it under the poem's own form, rhyme group and tone
     pattern (inferred from the other lines; free lifts them), and ranked by the whole poem's score with the
     lines after it kept, so they have their say. gcfg supplies the sampling settings, seed and --cipai;
-    tables_cache is decoding.tables_for's."""
+    tables_cache is requests.tables_for's."""
     pieces = check_request(text, line, gcfg, tables, free)
     stoi = set(itos)
     missing = next((ch for ch in text if ch not in stoi), None)
     if missing:
         raise UserError(f"{missing!r} is not in the model's vocabulary: the model cannot read the poem")
-    dtables = decoding.tables_for(itos, gcfg, True, True, tables_cache)
-    spec = decoding.Spec() if free else inferred_spec(text, pieces, line, from_line, gcfg, tables, dtables)
+    masks = requests.tables_for(itos, gcfg, True, True, tables_cache)
+    spec = constraints.Spec() if free else inferred_spec(text, pieces, line, from_line, gcfg, tables, masks)
     spec.lines = spec.lines if spec.pattern else (len(pieces) if from_line else line)
     if spec.pattern and not from_line:
         spec.pattern = spec.pattern[:line]
@@ -77,13 +66,13 @@ def revise(model, itos, text, line, gcfg, tables, device, num=5, from_line=False
         spec.lines = 0
     prefix = "".join(pieces[:line - 1])
     fed = "".join(model_marks(pieces[:line - 1], gcfg.cipai))          # what the automaton ends a line at
-    start = dataUtil.encode_start(fed, itos) if prefix else []
+    start = encode_start(fed, itos) if prefix else []
     keep = "" if from_line else "".join(pieces[line:])
     n = max(4 * num, gcfg.candidates)
     key = (gcfg.seed, text, line, from_line)
-    gcfg = decoding.fitted(gcfg, [spec], len(start))       # the lines asked for are written whole, never cut
+    gcfg = constraints.fitted(gcfg, [spec], len(start))       # the lines asked for are written whole, never cut
     texts, _ = decoding.sample_scored(model, itos, [start] * n, gcfg, device,
-                                      [decoding.stream(key, 0, j, device) for j in range(n)], [spec] * n, (), dtables,
+                                      [requests.stream(key, 0, j, device) for j in range(n)], [spec] * n, (), masks,
                                       given=True)
     seen, out = set(), []
     for t in texts:
@@ -110,7 +99,7 @@ def check_request(text, line, gcfg, tables, free=False):
         entry = (tables.cipai or {}).get(gcfg.cipai)
         if entry is None:
             raise UserError(f"--cipai {gcfg.cipai}: not a known 词牌 (python main.py generate --list-cipai)")
-        if dataUtil.ci_pattern(text) != dataUtil.cipai_pattern(entry):
+        if ci_pattern(text) != cipai_pattern(entry):
             raise UserError(f"the poem does not follow {gcfg.cipai}'s pattern of lines; --free rewrites it anyway")
         return pieces
     if not poem_shape(pieces):
@@ -128,7 +117,7 @@ def split_poem(text, cipai):
 def poem_shape(pieces):
     """(characters per line, lines) when the lines are a regular 诗's: all of 5 or all of 7 characters, an even
     number of them, each ending in a mark (whichever); else None."""
-    lines = [p[:-1] for p in pieces if p[-1] in dataUtil.PUNCT]
+    lines = [p[:-1] for p in pieces if p[-1] in PUNCT]
     n = len(lines[0]) if lines else 0
     ok = len(lines) == len(pieces) and len(lines) % 2 == 0 and n in (5, 7) and all(len(l) == n for l in lines)
     return (n, len(lines)) if ok else None
@@ -142,33 +131,33 @@ def model_marks(pieces, cipai):
     return [p if p[-1] in poetics.LINE_ENDS else p[:-1] + ("，" if k % 2 == 0 else "。") for k, p in enumerate(pieces)]
 
 
-def inferred_spec(text, pieces, line, from_line, gcfg, tables, dtables):
+def inferred_spec(text, pieces, line, from_line, gcfg, tables, masks):
     """The Spec that keeps the poem's form, rhyme and tones for the lines rewritten."""
     rewritten = set(range(line - 1, len(pieces) if from_line else line))
     if gcfg.cipai:
         entry = tables.cipai[gcfg.cipai]                  # check_request has seen it is there and followed
-        spec = decoding.Spec(pattern=dataUtil.cipai_pattern(entry), rhyme=bool(entry["rhymes"]))
+        spec = constraints.Spec(pattern=cipai_pattern(entry), rhyme=bool(entry["rhymes"]))
         spec.rhyme_sets = tuple(tuple(zip(r["lines"], r["tones"])) for r in entry["rhymes"])
         ends = poetics.line_ends(text)
         kept = [(k, [(ends[i], poetics.CLASSICAL[t]) for i, t in s if i not in rewritten])
                 for k, s in enumerate(spec.rhyme_sets)]
-        opened = [(k, tuple(open_groups([c for c, _ in ks], dtables.book, [t for _, t in ks]))) for k, ks in kept if ks]
+        opened = [(k, tuple(open_groups([c for c, _ in ks], masks.book, [t for _, t in ks]))) for k, ks in kept if ks]
         spec.rhyme_open = tuple((k, gs) for k, gs in opened if gs)      # a set with no group found stays open
         spec.rhymed = "".join(ends[i] for s in spec.rhyme_sets for i, _ in s if i > max(rewritten))
         return spec
     shape = poem_shape(pieces)
     lines = [p[:-1] for p in pieces]
-    spec = decoding.Spec(chars=shape[0], lines=shape[1], rhyme=True)
+    spec = constraints.Spec(chars=shape[0], lines=shape[1], rhyme=True)
     kept_even = [(i, l[-1]) for i, l in enumerate(lines) if i % 2 == 1 and i not in rewritten]
-    g, tone, _ = prosody.best_group([(i, l[-1]) for i, l in enumerate(lines) if i % 2 == 1], dtables.book)
+    g, tone, _ = prosody.best_group([(i, l[-1]) for i, l in enumerate(lines) if i % 2 == 1], masks.book)
     if g is None:
         spec.rhyme = False                            # the poem does not rhyme: nor need the new line
     else:
         spec.rhyme_tone, spec.group = tone, g           # the group a format model is told, too
-        spec.rhyme_first = g in dtables.book.groups_of(lines[0][-1], tone)
+        spec.rhyme_first = g in masks.book.groups_of(lines[0][-1], tone)
         spec.rhyme_open = ((0, (g,)),) if kept_even or (spec.rhyme_first and 0 not in rewritten) else ()
         spec.rhymed = "".join(ch for i, ch in kept_even if i > max(rewritten))   # the prefix's own come as read
-    first, share = tone_pattern(lines, rewritten, dtables)
+    first, share = tone_pattern(lines, rewritten, masks)
     if share >= TONE_KEEP:
         spec.tones, spec.first_tone = True, first
     return spec
@@ -183,10 +172,10 @@ def open_groups(chars, book, tones):
     return [g] if g is not None else []
 
 
-def tone_pattern(lines, rewritten, dtables):
+def tone_pattern(lines, rewritten, masks):
     """(position-2 tone of line 1, share of the kept lines' positions 2/4/6 that follow it) for the better of
     the two patterns."""
-    info = dtables.tone_tables()[0]
+    info = masks.tone_tables()[0]
     best = (None, 0.0)
     for first in (poetics.LEVEL, poetics.OBLIQUE):
         hits = total = 0

@@ -19,26 +19,16 @@ import stat
 import sys
 from dataclasses import dataclass
 
-import dataUtil
 from verse import prosody
+from verse.tables import load_tables
 from verse import reading
 from config import EnvironmentFailure, UserError, make_parser
+from verse.text import CLEAN_POEM, PUNCT
 
 MAX_INPUT = 16 * 2 ** 20            # bytes a file or stdin of poems may hold
 MAX_ARGUMENT_STDIN = 100_000        # bytes of one poem piped in
 EXIT_CLEAN, EXIT_BROKEN, EXIT_USER, EXIT_MACHINE = 0, 1, 2, 3
 NLL_BATCH = 32                      # poems checked, then read by the model, together (many poems)
-
-
-@dataclass
-class Tables:
-    """What a check needs besides the poem (the CLI's and, through workshop, the page's; loaded without torch)."""
-    labels: dict
-    pingshui: object
-    cilin: object
-    cipai: dict
-    cipu: object = None
-    duizhang: object = None      # the 对仗 table (duizhang.load())
 
 
 @dataclass
@@ -96,7 +86,7 @@ def is_source(arg):
     text with no Chinese character that looks like a path (a missing file is then said so)."""
     if arg == "-" or os.path.exists(arg):
         return True
-    chinese = any(dataUtil.CLEAN_POEM.fullmatch(ch) and ch not in dataUtil.PUNCT for ch in arg)
+    chinese = any(CLEAN_POEM.fullmatch(ch) and ch not in PUNCT for ch in arg)
     return not chinese and (os.sep in arg or "/" in arg or os.path.splitext(arg)[1] != "")
 
 
@@ -164,40 +154,6 @@ def split_poems(text):
 
 # ----------------------------------------------------------------------------------------------------------
 # checking
-
-def load_tables(data_dir="data"):
-    """The tables of data/processed (prepared here), else pretrained/ (shipped); the rhyme table is needed, a
-    damaged table an EnvironmentFailure (exit 3)."""
-    books = first_table("rhymes.json", dataUtil.load_rhyme_books, data_dir)
-    if not books:
-        raise EnvironmentFailure("no readable rhyme table (data/processed/rhymes.json, pretrained/rhymes.json); "
-                                 "python dataUtil.py prepare builds it")
-    labels = first_table("tones.json", dataUtil.load_tone_table, data_dir)
-    if not labels:
-        print("warning: no tone table (tones.json): tones from the rhyme table alone", file=sys.stderr)
-    cipai = first_table("cipai.json", dataUtil.load_cipai_table, data_dir)
-    from verse import cipu
-    try:
-        table = cipu.load()
-    except UserError as e:                     # a shipped table the machine cannot read
-        raise EnvironmentFailure(str(e))
-    from verse import duizhang
-    pairs = first_table("duizhang.json", duizhang.load, data_dir)
-    return Tables(labels or {}, books["pingshui"], books["cilin"], cipai, table, pairs)
-
-
-def first_table(name, load, data_dir):
-    """The first readable table of data/processed/NAME and pretrained/NAME; a file there that is not one is an
-    EnvironmentFailure."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for path in (os.path.join(data_dir, "processed", name), os.path.join(root, "pretrained", name)):
-        table = load(path) if os.path.isfile(path) else None
-        if table:
-            return table
-        if os.path.lexists(path):
-            raise EnvironmentFailure(f"{path} is not a readable {name} (a folder, a pipe, or damaged); python "
-                                     "dataUtil.py prepare rebuilds it")
-    return None
 
 
 def check_text(raw, tables, cipai_name=""):
