@@ -299,8 +299,9 @@ def read_torch_checkpoint(path):
 # generation without torch
 
 def sample_np(model, itos, starts, gcfg, rngs):
-    """NumPy twin of writing/decoding.py's sample_scored without constraints: len(starts) poems as one batch, each ends at <eos> or
-    max_gen_len; rngs holds each poem's own random stream (poem k is the same whatever else is in the batch)."""
+    """NumPy twin of writing/decoding.py's sampler without constraints: len(starts) poems as one batch, each
+    ends at <eos> or max_gen_len; rngs holds each poem's own random stream (poem k is the same whatever else
+    is in the batch)."""
     import dataUtil
     stoi = {w: i for i, w in enumerate(itos)}
     eos = stoi[dataUtil.EOS]
@@ -338,8 +339,7 @@ NP_GEN_FLAGS = {"ckpt", "start", "num", "temperature", "top_k", "greedy", "seed"
 
 def cmd_generate(rest):
     """Unconstrained poems from --start; the constrained modes (--form, --rhyme, ...) live in main.py generate."""
-    from config import UserError, check_config, make_parser, config_from_args
-    from config import pick_checkpoint
+    from config import UserError, check_config, make_parser, config_from_args, pick_checkpoint
     parser = make_parser("MyLSTM_np.py generate", "poems with the NumPy model, without torch (for --form, "
                          "--acrostic, --rhyme, --tones, --top-p, --prefix use python main.py generate)",
                          ["gen"], only=NP_GEN_FLAGS)

@@ -362,7 +362,7 @@ def same_file_content(a, b):
 
 
 def cmd_check(rest):
-    import checking                        # the command lives there (main.py dispatches to it before torch loads)
+    from writing import checking           # the command lives there (main.py dispatches to it before torch loads)
     return checking.cmd_check(rest)
 
 
@@ -472,7 +472,7 @@ def cmd_experiment(rest):
 
 
 def cmd_inspect(rest):
-    import lstm_inspect                  # what the LSTM's cells do over a poem
+    from studies import lstm_inspect     # what the LSTM's cells do over a poem
     return lstm_inspect.cmd_inspect(rest)
 
 

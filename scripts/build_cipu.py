@@ -22,9 +22,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import cipu  # noqa: E402
-import fileio  # noqa: E402
-import rhymebook  # noqa: E402
+from verse import cipu  # noqa: E402
+from common import fileio  # noqa: E402
+from verse import rhymebook  # noqa: E402
 from config import UserError, run_cli  # noqa: E402
 
 HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")

@@ -14,7 +14,7 @@ from common import fileio
 from training import loop
 from training import checkpoint
 from config import Config, ModelConfig, UserError
-from conftest import FIXTURE_RAW
+from conftest import FIXTURE_RAW, ROOT
 from test_model_train import run, tiny_cfg
 from tests_helpers import TINY_ITOS, tiny_checkpoint
 from verse.tables import load_tone_table, prepared_or_shipped
@@ -372,6 +372,6 @@ def test_a_damaged_prepared_table_falls_back_to_the_shipped_one_with_a_warning(t
     else:
         (processed / "tones.json").write_text('{"table": {"春": "rising"}}', encoding="utf-8")   # not 平/仄/both
     table = prepared_or_shipped("tones.json", load_tone_table, str(tmp_path))
-    shipped = load_tone_table(os.path.join(os.path.dirname(decoding.__file__), "pretrained", "tones.json"))
+    shipped = load_tone_table(os.path.join(ROOT, "pretrained", "tones.json"))
     assert table == shipped and table
     assert "warning:" in capsys.readouterr().err

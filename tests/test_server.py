@@ -10,9 +10,9 @@ import torch
 pytest.importorskip("starlette")
 from starlette.testclient import TestClient  # noqa: E402
 
-import decoding  # noqa: E402
+from writing import decoding  # noqa: E402
 from writing import requests
-import server  # noqa: E402
+from serve import server  # noqa: E402
 from config import GenConfig  # noqa: E402
 from tests_helpers import shipped_models  # noqa: E402
 

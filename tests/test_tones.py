@@ -9,7 +9,8 @@ import dataUtil
 from writing import decoding
 from writing import constraints
 from verse import poetics
-from conftest import FIXTURE_RAW
+from conftest import FIXTURE_RAW, ROOT
+from verse import tables
 from test_decoding import CHARS, ITOS, FormBreaker, gen
 from verse.tables import classical_table, load_tone_table
 from verse.build import build_tone_table
@@ -83,17 +84,18 @@ def test_tones_mask_follows_the_classical_table():
     assert any(poetics.tone_agreement(p, mandarin) < 1.0 for p in poems)    # the two systems disagree here
 
 
-def test_the_table_comes_from_the_prepared_corpus_or_the_shipped_one(tmp_path, capsys):
+def test_the_table_comes_from_the_prepared_corpus_or_the_shipped_one(tmp_path, capsys, monkeypatch):
     g = gen(tone_system="mandarin")
     assert classical_table(g, str(tmp_path)) is None
     g.tone_system = "classical"
     os.makedirs(tmp_path / "processed")
     (tmp_path / "processed" / "tones.json").write_text(json.dumps({"table": {"国": "仄"}}), encoding="utf-8")
     assert classical_table(g, str(tmp_path)) == {"国": "仄"}
-    shipped = os.path.join(os.path.dirname(decoding.__file__), "pretrained", "tones.json")
-    if not os.path.exists(shipped):
-        assert classical_table(g, str(tmp_path / "none")) is None
-        assert "using Mandarin tones" in capsys.readouterr().err
+    shipped = load_tone_table(os.path.join(ROOT, "pretrained", "tones.json"))
+    assert shipped and classical_table(g, str(tmp_path / "none")) == shipped     # no prepared corpus: the shipped
+    monkeypatch.setattr(tables, "ROOT", str(tmp_path / "bare"))                  # a clone without pretrained/
+    assert classical_table(g, str(tmp_path / "none")) is None
+    assert "using Mandarin tones" in capsys.readouterr().err
 
 
 def test_a_start_read_both_ways_at_position_2_fixes_the_tone_at_position_4():
