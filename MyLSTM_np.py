@@ -266,7 +266,7 @@ def check_view(n, offset, size, stride):
         raise pickle.UnpicklingError(f"a tensor reaches element {last} of a storage of {n}")
 
 
-MAX_CKPT_BYTES = 4 * 2 ** 30          # as training.MAX_CKPT_BYTES: far above any model of this project
+MAX_CKPT_BYTES = 4 * 2 ** 30          # as training.checkpoint.MAX_CKPT_BYTES: far above any model of this project
 
 
 def read_torch_checkpoint(path):
@@ -385,7 +385,7 @@ def cmd_bench(rest):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# inspect: every layer's gates and states over a poem (cellrecord.py's record, the JSON of main.py inspect)
+# inspect: every layer's gates and states over a poem (studies/cellrecord.py's record, the JSON of main.py inspect)
 
 def cmd_inspect(rest):
     from studies import cellrecord

@@ -54,7 +54,7 @@ class ModelConfig:
     dropout: float = 0.0              # dropout rate at the places --dropout-at names (0 = the seed's model)
     dropout_at: str = "embed,layers,output"   # comma-separated: embed | layers (between them) | output
     tie_weights: bool = False         # the output layer shares the embedding (through an H -> E projection)
-    format_inputs: bool = False       # the input also says where the position is in the form (formats.py; the shipped recipe)
+    format_inputs: bool = False       # the input also says where the position is in the form (verse/formats.py; the shipped recipe)
 
 
 @dataclass

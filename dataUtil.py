@@ -35,8 +35,7 @@ from config import Config, EnvironmentFailure, UserError, check_config, make_par
 from common import fileio
 from common.fileio import read_records
 from verse import build, rhymebook
-from verse.tables import verse_tables
-from verse.text import CLEAN_POEM, HALF_TO_FULL, PUNCT, ci_pattern, standardise, to_simplified
+from verse.text import CLEAN_POEM, HALF_TO_FULL, PUNCT, standardise, to_simplified
 
 NPM_PACKAGE = "chinese-poetry@2.0.1"
 NPM_SHA512 = "KtYARvV7CWNtax0na9+Jn6PlhGgSoid7PWyDzXI4KsCEm2odZcqEQyval5koaLygZnM/EQ3lfJ//25K8p3uHNg=="
@@ -508,39 +507,12 @@ def load_corpus(cfg, verbose=True):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# format inputs: what each position of a real poem is in its form (formats.py)
+# a poem's text back from its ids
 
 
 def text_of(ids, itos):
     """The text between <bos> and <eos> of an encoded poem, an unknown character as □ (so positions align)."""
     return "".join("□" if itos[i] in SPECIALS else itos[i] for i in ids[1:-1])
-
-
-def poem_formats(poems, itos, cfg):
-    """[(feats (n+1, K), pair (n+1,))] of encoded poems (formats.features of each poem's own Format)."""
-    from verse import formats
-    tones, pingshui, cilin, cipai = verse_tables(cfg)
-    ci = cfg.data.genre == "ci"
-    if ci:
-        from verse import cipu
-    reader = formats.Formatter(tones, pingshui, cilin, cipai if ci else None, ci_pattern, cipu.load() if ci else None)
-    stoi = {w: i for i, w in enumerate(itos)}
-    out = []
-    for ids in poems:
-        text = text_of(ids, itos)
-        out.append(formats.features(text, reader(text), stoi))
-    return out
-
-
-def pad_formats(items, T):
-    """Time-major (T, B, K) features and (T, B) pair ids of a batch (zeros, unknown, after each poem's end),
-    aligned with pad_batch's inputs."""
-    K = items[0][0].shape[1]
-    feats = np.zeros((T, len(items), K), np.int64)
-    pair = np.zeros((T, len(items)), np.int64)
-    for b, (f, p) in enumerate(items):
-        feats[:len(f), b], pair[:len(p), b] = f, p
-    return feats, pair
 
 
 # ----------------------------------------------------------------------------------------------------------

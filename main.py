@@ -1,5 +1,5 @@
 """Command line of the project: train, generate, evaluate, experiment, export, check, revise. The work is done
-in training.py, decoding.py, keywords.py, dataUtil.py, prosody.py, workshop.py and experiments.py; nothing
+in training/loop.py, writing/decoding.py, writing/keywords.py, dataUtil.py, verse/prosody.py, writing/workshop.py and studies/experiments.py; nothing
 imports this file.
 
     python main.py train [--max-minutes 60] [--resume checkpoints/last.pt] ...
@@ -11,10 +11,10 @@ imports this file.
                                  clean, 1 a rule broken or nothing checked, 2 bad input, 3 a table unreadable)
     python main.py revise "POEM" --line K [--num 5] [--json]
     python main.py serve [--host 127.0.0.1] [--port 8000]    (the web page)
-    python main.py inspect "POEM" [--layer L] [--cells 12,87] [--out DIR]   (what the cells do: lstm_inspect.py)
+    python main.py inspect "POEM" [--layer L] [--cells 12,87] [--out DIR]   (what the cells do: studies/lstm_inspect.py)
     python main.py experiment cells [--poems N] [--out docs/cells.md]       (which cells track the form)
 
-    torchrun --standalone --nproc_per_node N main.py train ...    (several processes; see distributed.py)
+    torchrun --standalone --nproc_per_node N main.py train ...    (several processes; see training/distributed.py)
 
 generate and evaluate use --ckpt when given, else checkpoints/best.pt when it exists, else the shipped
 pretrained/tang.pt, and say on stderr which. Errors a user can fix are one line and exit code 2
@@ -47,6 +47,7 @@ from writing import requests
 from writing import constraints
 from verse.text import check_opening, ci_pattern, cipai_pattern, format_poem
 from verse.tables import cipai_table, classical_table, format_cipai, load_tables, rhyme_book
+from training.inputs import poem_formats
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -159,7 +160,7 @@ def cmd_evaluate(rest):
               f"poem padded to {width}, pads predicted perfectly) {padded:.3f}", flush=True)
         if cfg.model.format_inputs:                  # and told each poem's form, as generation tells it
             k = evaluate(model, poems, pad_id, cfg.train.eval_batch_size, device,
-                         formats=dataUtil.poem_formats(poems, itos, cfg))
+                         formats=poem_formats(poems, itos, cfg))
             print(f"      perplexity with the format inputs {k['ppl']:.3f}  NLL {k['nll']:.4f}", flush=True)
     if args.samples > 0 and cfg.data.genre == "ci":
         print_ci_metrics(model, corpus, args.samples, args.seed, device, args.rhyme_system, args.data_dir)
@@ -464,7 +465,7 @@ def cmd_serve(rest):
 
 
 def cmd_experiment(rest):
-    if rest and rest[0] == "cells":            # the cells study (cells_study.py)
+    if rest and rest[0] == "cells":            # the cells study (studies/cells_study.py)
         from studies import cells_study
         return cells_study.cmd_cells(rest[1:])
     from studies import experiments

@@ -300,7 +300,7 @@ class TiedOutput(nn.Module):
 
 
 class FormatInputs(nn.Module):
-    """The sum of the format inputs' embeddings (formats.py): one table with a block of rows per feature group,
+    """The sum of the format inputs' embeddings (verse/formats.py): one table with a block of rows per feature group,
     the row of each group's value 0 (unknown) held at zero, plus the aligned character of the line answered
     (pair) through an E x E map of its character embedding. forward(feats (T, B, K), pair_embed (T, B, E) or
     None, pair (T, B)) -> (T, B, E)."""

@@ -1,4 +1,4 @@
-"""Build the project's 词谱 table (pretrained/cipu.json, read by cipu.py) from the 凑韵 (couyun) project's
+"""Build the project's 词谱 table (pretrained/cipu.json, read by verse/cipu.py) from the 凑韵 (couyun) project's
 ci_pu tables (MIT): its ci_index.json, ci_list/cipai_N.json (钦定词谱's 格) and ci_long/cipai_N_long.json
 (龙榆生's).
 

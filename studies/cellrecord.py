@@ -11,9 +11,9 @@ The record (JSON) of a poem of n tokens c1 … cn (characters and marks):
     gates    each layer's i, f, o averaged over steps and cells, and their saturation: the share of values
              below 0.1 (low) and above 0.9 (high)
 
-main.py inspect (lstm_inspect.py, the torch layers' equations re-run) and MyLSTM_np.py inspect (the NumPy LSTM,
+main.py inspect (studies/lstm_inspect.py, the torch layers' equations re-run) and MyLSTM_np.py inspect (the NumPy LSTM,
 cmd_inspect_np here) fill the same record, so the two can be compared. The cells shown without --cells are the
-ones the cells study named (cells_study.py writes them to docs/cells*.json, keyed by the weights' fingerprint),
+ones the cells study named (studies/cells_study.py writes them to docs/cells*.json, keyed by the weights' fingerprint),
 else the highest-variance cells of the poem.
 """
 import dataclasses
@@ -121,7 +121,7 @@ def with_formats(inputs, stoi, reads_formats, genre, mode):
 
 
 def poem_format(text, genre):
-    """The formats.Format a real poem follows (dataUtil.poem_formats' reading), or None."""
+    """The formats.Format a real poem follows (training/inputs.py's poem_formats reading), or None."""
     from verse import formats
     cfg = Config()
     cfg.data.genre = genre

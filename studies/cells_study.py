@@ -33,6 +33,7 @@ from config import Config, UserError, make_parser
 from training.checkpoint import load_checkpoint
 from verse.text import PUNCT, ci_pattern
 from verse.tables import verse_tables
+from training.inputs import pad_formats, poem_formats
 
 PROPERTIES = [  # (key, what it is, kind: r2 for a count (ridge), acc for yes/no (logistic))
     ("left", "characters left in the line", "r2"),
@@ -284,9 +285,9 @@ def formats_reader(mode, model, cfg, itos, train, test):
     out = {}
     for split, poems in (("train", train), ("test", test)):
         ordered = poems
-        items = dataUtil.poem_formats([p[0] for p in ordered], itos, cfg)
+        items = poem_formats([p[0] for p in ordered], itos, cfg)
         out[split] = (lambda items: lambda idx, T: tuple(torch.from_numpy(a) for a in
-                                                            dataUtil.pad_formats([items[k] for k in idx], T)))(items)
+                                                            pad_formats([items[k] for k in idx], T)))(items)
     return out
 
 

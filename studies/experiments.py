@@ -1,6 +1,6 @@
 """The studies' command line (`python main.py experiment init|optim|recipe|rerank|rhyme|keywords|gelv|form`)
-and the training studies init, optim and recipe; the others live in rerank_study.py, rhyme_study.py,
-keywords_study.py, gelv_study.py and form_study.py.
+and the training studies init, optim and recipe; the others live in rerank_study.py, studies/rhyme_study.py,
+studies/keywords_study.py, studies/gelv_study.py and studies/form_study.py.
 
 init:  (1) the three zero-initialisation cases, trained 50 steps, measured: share of parameters still exactly
        zero, distinct rows (to 1e-6) of the embedding and of each gate block of W, spread of row norms;

@@ -25,6 +25,7 @@ from verse import poetics
 from config import SAMPLE_STARTS, GenConfig, UserError, make_parser
 from verse.text import PUNCT
 from verse.tables import verse_tables
+from training.inputs import poem_formats
 
 
 
@@ -84,7 +85,7 @@ def perplexities(model, itos, corpus, cfg):
     """Test perplexity with format inputs unknown and known, over all targets and over characters only."""
     from training.perplexity import evaluate
     pad = itos.index(dataUtil.PAD)
-    told = dataUtil.poem_formats(corpus.test, itos, cfg) if constraints.reads_formats(model) else None
+    told = poem_formats(corpus.test, itos, cfg) if constraints.reads_formats(model) else None
     out = {"unknown": evaluate(model, corpus.test, pad, 256, "cpu")["ppl"]}
     if told is not None:
         out["known"] = evaluate(model, corpus.test, pad, 256, "cpu", formats=told)["ppl"]
@@ -100,7 +101,7 @@ def perplexities(model, itos, corpus, cfg):
 def char_ppl(model, poems, targets_of, pad, told):
     """Perplexity over the ideograph targets only: the inputs are the poems, the targets with marks as pad."""
     from model import masked_nll
-    from training.perplexity import batch_formats
+    from training.inputs import batch_formats
     total, count = 0.0, 0
     model.eval()
     for idx in dataUtil.length_batches([len(p) for p in poems], 256):

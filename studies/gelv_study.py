@@ -1,4 +1,4 @@
-"""The 格律 validation study (`python main.py experiment gelv`): how the regular-verse checker (gelv.py, through
+"""The 格律 validation study (`python main.py experiment gelv`): how the regular-verse checker (verse/gelv.py, through
 prosody.check) judges (a) the test split's regular poems (五/七言 绝句/律诗 of the prepared corpus) and (b) 67
 well-known regulated poems typed for the purpose (tests/fixtures/gelv_poems.tsv: 唐诗三百首 and other anthologies'
 近体), against the checker before this work (its figures recorded once, BEFORE); a table of named cases (拗救 of
@@ -25,7 +25,7 @@ REGULAR = {(5, 4), (5, 8), (7, 4), (7, 8)}
 RULES = ("粘", "对", "二四六分明", "出句平收", "孤平", "三平尾", "出韵", "三仄尾", "重字")
 NOTED = ("三仄尾", "重字")                    # violations before, notes now
 TIMED = 1000                               # poems in the timed `check FILE` run
-# The checker before (prosody.py at commit e98a8ec, tables as shipped there), run once on the same poems:
+# The checker before (verse/prosody.py at commit e98a8ec, tables as shipped there), run once on the same poems:
 # poems with no violation, and poems with at least one violation of each rule.
 BEFORE_COMMIT = "e98a8ec"
 BEFORE = {
@@ -162,10 +162,10 @@ def summarise(report):
 def head_section():
     return ["# 格律 study: the regular-verse checker on real and canonical poems", "",
             "Command: `python main.py experiment gelv` (no model; the prepared corpus and the tables `check` uses: "
-            "data/processed, else pretrained/). The checker: gelv.py (the pattern from all the lines, each line "
+            "data/processed, else pretrained/). The checker: verse/gelv.py (the pattern from all the lines, each line "
             "against its template, 拗救 named and accepted, 中 read the way that fits, rhyme from all the rhyming "
-            "lines) through prosody.check, the text read by reading.py. *Before*: the checker at commit "
-            f"{BEFORE_COMMIT} (prosody.py's own rules: a line's key tone guessed from position 2, or the opposite "
+            "lines) through prosody.check, the text read by verse/reading.py. *Before*: the checker at commit "
+            f"{BEFORE_COMMIT} (verse/prosody.py's own rules: a line's key tone guessed from position 2, or the opposite "
             "of 4; 拗 flagged; 三仄尾 and 重字 violations; rhyme from the even lines alone), run once on the same "
             "poems with the same tables."]
 

@@ -7,12 +7,11 @@ import os
 import numpy as np
 import torch
 
-from writing import decoding
 from writing import requests
 from common import fileio
 from writing import keywords
 from verse import poetics
-from config import SAMPLE_STARTS, UserError, make_parser
+from config import SAMPLE_STARTS, GenConfig, UserError, make_parser
 
 WORDS = "春 秋 月 风 雨 山 水 花 柳 江 云 雪 夜 酒 明月 春风 秋风 白云 青山 流水 故人 落花 孤舟 夕阳".split()
 MODES = [("default (a real poem's form)", {}), ("--form 7 --lines 4 --rhyme", dict(form=7, lines=4, rhyme=True))]
@@ -40,7 +39,7 @@ def cmd_keywords(rest):
             for k, start in enumerate(SAMPLE_STARTS):
                 for j in range(args.samples):
                     words = list(rng.choice(WORDS, 2, replace=False)) if with_words else []
-                    g = decoding.GenConfig(start=start, seed=1000 * k + j, keywords=" ".join(words), **settings)
+                    g = GenConfig(start=start, seed=1000 * k + j, keywords=" ".join(words), **settings)
                     poems.append(requests.poems_for(model, itos, g, torch.device("cpu"))[0])
                     asked.append(words)
             hits = [h for p, ws in zip(poems, asked) for h in keywords.positions(p, ws)]

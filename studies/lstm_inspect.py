@@ -10,7 +10,7 @@ c, h at every step, each character's probability), and prints the gates' means a
 The activations come from the layers' equations re-run on the checkpoint's weights (docs/design.md's layout:
 W (4H, D+H), b (4H,), gates i, f, o, g on [x_t ; h_{t-1}]): model.py is used for its embedding, format inputs
 and output layer only, with no hook. tests/test_inspect.py checks them against the model's own logits and
-against the NumPy LSTM (MyLSTM_np.py inspect). page_answer serves the page's 看 tab (server.py /api/inspect).
+against the NumPy LSTM (MyLSTM_np.py inspect). page_answer serves the page's 看 tab (serve/server.py /api/inspect).
 """
 import os
 import sys

@@ -212,7 +212,7 @@ def check_section(corpus, books, labels):
                                  or "no violation")
                 for name, text in CLASSICS.items() for r in [prosody.check(text, labels, books["pingshui"])]]
     return (["## The 格律 check on real poems", "",
-             f"`python main.py check` (prosody.py) over the test split's {len(real)} regular 绝句/律诗 (the Tang corpus "
+             f"`python main.py check` (verse/prosody.py) over the test split's {len(real)} regular 绝句/律诗 (the Tang corpus "
              "holds regulated verse and 古体 of the same shapes, so not every poem is meant to keep these rules). "
              "Share of poems with no violation of each rule:", "", "| rule | poems keeping it |", "|---|---|"]
             + rows + [f"| all of them | {poetics.mean(not b for b in broken):.1%} |", "", "Well-known regulated "

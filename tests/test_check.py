@@ -188,7 +188,7 @@ def test_check_without_a_model_never_imports_torch(tmp_path):
     for args in (("--no-model", GUANQUE), (str(path),)):
         r = run(*args, python=("-X", "importtime"))
         imported = set(re.findall(r"\|\s+([\w.]+)$", r.stderr, re.M))
-        assert r.returncode == 0 and "prosody" in imported and not {"torch", "model", "decoding"} & imported
+        assert r.returncode == 0 and "verse.prosody" in imported and not {"torch", "model", "writing.decoding"} & imported
 
 
 def test_the_help_names_the_exit_codes():

@@ -107,7 +107,7 @@ def test_loader_refuses_a_damaged_table_in_one_line(tmp_path):
 
 
 def test_cipu_needs_neither_torch_nor_the_corpus():
-    code = ("import sys; sys.modules['torch'] = None; sys.modules['dataUtil'] = None; import cipu; "
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['dataUtil'] = None; from verse import cipu; "
             "t = cipu.load(); print(len(t.ge), 'torch' in sys.modules and sys.modules['torch'] is not None)")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.split() == ["816", "False"], r.stderr
@@ -115,7 +115,7 @@ def test_cipu_needs_neither_torch_nor_the_corpus():
 
 def test_the_source_folder_is_never_named():
     where = "shared/" + "third_party"
-    for name in ("cipu.py", "prosody.py", "decoding.py", "scripts/build_cipu.py", "docs/cipu.md"):
+    for name in ("verse/cipu.py", "verse/prosody.py", "writing/constraints.py", "scripts/build_cipu.py", "docs/cipu.md"):
         assert where not in open(os.path.join(ROOT, name), encoding="utf-8").read(), name
 
 

@@ -164,7 +164,7 @@ def test_the_shipped_table_is_small_readable_and_needs_no_torch(table):
         obj = json.load(f)
     assert obj["version"] == duizhang.VERSION and len(table.class_scores) == obj["settings"]["classes"]
     assert len(table.pairs) // 2 > 1000 and len(table.classes) > 1000
-    code = ("import sys; sys.modules['torch'] = None; import duizhang; t = duizhang.load(); "
+    code = ("import sys; sys.modules['torch'] = None; from verse import duizhang; t = duizhang.load(); "
             f"print(duizhang.couplets({DENGAO!r}, t)[1]['verdict'], round(duizhang.score({DENGAO!r}, t), 3)); "
             f"print(duizhang.table_from(duizhang.build([{DENGAO!r}] * 30, k=4)).thresholds)")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -350,7 +350,7 @@ def test_ctrl_c_during_generation_is_one_line_and_130(tiny_ckpt_path):
     (["main.py", "check", "--no-model", "hello"], 2, "neither a Chinese"),
     (["main.py", "serve", "--port", "0"], 2, "--port"),
     (["main.py", "serve", "--precision", "fp16"], 2, "--precision"),
-    (["loadtest.py", "--rounds", "0"], 2, "--rounds"),
+    (["tools/loadtest.py", "--rounds", "0"], 2, "--rounds"),
 ])
 def test_probe_cases_are_one_line(argv, code, says):
     import subprocess

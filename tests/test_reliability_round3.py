@@ -496,7 +496,7 @@ def test_an_ipv6_host_is_printed_in_brackets():
     (["MyLSTM_np.py", "bench", "--help"], "forward + backward", "nn.LSTM  "),
     (["benchmark.py", "train", "--help"], "--variants", "VARIANT STEPS"),
     (["benchmark.py", "lstm", "--help"], "NumPy", "--variants"),
-    (["loadtest.py", "--help"], "client threads", "@@"),
+    (["tools/loadtest.py", "--help"], "client threads", "@@"),
     (["main.py", "--help"], "serve       the web page", "training.py"),
     (["main.py", "experiment", "init", "--help"], "initialisation study", "--dropout-at"),
     (["main.py", "experiment", "optim", "--help"], "optimiser study", "--optimizer "),

@@ -1,6 +1,6 @@
 """The web server under load, on 127.0.0.1 only (a figure, not a test):
 
-    python loadtest.py [--clients 20] [--seconds 60] [--rounds 2]
+    python tools/loadtest.py [--clients 20] [--seconds 60] [--rounds 2]
 
 Starts `main.py serve` twice in subprocesses on free local ports — batched (the default) and one request at a
 time (--max-batch 8, one request's candidates) — and, in rounds that alternate the two: ten requests one after
@@ -9,7 +9,7 @@ then N clients writing default poems (each its own start and seed) as fast as th
 loop bounded by that time. Prints poems/s, p50/p95 latency, errors, and the batched / one-at-a-time ratio of
 each round.
 
-    python loadtest.py --fairness [--clients 20] [--seconds 20]
+    python tools/loadtest.py --fairness [--clients 20] [--seconds 20]
 
 The batched server alone: N - 1 clients writing default poems for the given time, first on their own, then
 beside one client sending the costliest request the API admits, again and again (a start of server.MAX_LEAD
@@ -149,7 +149,7 @@ def pct(xs, q):
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(prog="loadtest.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="tools/loadtest.py", description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20, help="client threads writing default poems at once, "
                         "1-200 (default: 20)")
     parser.add_argument("--seconds", type=float, default=60, help="how long the clients write, each round and "

@@ -32,7 +32,8 @@ from common import fileio
 from config import SAMPLE_STARTS, EnvironmentFailure, UserError
 from training.checkpoint import SaveFailed, load_checkpoint, pick_device, save_checkpoint
 from training.distributed import Dist
-from training.perplexity import batch_formats, evaluate
+from training.perplexity import evaluate
+from training.inputs import batch_formats, poem_formats
 from model import PoetryLM, masked_nll, set_precision
 
 # best_ppl: the best dev perplexity of any evaluation (what best.pt holds); track_ppl: the best of the scheduled
@@ -166,7 +167,7 @@ class Stopper:
 def train(cfg, ckpt=None):
     """Train with early stopping on dev perplexity, continuing from ckpt when given (exactly: weights,
     optimiser, step, position in the epoch, best perplexity, early-stop counter, RNG). Returns the progress.
-    Under torchrun every rank calls this; see distributed.py."""
+    Under torchrun every rank calls this; see training/distributed.py."""
     tcfg, dd = cfg.train, Dist()
     device = dd.device(pick_device(tcfg))
     dd.start(device)
@@ -296,7 +297,7 @@ class TrainLoop:
         self.evaluated_step = -1
         self.formats = {}
         if cfg.model.format_inputs:                        # each poem's format inputs, read once
-            self.formats = {s: dataUtil.poem_formats(getattr(corpus, s), corpus.itos, cfg) for s in ("train", "dev")}
+            self.formats = {s: poem_formats(getattr(corpus, s), corpus.itos, cfg) for s in ("train", "dev")}
 
     def epoch_batches(self, epoch):
         """The epoch's batch order, fixed by (seed, epoch) so that a resumed run sees the same data."""

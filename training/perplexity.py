@@ -11,6 +11,7 @@ import torch
 import dataUtil
 from config import UserError
 from model import masked_nll
+from training.inputs import batch_formats
 
 
 @torch.no_grad()
@@ -19,7 +20,7 @@ def evaluate(model, poems, pad_id, batch_size, device, max_cells=16_000_000, for
     mean_b exp(NLL_b / n_b) that some peers report (it weighs short batches as much as long ones).
     Each batch runs in time chunks of at most max_cells logits (chunk × batch × V), carrying the LSTM state,
     so memory stays bounded whatever the batch size: 16M float32 logits are 64 MB. formats: the poems' format
-    inputs (dataUtil.poem_formats), else none (all unknown)."""
+    inputs (training/inputs.py's poem_formats), else none (all unknown)."""
     if not any(len(p) for p in poems):
         raise UserError("no poems to evaluate: the split is empty (--dev-frac or --test-frac 0, or too few poems)")
     was_training = model.training
@@ -42,19 +43,6 @@ def evaluate(model, poems, pad_id, batch_size, device, max_cells=16_000_000, for
     model.train(was_training)
     return {"ppl": math.exp(total / count), "nll": total / count, "tokens": count,
             "batch_mean_ppl": float(np.mean(batch_ppls))}
-
-
-def batch_formats(formats, idx, T, device, drop=(0.0, 0.0), rng=None):
-    """(feats (T, B, K), pair (T, B)) tensors of poems idx from formats (a list per poem), each group dropped
-    to unknown for a poem at rate drop[0], all of them at rate drop[1] (training); (None, None) without."""
-    if formats is None:
-        return None, None
-    items = [formats[i] for i in idx]
-    if max(drop) > 0:
-        from verse.formats import drop_groups
-        items = [drop_groups(f, p, drop[0], rng, drop[1]) for f, p in items]
-    feats, pair = dataUtil.pad_formats(items, T)
-    return torch.from_numpy(feats).to(device), torch.from_numpy(pair).to(device)
 
 
 @torch.no_grad()

@@ -154,7 +154,7 @@ def format_counts(folder, train_texts):
 
 
 def write_duizhang_table(folder, train_texts, verbose=True):
-    """data/processed/duizhang.json: which characters answer which in real 律诗's middle couplets (duizhang.py)."""
+    """data/processed/duizhang.json: which characters answer which in real 律诗's middle couplets (verse/duizhang.py)."""
     from verse import duizhang
     path = os.path.join(folder, "duizhang.json")
     try:

@@ -3,11 +3,11 @@ pattern, its rhyme by 平水韵 (词林正韵 for a 词牌), and the rules it br
 
 Tones: the tone table (tones.json), else the 平水韵 table's tones, else unknown. A character read both ways
 (中: 看 思 过) takes the tone that fits; one of unknown tone is never flagged. The text is read as a reader would
-(reading.py: any of ，。？！；：、, a space or a new line ends a line; a title or author line is set aside). Regular
-verse (五/七言 绝句, 律诗, 排律: 4, 8 or 10+ lines of 5 or 7 characters) is judged by gelv.py: the poem's pattern
+(verse/reading.py: any of ，。？！；：、, a space or a new line ends a line; a title or author line is set aside). Regular
+verse (五/七言 绝句, 律诗, 排律: 4, 8 or 10+ lines of 5 or 7 characters) is judged by verse/gelv.py: the poem's pattern
 from all its lines, each line against its template, 拗救 named and accepted, 三仄尾 and 重字 noted, 孤平, 三平尾,
 粘, 对, 二四六分明, 出句平收 and 出韵 flagged. Text that is neither regular nor a 词 is not checked (checked: false).
-A 词 is matched to a 格 of the 词谱 (cipu.py: 钦定词谱 and 龙榆生, by name with --cipai or by its pieces' lengths)
+A 词 is matched to a 格 of the 词谱 (verse/cipu.py: 钦定词谱 and 龙榆生, by name with --cipai or by its pieces' lengths)
 and judged character by character against the 格's 平/仄 (中 free), each rhyme set in one 词林正韵 部 in the
 tones it wants (入声 部 for a 入 set); 粘, 对, 孤平 and 二四六 are rules of regular verse and never applied to a
 词. A 词 of a learnt 词牌 (cipai.json) that fits no 格 is checked for rhyme only, by the learnt rhyme sets.
@@ -121,7 +121,7 @@ def judge_couplets(text, labels, pingshui, table, report):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# 词: matched to a 格 of the 词谱 (cipu.py), else to a learnt 词牌's pattern (cipai.json)
+# 词: matched to a 格 of the 词谱 (verse/cipu.py), else to a learnt 词牌's pattern (cipai.json)
 
 def resolve_cipai(name, cipu_table, cipai):
     """(the 词谱's main name or None, the learnt table's key or None) of a 词牌 name (any of its other names;

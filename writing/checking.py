@@ -1,4 +1,4 @@
-"""The `check` command: one poem, or many from a file or stdin, read as a reader would (reading.py), checked by
+"""The `check` command: one poem, or many from a file or stdin, read as a reader would (verse/reading.py), checked by
 prosody.check, printed as text (each poem under its own heading, a summary at the end) or as JSON (one object;
 JSON Lines, an object a line, for many).
 

@@ -8,7 +8,7 @@ temperature a constrained poem has exactly the lines and characters asked for:
     --rhyme                  even lines end in characters of one rhyme group in one tone (level by default)
     --rhyme-system           pingshui (平水韵; 词林正韵 for --cipai, the default) or xinyun (中华新韵)
     --tones                  positions 2, 4, 6 follow 二四六分明 with 粘 and 对 (a hard mask); with --cipai every
-                             平/仄 its 格 in the 词谱 fixes (cipu.py; --ge N picks the 格), 中 left free
+                             平/仄 its 格 in the 词谱 fixes (verse/cipu.py; --ge N picks the 格), 中 left free
     --tone-system            classical (the corpus's own 平仄 labels, the default) or mandarin (pypinyin)
     --prefix TEXT            style priming: run through the model first, never printed
 

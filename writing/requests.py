@@ -177,7 +177,7 @@ def iter_poems(model, itos, gcfg, device, batch=64):
 
 
 def keyword_specs(model, itos, words, start, prime, specs, streams, gcfg, device, tables):
-    """Each candidate's Spec with the keywords fixed in slots drawn from a draft's probabilities (keywords.py)."""
+    """Each candidate's Spec with the keywords fixed in slots drawn from a draft's probabilities (writing/keywords.py)."""
     layouts = [layout_of(s, tables, start) for s in specs]
     tone_choices = (poetics.LEVEL, poetics.OBLIQUE)
     for s, lay in {id(s): (s, lay) for s, lay in zip(specs, layouts)}.values():
