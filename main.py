@@ -194,8 +194,8 @@ GEN_MODES = [  # (label, GenConfig overrides, form the metrics judge against)
 ACROSTICS = ["春夏秋冬", "风花雪月", "山高水长"]
 
 
-CI_NAMES = ("浣溪沙", "菩萨蛮", "西江月", "水调歌头")                   # three short 词牌 and a long one
-CI_MODES = [("", False)] + [(name, rhyme) for rhyme in (False, True) for name in CI_NAMES]   # "": unconstrained
+SAMPLE_CIPAI = ("浣溪沙", "菩萨蛮", "西江月", "水调歌头")                   # three short 词牌 and a long one
+CI_MODES = [("", False)] + [(name, rhyme) for rhyme in (False, True) for name in SAMPLE_CIPAI]   # "": unconstrained
 
 
 def judging_book(system, tones, data_dir, ci=False):

@@ -44,7 +44,6 @@ PROPERTIES = [  # (key, what it is, kind: r2 for a count (ridge), acc for yes/no
     ("tone", "next character 平 (not 仄)", "acc"),
     ("punct", "punctuation next", "acc"),
 ]
-REGULAR = {(5, 4), (5, 8), (7, 4), (7, 8)}
 SINGLE = 0.5                   # |r| from which one cell is said to track a property
 NAMED = 0.3                    # |r| from which a cell is named for inspect and offered as a preset
 TOP = 3                        # cells listed per property and layer
@@ -86,7 +85,7 @@ def properties(text, rhyme_lines, tones):
 
 
 def regular_poems(poems, itos, genre, cipai):
-    """[(ids, text, rhyme lines)] of the regular poems among encoded poems (no <unk>): a 诗 of REGULAR's forms
+    """[(ids, text, rhyme lines)] of the regular poems among encoded poems (no <unk>): a 诗 of poetics.REGULAR_FORMS
     (rhyme slots: the even lines' last characters), or for ci a 词 following a table 词牌 (its rhyme sets)."""
     unk = itos.index(dataUtil.UNK)
     by_pattern = {}
@@ -101,7 +100,7 @@ def regular_poems(poems, itos, genre, cipai):
             entry = by_pattern.get(ci_pattern(text))
             if entry is not None:
                 out.append((ids, text, {i for s in entry.get("rhymes", []) for i in s["lines"]}))
-        elif poetics.form_of(text) in REGULAR:
+        elif poetics.form_of(text) in poetics.REGULAR_FORMS:
             out.append((ids, text, set(range(1, len(lines_of(text)), 2))))
     return out
 

@@ -21,7 +21,6 @@ from verse.tables import load_tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "gelv_poems.tsv")
-REGULAR = {(5, 4), (5, 8), (7, 4), (7, 8)}
 RULES = ("粘", "对", "二四六分明", "出句平收", "孤平", "三平尾", "出韵", "三仄尾", "重字")
 NOTED = ("三仄尾", "重字")                    # violations before, notes now
 TIMED = 1000                               # poems in the timed `check FILE` run
@@ -105,7 +104,7 @@ def cmd_gelv(rest):
     cfg.data.data_dir = args.data_dir
     tables = load_tables(args.data_dir)
     corpus = dataUtil.load_corpus(cfg, verbose=False)
-    real = [t for t in map(corpus.decode, corpus.test) if poetics.form_of(t) in REGULAR]
+    real = [t for t in map(corpus.decode, corpus.test) if poetics.form_of(t) in poetics.REGULAR_FORMS]
     canon = fixture_poems()
     after = {"test": tally(real, tables), "fixture": tally([t for _, t in canon], tables)}
     seconds = timed_run(real + [t for _, t in canon], args.data_dir)

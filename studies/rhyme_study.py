@@ -16,7 +16,6 @@ from verse.tables import load_tone_table
 from verse.rhymebook import load_books
 from verse.build import TONE_BOTH_SHARE, TONE_MIN_LABELS, build_cipai_table
 
-REGULAR = {(5, 4), (5, 8), (7, 4), (7, 8)}
 
 
 def cmd_rhyme(rest):
@@ -146,7 +145,7 @@ def learnt_lines(learnt):
 
 
 def agreement_section(book, labels, shown=80):
-    agree, compared, wrong = rhymebook.tone_agreement(book, labels)
+    agree, compared, wrong = rhymebook.label_agreement(book, labels)
     lacking = sum(ch not in book.entries for ch in labels)
     tone_names = {"平": "平", "仄": "仄", "both": "both", "平仄": "both"}
     kinds = Counter((label, tone_names.get(tones, tones)) for _, label, tones in wrong)
@@ -168,7 +167,7 @@ def agreement_section(book, labels, shown=80):
 
 def tang_section(corpus, books, labels):
     """Rhyme rates of the test split's regular 绝句/律诗 under each system and tone table."""
-    real = [t for t in map(corpus.decode, corpus.test) if poetics.form_of(t) in REGULAR]
+    real = [t for t in map(corpus.decode, corpus.test) if poetics.form_of(t) in poetics.REGULAR_FORMS]
     chars = {ch for t in real for ch in t}
     rows = []
     for tone_name, table in (("classical", labels), ("mandarin", None)):
@@ -205,7 +204,7 @@ CLASSICS = {"杜甫《登高》": "风急天高猿啸哀，渚清沙白鸟飞回
 def check_section(corpus, books, labels):
     """The 格律 check (prosody.check) over the test split's regular poems: the share keeping each rule."""
     from verse import prosody
-    real = [t for t in map(corpus.decode, corpus.test) if poetics.form_of(t) in REGULAR]
+    real = [t for t in map(corpus.decode, corpus.test) if poetics.form_of(t) in poetics.REGULAR_FORMS]
     broken = [{v["rule"] for v in prosody.check(t, labels, books["pingshui"])["violations"]} for t in real]
     rows = [f"| {rule} | {poetics.mean(rule not in b for b in broken):.1%} |" for rule in RULES]
     classics = [f"- {name}: " + (", ".join(f"{v['rule']} at line {v['line']} char {v['char']}" for v in r["violations"])

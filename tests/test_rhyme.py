@@ -84,8 +84,8 @@ def test_manjianghong_rhymes_on_one_entering_bu(books):
     assert poetics.ci_rhymes(other, MJH_SETS, books["cilin"])
 
 
-def test_tone_agreement_with_labels_by_hand(books):
-    agree, compared, wrong = rhymebook.tone_agreement(books["pingshui"], {"东": "平", "国": "仄", "看": "both",
+def test_label_agreement_by_hand(books):
+    agree, compared, wrong = rhymebook.label_agreement(books["pingshui"], {"东": "平", "国": "仄", "看": "both",
                                                                           "思": "平", "𠀀": "平"})
     assert (agree, compared) == (3, 4) and wrong == [("思", "平", "平仄")]
 

@@ -1,15 +1,16 @@
-"""Training the poetry LSTM: device, optimiser, checkpoints, evaluation, the loop, and its plots.
+"""Training the poetry LSTM (the trainer): optimiser, schedules, the run directory, the loop, and its plots.
 
     train(cfg)                     a whole run with early stopping (what `python main.py train` calls)
     TrainLoop(...).advance()       one optimiser step on the next batch (the studies run N of these)
-    evaluate(model, poems, ...)    perplexity over real tokens of a split
+
+Checkpoints are read and written by training/checkpoint.py, perplexity measured by training/perplexity.py.
 
 Loss: mean cross-entropy over real target tokens only (padding is masked; it only ever follows a poem, so a
 poem's predictions never see it). Dev perplexity exp(total NLL / real target tokens) every pp_every steps and
 at every stop; early stopping after `tolerance` evaluations without a new best. A run lives in its own
 directory (ckpt_dir): best.pt, last.pt, epoch_N.pt, metrics.jsonl, loss.png, perplexity.png. Checkpoints are
 written atomically; a run never starts over another run's files unless told to (--resume or --overwrite), and
-a lock keeps two live runs out of one directory. The checkpoint format is in docs/checkpoints.md.
+a lock keeps two live runs out of one directory. The checkpoint format is in docs/design.md ("Checkpoints").
 
 Precision (--precision): fp32, or bf16 matmuls with float32 master weights, cell states and loss (model.py).
 Deliberately left out: gradient accumulation and loss scaling (bfloat16 has float32's exponent range).
@@ -41,7 +42,6 @@ from model import PoetryLM, masked_nll, set_precision
 # extra evaluation at a stop never changes what a resumed run does.
 PROGRESS = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_ppl": math.inf, "track_ppl": math.inf,
             "bad_evals": 0, "lr_scale": 1.0}
-RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl")
 RUN_FILE = re.compile(r"^(best\.pt|last\.pt|metrics\.jsonl|epoch_\d+\.pt|loss\.png|perplexity\.png)$")
 LEFTOVER = re.compile(r"^(.+?)(?:\.\d+)?\.tmp$")          # a killed save's temporary file (fileio.atomic_write)
 

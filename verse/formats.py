@@ -140,14 +140,8 @@ def shi_format(chars, lines, first=None, group=None, first_rhymes=False):
 def tone_fit(lines, tone, first):
     """Share of positions 2, 4, 6 (before the last character) of lines whose tone (tone(ch): LEVEL, OBLIQUE,
     BOTH or None) follows the pattern from `first`; None when none is known."""
-    hit = total = 0
-    for k, l in enumerate(lines):
-        for p in (2, 4, 6):
-            t = tone(l[p - 1]) if p < len(l) else None
-            if t is not None:
-                total += 1
-                hit += t in (BOTH, poetics.required_tone(k, p, first))
-    return hit / total if total else None
+    hits, judged = poetics.pattern_hits(lines, tone, first)
+    return hits / judged if judged else None
 
 
 def shi_group(lines, book):

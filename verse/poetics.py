@@ -27,6 +27,7 @@ import numpy as np
 from verse import rhymebook
 
 LINE_ENDS = "，。？！；"
+REGULAR_FORMS = {(5, 4), (5, 8), (7, 4), (7, 8)}    # (characters, lines) of 绝句 and 律诗: what the studies judge
 RHYME_GROUPS = {          # 中华新韵: group -> pypinyin finals (strict, ü written v)
     "麻": ("a", "ia", "ua"), "波": ("o", "e", "uo"), "皆": ("ie", "ve"), "开": ("ai", "uai"),
     "微": ("ei", "uei"), "豪": ("ao", "iao"), "尤": ("ou", "iou"), "寒": ("an", "ian", "uan", "van"),
@@ -86,6 +87,22 @@ def required_tone(line, pos, first):
     return t2 if pos in (2, 6) else 1 - t2
 
 
+def pattern_hits(lines, tone, first, places=None):
+    """(hits, judged): the one count of how well lines follow the tone pattern whose line 1 has `first` at
+    position 2. places: [(line, position)], by default positions 2, 4, 6 before each line's last character;
+    tone(ch): LEVEL or OBLIQUE (a hit when it is the one wanted), BOTH (a hit either way), None (not judged)
+    or anything else (judged, never a hit)."""
+    if places is None:
+        places = [(k, p) for k, l in enumerate(lines) for p in (2, 4, 6) if p < len(l)]
+    hits = judged = 0
+    for k, p in places:
+        t = tone(lines[k][p - 1])
+        if t is not None:
+            judged += 1
+            hits += t in (BOTH, required_tone(k, p, first))
+    return hits, judged
+
+
 # ----------------------------------------------------------------------------------------------------------
 # each character's readings: the rhyme book's first, the poets' usage to drop one they never use
 
@@ -108,9 +125,8 @@ def key_slots(poems, single):
                   if p < len(l) and not (k % 2 == 0 and p == len(l) - 1)]
         fit = {}
         for first in (LEVEL, OBLIQUE):
-            known = [single(lines[k][p - 1]) == required_tone(k, p, first) for k, p in places
-                     if single(lines[k][p - 1]) is not None]
-            fit[first] = sum(known) / len(known) if known else 0.0
+            hits, judged = pattern_hits(lines, single, first, places)       # single readings: never BOTH
+            fit[first] = hits / judged if judged else 0.0
         first = max(fit, key=fit.get)
         if fit[first] < PATTERN_FIT:
             continue
@@ -193,13 +209,8 @@ def tone_agreement(text, table):
         first = 1 - level(lines[0][3])                      # position 4 is the opposite of position 2
     if first not in (LEVEL, OBLIQUE):
         return None
-    hits = total = 0
-    for k, line in enumerate(lines):
-        for pos in (2, 4, 6):
-            if pos < len(line):
-                total += 1
-                hits += level(line[pos - 1]) in (required_tone(k, pos, first), BOTH)
-    return hits / total if total else None
+    hits, judged = pattern_hits(lines, lambda ch: "unknown" if level(ch) is None else level(ch), first)
+    return hits / judged if judged else None          # a tone unknown counts against the poem here
 
 
 # ----------------------------------------------------------------------------------------------------------

