@@ -172,7 +172,7 @@ def test_a_start_only_draws_forms_it_fits():
     forms = [(5, 4, 1), (7, 4, 1)]
     ids = [ITOS.index(c) for c in "春夏秋冬日月山"]                    # seven characters: only 七言 fits
     import unittest.mock as mock
-    with mock.patch.object(decoding, "prepared_or_shipped", lambda *a: forms):
+    with mock.patch("verse.tables.prepared_or_shipped", lambda *a: forms):
         assert requests.default_forms(constraints.Spec(), ids, tables) == [(7, 4, 1)]
         five = [ITOS.index(c) for c in "春夏秋冬日，月"]              # a five-character first line: only 五言
         assert requests.default_forms(constraints.Spec(), five, tables) == [(5, 4, 1)]
