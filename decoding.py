@@ -62,6 +62,7 @@ class Spec:
     group: int = -1                     # the 平水韵 group (index) the poem rhymes in, told the model (-1: open)
     rhyme_lines: tuple = ()             # a 词牌's rhyming lines (told the model, whether or not --rhyme masks)
     masks: bool = True                  # False (--no-masks): the model alone keeps the form
+    pair_input: bool = True             # the 颔联/颈联 read the character they answer (format inputs' pair)
 
     @property
     def constrained(self):
@@ -195,7 +196,8 @@ def format_for(spec):
     if spec.chars in (5, 7) and spec.lines and spec.lines % 2 == 0:
         level = spec.rhyme_tone == poetics.LEVEL
         group = spec.group if spec.group >= 0 and level else None
-        return formats.shi_format(spec.chars, spec.lines, spec.first_tone, group, spec.rhyme_first and level)
+        fmt = formats.shi_format(spec.chars, spec.lines, spec.first_tone, group, spec.rhyme_first and level)
+        return fmt if spec.pair_input else dataclasses.replace(fmt, paired=())
     return None
 
 
@@ -851,7 +853,7 @@ def make_request(itos, gcfg, tables_cache=None, told=False):
     Tables built for each (tone table, rhyme book), and the forms table, across requests (the web server's).
     told: the model reads format inputs, so a regular poem's format is drawn (rows_of) and it rhymes by default."""
     spec = spec_from(gcfg, cipai_table() if gcfg.cipai else None, told=told)
-    spec.masks = gcfg.masks
+    spec.masks, spec.pair_input = gcfg.masks, gcfg.pair_input
     regular = told and not gcfg.cipai and (spec.chars or not gcfg.free)
     if regular and gcfg.masks and gcfg.rhyme_system == "pingshui" and gcfg.rhyme_tone == "level":
         spec.rhyme = True                                # real regular poems rhyme nine times in ten
@@ -883,7 +885,8 @@ def make_request(itos, gcfg, tables_cache=None, told=False):
     key = (gcfg.seed, str((start, spec.heads) + ((gcfg.cipai,) if gcfg.cipai else ())))
     gcfg = fitted(gcfg, [spec], len(start))
     draws = format_draws(tables_cache) if told else None
-    return Request(gcfg, spec, tables, start, prime, forms, words, key, draws, pairs_table(tables_cache))
+    return Request(gcfg, spec, tables, start, prime, forms, words, key, draws,
+                   pairs_table(tables_cache) if gcfg.pair_rerank else None)
 
 
 def rhyme_group_of(name, book):
