@@ -201,8 +201,7 @@ def couplet_lines(rows, args):
     out.append("")
     for r in rows:
         out += [f"{r['setting']}, middle couplets:", ""]
-        for p in r["sample"]:
-            c = duizhang.lu_couplets(p)
+        for c in filter(None, map(duizhang.lu_couplets, r["sample"])):         # --no-masks: not always a 律诗
             out += [f"    {a}，{b}。" for a, b in c[1:3]] + [""]
     return out
 
