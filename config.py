@@ -118,6 +118,8 @@ class GenConfig:
     keywords: str = ""                # words the poem must hold (1-4 words of 1-2 characters): --keywords 春 江 花月
     rhyme_group: str = ""             # the 平水韵 level group to rhyme in: 十灰, 灰 or 上平声十灰 (default: drawn as poets chose)
     masks: bool = True                # --no-masks: no mask at all, the model's format inputs alone keep the form
+    pair_input: bool = True           # 对仗: a 律诗's 颔联/颈联 second line reads the character it answers (format models)
+    pair_rerank: bool = True          # 对仗: re-ranking favours a 律诗 whose middle couplets answer
 
 
 @dataclass

@@ -20,11 +20,12 @@ from writing import decoding
 from writing import requests
 from writing import constraints
 from common import fileio
+from verse import duizhang
 from verse import formats
 from verse import poetics
 from config import SAMPLE_STARTS, GenConfig, UserError, make_parser
 from verse.text import PUNCT
-from verse.tables import verse_tables
+from verse.tables import pairs_table, verse_tables
 from training.inputs import poem_formats
 
 
@@ -137,11 +138,83 @@ def run(model, itos, corpus, cfg, n, candidates):
     return rows, perplexities(model, itos, corpus, cfg)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# 对仗: the middle couplets of 律诗, real and written, with and without the pair input and the re-ranking term
+
+COUPLET_SETTINGS = (("default", {}), ("no pair input", {"pair_input": False}),
+                    ("no 对仗 re-ranking", {"pair_rerank": False}),
+                    ("neither", {"pair_input": False, "pair_rerank": False}), ("--no-masks", {"masks": False}))
+
+
+def lushi(model, itos, n_per_start, candidates, settings):
+    """n_per_start 律诗 per start character (五言 and 七言 in turn), written with the GenConfig settings."""
+    poems = []
+    for k, ch in enumerate(SAMPLE_STARTS):
+        g = GenConfig(start=ch, seed=k, num=n_per_start, form=(5, 7)[k % 2], lines=8, candidates=candidates,
+                      **settings)
+        poems += [c.text for c in requests.iter_poems(model, itos, g, "cpu")]
+    return poems
+
+
+def heldout_pairs(train_texts):
+    """The significant pairs learnt from the second half of the train split's 律诗 alone (a table neither the
+    re-ranking nor the thresholds were fitted on; the pairs only, no classes)."""
+    half = [c for c in map(duizhang.lu_couplets, train_texts[len(train_texts) // 2:]) if c]
+    aligned, expected, _ = duizhang.count_couplets(half)
+    return duizhang.significant_pairs(aligned, expected)
+
+
+def couplet_measures(poems, real, table, half):
+    """Mean 对仗 score of the 颔联 and 颈联 (duizhang.score), the share called parallel, the share of their aligned
+    pairs in the held-out half's table, 重字, and the discriminator against real 律诗."""
+    scores = [v for v in (duizhang.score(p, table) for p in poems) if v is not None]
+    aligned = list(duizhang.aligned_pairs([c for c in map(duizhang.lu_couplets, poems) if c]))
+    return {"poems": len(poems), "score": float(np.mean(scores)) if scores else float("nan"),
+            "parallel": poetics.mean(v >= table.thresholds["parallel"] for v in scores),
+            "heldout": poetics.mean((x + y if x <= y else y + x) in half for x, y in aligned),
+            "repeat": poetics.mean(repeats(p)[0] for p in poems),
+            "disc": poetics.discriminator_accuracy(poems, real) if poems is not real else float("nan")}
+
+
+def couplet_study(model, itos, corpus, n, candidates):
+    """Rows of couplet_measures: real test 律诗, then each of COUPLET_SETTINGS; and a few couplets side by side."""
+    table = pairs_table()
+    half = heldout_pairs([dataUtil.text_of(p, itos) for p in corpus.train])
+    real = [t for t in (dataUtil.text_of(p, itos) for p in corpus.test) if duizhang.LU.fullmatch(t)]
+    rows = [{"setting": "real test 律诗", **couplet_measures(real, real, table, half), "sample": real[:3]}]
+    for label, settings in COUPLET_SETTINGS:
+        poems = lushi(model, itos, n, candidates, settings)
+        rows.append({"setting": label, **couplet_measures(poems, real, table, half), "sample": poems[:3]})
+        print(f"  律诗 {label}: 对仗 {rows[-1]['score']:.2f}, parallel {rows[-1]['parallel']:.1%}", flush=True)
+    return rows
+
+
+def couplet_lines(rows, args):
+    out = ["", "## 对仗: the 颔联 and 颈联 of 律诗", "",
+           f"{args.couplets} 律诗 per start character and setting (五言 and 七言 in turn), each the best of "
+           f"{args.candidates} candidates; real: the test split's 律诗. 对仗 score: the mean position score of the "
+           "颔联 and 颈联 (duizhang.score, the re-ranking's term); parallel: the share at or above the table's "
+           "`parallel` threshold; held-out: the share of their aligned character pairs that the second half of "
+           "the train split alone finds significant (a table nothing was fitted on). Pair input: the second "
+           "line of each middle couplet reads the character it answers; re-ranking: the 对仗 term of the "
+           "candidates' score.", "",
+           "| setting | poems | 对仗 score | parallel | held-out pairs | 重字 | disc. |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['setting']} | {r['poems']} | {r['score']:.3f} | {pct(r['parallel'])} | {pct(r['heldout'])} "
+                   f"| {pct(r['repeat'])} | {pct(r['disc'])} |")
+    out.append("")
+    for r in rows:
+        out += [f"{r['setting']}, middle couplets:", ""]
+        for c in filter(None, map(duizhang.lu_couplets, r["sample"])):         # --no-masks: not always a 律诗
+            out += [f"    {a}，{b}。" for a, b in c[1:3]] + [""]
+    return out
+
+
 def pct(v):
     return "—" if v != v else f"{v:.1%}"
 
 
-def write(rows, ppl, path, ckpt, args):
+def write(rows, ppl, path, ckpt, args, couplets=()):
     out = ["# What the format inputs teach: the form study", "",
            f"Command: `python main.py experiment form --ckpt {ckpt} --samples {args.samples} --candidates "
            f"{args.candidates}` (this machine's CPU). {args.samples} poems per start character {SAMPLE_STARTS}, each the best "
@@ -160,6 +233,8 @@ def write(rows, ppl, path, ckpt, args):
               "and <eos> excluded).", ""]
     for r in rows[1:]:
         out += [f"{r['setting']}, the first poems:", ""] + [f"    {p}" for p in r["sample"]] + [""]
+    if couplets:
+        out += couplet_lines(couplets, args)
     fileio.write_text(path, "\n".join(out) + "\n")
     print(f"wrote {path}")
 
@@ -170,11 +245,12 @@ def cmd_form(rest):
     parser.add_argument("--ckpt", default="", help="the model (default: as generate picks it)")
     parser.add_argument("--samples", type=int, default=20, help="poems per start character and setting")
     parser.add_argument("--candidates", type=int, default=8, help="candidates per poem")
+    parser.add_argument("--couplets", type=int, default=4, help="律诗 per start character and 对仗 setting (0: none)")
     parser.add_argument("--out", default="docs/form_study.md", help="the study's Markdown (default: docs/form_study.md)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(rest)
-    if not 1 <= args.samples <= 1000 or not 1 <= args.candidates <= 64:
-        raise UserError("--samples in 1-1000, --candidates in 1-64")
+    if not 1 <= args.samples <= 1000 or not 1 <= args.candidates <= 64 or not 0 <= args.couplets <= 1000:
+        raise UserError("--samples in 1-1000, --candidates in 1-64, --couplets in 0-1000")
     if os.path.lexists(args.out) and not args.overwrite:
         raise UserError(f"{args.out} exists; pass --overwrite to replace it or --out another file")
     from studies.base import study_model
@@ -183,5 +259,6 @@ def cmd_form(rest):
     from training.checkpoint import load_checkpoint
     cfg = Config.from_dict(load_checkpoint(path)["config"])
     rows, ppl = run(model, itos, corpus, cfg, args.samples, args.candidates)
-    write(rows, ppl, args.out, os.path.relpath(path), args)
+    couplets = couplet_study(model, itos, corpus, args.couplets, args.candidates) if args.couplets else ()
+    write(rows, ppl, args.out, os.path.relpath(path), args, couplets)
     return 0

@@ -9,6 +9,7 @@ import torch
 import dataUtil
 from writing import decoding
 from writing import constraints
+from writing import requests
 from verse import formats
 from verse import poetics
 from config import Config, GenConfig, UserError
@@ -181,3 +182,15 @@ def test_a_poem_is_sometimes_read_with_no_format_input():
     drawn = [formats.drop_groups(feats, pair, 0.0, rng, 0.5) for _ in range(200)]
     none = sum(not f.any() and not p.any() for f, p in drawn)
     assert 70 < none < 130 and all(f.all() or not f.any() for f, _ in drawn)      # all or nothing at rate 0
+
+
+def test_pair_input_and_pair_reranking_can_be_turned_off(reader):
+    read, _ = reader
+    spec = constraints.Spec(chars=7, lines=8, first_tone=poetics.LEVEL, group=0)
+    assert constraints.format_for(spec).paired == (3, 5)                         # lines 4 and 6 answer 3 and 5
+    assert constraints.format_for(dataclasses.replace(spec, pair_input=False)).paired == ()
+    itos = list(dataUtil.SPECIALS + tuple(dict.fromkeys(DENGAO)))
+    for pair_input, pair_rerank in ((True, True), (False, False)):
+        g = GenConfig(start="风", form=7, lines=8, pair_input=pair_input, pair_rerank=pair_rerank)
+        req = requests.make_request(itos, g, told=True)
+        assert req.spec.pair_input is pair_input and (req.pairs is not None) is pair_rerank

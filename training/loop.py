@@ -263,7 +263,7 @@ def start_from(model, ckpt, itos, path, verbose=True):
     for name, value in source.items():
         if name not in own:
             raise UserError(f"{path} holds a weight {name} this model lacks; give the model settings it was "
-                            "trained with (--embed-dim, --hidden-size, --num-layers, --tie-weights)")
+                            "trained with (--embed-dim, --hidden-size, --num-layers, --tie-weights, --format-inputs)")
         value = value.float()[rows] if name in VOCAB_ROWS else value.float()
         if value.shape != own[name].shape:
             raise UserError(f"{path}'s weight {name} is {tuple(value.shape)}, this model's "

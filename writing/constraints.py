@@ -58,6 +58,7 @@ class Spec:
     group: int = -1                     # the 平水韵 group (index) the poem rhymes in, told the model (-1: open)
     rhyme_lines: tuple = ()             # a 词牌's rhyming lines (told the model, whether or not --rhyme masks)
     masks: bool = True                  # False (--no-masks): the model alone keeps the form
+    pair_input: bool = True             # the 颔联/颈联 read the character they answer (format inputs' pair)
 
     @property
     def constrained(self):
@@ -191,7 +192,8 @@ def format_for(spec):
     if spec.chars in (5, 7) and spec.lines and spec.lines % 2 == 0:
         level = spec.rhyme_tone == poetics.LEVEL
         group = spec.group if spec.group >= 0 and level else None
-        return formats.shi_format(spec.chars, spec.lines, spec.first_tone, group, spec.rhyme_first and level)
+        fmt = formats.shi_format(spec.chars, spec.lines, spec.first_tone, group, spec.rhyme_first and level)
+        return fmt if spec.pair_input else dataclasses.replace(fmt, paired=())
     return None
 
 

@@ -78,7 +78,7 @@ def make_request(itos, gcfg, tables_cache=None, told=False):
     Tables built for each (tone table, rhyme book), and the forms table, across requests (the web server's).
     told: the model reads format inputs, so a regular poem's format is drawn (rows_of) and it rhymes by default."""
     spec = spec_from(gcfg, cipai_table() if gcfg.cipai else None, told=told)
-    spec.masks = gcfg.masks
+    spec.masks, spec.pair_input = gcfg.masks, gcfg.pair_input
     regular = told and not gcfg.cipai and (spec.chars or not gcfg.free)
     if regular and gcfg.masks and gcfg.rhyme_system == "pingshui" and gcfg.rhyme_tone == "level":
         spec.rhyme = True                                # real regular poems rhyme nine times in ten
@@ -110,7 +110,8 @@ def make_request(itos, gcfg, tables_cache=None, told=False):
     key = (gcfg.seed, str((start, spec.heads) + ((gcfg.cipai,) if gcfg.cipai else ())))
     gcfg = fitted(gcfg, [spec], len(start))
     draws = format_draws(tables_cache) if told else None
-    return Request(gcfg, spec, tables, start, prime, forms, words, key, draws, pairs_table(tables_cache))
+    return Request(gcfg, spec, tables, start, prime, forms, words, key, draws,
+                   pairs_table(tables_cache) if gcfg.pair_rerank else None)
 
 
 def drawn(weights, generator):
