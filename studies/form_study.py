@@ -217,7 +217,7 @@ def pct(v):
 def write(rows, ppl, path, ckpt, args, couplets=()):
     out = ["# What the format inputs teach: the form study", "",
            f"Command: `python main.py experiment form --ckpt {ckpt} --samples {args.samples} --candidates "
-           f"{args.candidates}` (this machine's CPU). {args.samples} poems per start character {SAMPLE_STARTS}, each the best "
+           f"{args.candidates} --couplets {args.couplets}` (this machine's CPU). {args.samples} poems per start character {SAMPLE_STARTS}, each the best "
            "of the candidates, its form, tone pattern, 首句入韵 and rhyme group drawn as the train poems' go; real: "
            "the test split's regular poems with those first characters. Tone agreement: positions whose target "
            "(the drawn pattern's 2, 4, 6 and line ends) the character's classical tone keeps. Mask acted: the "
