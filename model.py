@@ -14,6 +14,7 @@ torch.nn.LSTM's kernel (cuDNN on a GPU) on the same parameters, converted on the
 Options beyond the seed's model, each a flag measured by `python main.py experiment recipe`: dropout (embedding,
 between layers, before the output layer) and weight tying. Deliberately left out: peepholes, layer norm.
 """
+import functools
 import math
 import re
 
@@ -271,6 +272,14 @@ class CudnnLSTM(nn.Module):
     def forward(self, x, state=None):
         fused = self.fused[0]
         h0, c0 = state if state is not None else zero_state(fused, x.shape[1], x)
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not native_bf16(x.device):
+            # oneDNN has no bfloat16 LSTM primitive on a CPU without native bfloat16: there it runs in float32
+            with torch.autocast("cpu", enabled=False):
+                return self.run(x.float(), h0.float(), c0.float())
+        return self.run(x, h0, c0)
+
+    def run(self, x, h0, c0):
+        fused = self.fused[0]
         out, h, c = torch._VF.lstm(x, (h0, c0), self.flat_weights(), True, fused.num_layers,
                                    fused.dropout.p, self.training, False, False)
         return out, (h, c)
@@ -371,6 +380,7 @@ class PoetryLM(nn.Module):
 # ----------------------------------------------------------------------------------------------------------
 # precision
 
+@functools.lru_cache(maxsize=None)
 def native_bf16(device):
     """Whether the device multiplies bfloat16 natively (faster than float32): a CUDA GPU of compute capability
     8 or more, or a CPU with AVX512-BF16 or AMX (read from /proc/cpuinfo; elsewhere assumed not)."""
