@@ -23,7 +23,8 @@ from tests_helpers import tiny_checkpoint
 from verse.text import convert_chars
 
 CHUNWANG = "国破山河在，城春草木深。感时花溅泪，恨别鸟惊心。"
-TANG = os.path.join(ROOT, "pretrained", "tang.pt")
+TANG = os.path.join(ROOT, "pretrained", "tang-chars.pt")          # characters only: no format inputs
+SHIPPED = os.path.join(ROOT, "pretrained", "tang.pt")            # the page's model (format inputs)
 TINY_POEM = "一丁七万丈，三上下不与。丑且世丘丙，业丛东丝丞。"       # a regular 五言绝句 of TINY_ITOS characters
 TOL = 2e-5                     # float32 activations, written to 6 decimals
 
@@ -143,7 +144,7 @@ def test_numpy_inspect_never_imports_torch(tmp_path):
     ([CHUNWANG, "--cells", "12,x"], "--cells"),
     ([CHUNWANG, "--cells", "600"], "not a cell"),
     ([CHUNWANG, "--layer", "3"], "--layer"),
-    ([CHUNWANG, "--formats", "poem"], "no format inputs"),
+    ([CHUNWANG, "--formats", "poem", "--ckpt", TANG], "no format inputs"),
     ([CHUNWANG, "--cells", ",".join(map(str, range(33)))], "1 to 32"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
@@ -282,8 +283,8 @@ def test_api_inspect_answers_the_chosen_cells(client):
 
 def shipped_models_record(cache={}):
     if not cache:
-        model, _, itos = lstm_inspect.model_from_checkpoint(lstm_inspect.load_checkpoint(TANG), torch.device("cpu"))
-        inputs = cellrecord.read_inputs(CHUNWANG, itos, False)
+        model, _, itos = lstm_inspect.model_from_checkpoint(lstm_inspect.load_checkpoint(SHIPPED), torch.device("cpu"))
+        inputs = cellrecord.read_inputs(CHUNWANG, itos, model.cfg.format_inputs)
         layers, probs = lstm_inspect.read_poem(model, itos, inputs)
         cache.update(cellrecord.build_record(inputs, itos, layers, probs, {}))
     return cache
