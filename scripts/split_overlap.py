@@ -51,7 +51,8 @@ def perplexities(path, corpus, seen):
     model, cfg, itos = model_from_checkpoint(load_checkpoint(path), "cpu")
     c = corpus if corpus.itos == itos else reencoded(corpus, itos)
     pad = itos.index(dataUtil.PAD)
-    clean = [p for i, p in enumerate(c.test) if i not in set(seen)]
+    seen = set(seen)
+    clean = [p for i, p in enumerate(c.test) if i not in seen]
     return evaluate(model, c.test, pad, 256, "cpu")["ppl"], evaluate(model, clean, pad, 256, "cpu")["ppl"]
 
 
