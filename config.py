@@ -48,7 +48,7 @@ class ModelConfig:
     embed_dim: int = 128              # embedding width E
     hidden_size: int = 256            # LSTM width H
     num_layers: int = 2               # stacked LSTM layers
-    lstm: str = "fused"               # fused (hand-derived backward) | autograd (same loop) | cudnn (nn.LSTM's kernel)
+    lstm: str = "fused"               # fused (hand-derived backward, C++ time loop) | python (same, Python loop) | autograd (same loop, autograd) | cudnn (nn.LSTM's kernel)
     init_embed: str = "default"       # embedding init: default | zero | normal | xavier_normal | xavier_uniform
     init_lstm: str = "default"        # LSTM weight init, same choices
     dropout: float = 0.0              # dropout rate at the places --dropout-at names (0 = the seed's model)
@@ -151,7 +151,7 @@ class Config:
 CHOICES = {
     ("data", "genre"): ("tang", "ci"),
     ("data", "variant_chars"): ("standard", "keep"),
-    ("model", "lstm"): ("fused", "autograd", "cudnn"),
+    ("model", "lstm"): ("fused", "python", "autograd", "cudnn"),
     ("model", "init_embed"): ("default", "zero", "normal", "xavier_normal", "xavier_uniform"),
     ("model", "init_lstm"): ("default", "zero", "normal", "xavier_normal", "xavier_uniform"),
     ("train", "lr_schedule"): ("constant", "plateau", "cosine"),

@@ -6,8 +6,10 @@ row blocks in gate order i, f, o, g, columns acting on [x_t ; h_{t-1}]:
     z_t = W [x_t ; h_{t-1}] + b,   i, f, o = sigmoid(z_i, z_f, z_o),   g = tanh(z_g)
     c_t = f * c_{t-1} + i * g,     h_t = o * tanh(c_t)
 
-Three backends share one state_dict (`--lstm`): `fused` (the default) runs each layer as one autograd.Function
-whose backward is the hand-derived BPTT of docs/derivation.md, eq. numbers in the comments; `autograd` is the
+Four backends share one state_dict (`--lstm`): `fused` (the default) runs each layer as one autograd.Function
+whose backward is the hand-derived BPTT of docs/derivation.md, eq. numbers in the comments, its time loops in C++
+(kernels/lstm_cell.cpp: each step's cell one fused pass; built at first use); `python` is the same Function with
+the time loops below in Python (what `fused` falls back to where no compiler is); `autograd` is the
 same time loop differentiated by autograd, the readable reference the tests compare against; `cudnn` runs
 torch.nn.LSTM's kernel (cuDNN on a GPU) on the same parameters, converted on the fly (gates i, f, g, o).
 
@@ -22,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import kernels
 from verse import formats
 from config import CHOICES
 
@@ -44,8 +47,7 @@ def layer_forward(x, h0, c0, W, b, keep, md=None):
     H = h0.shape[1]
     md = md or W.dtype
     Wm = W.to(md)                                                                  # a no-op in float32
-    xm, W_xT = x.reshape(T * B, D).to(md), Wm[:, :D].t()
-    gates = (torch.addmm(b, xm, W_xT) if md == b.dtype else torch.add(b, xm @ W_xT)).view(T, B, 4 * H)  # eq. (12)
+    gates = input_gates(x, Wm, b, md)                                              # (T, B, 4H)
     W_hT = Wm[:, D:].t()                         # (H, 4H), a strided view that BLAS reads as fast as a
     if T >= 16:                                  # copy (measured); a copy costs more than a whole step at
         W_hT = W_hT.contiguous()                 # T = 1 (generation), so only long reads (training) make it
@@ -66,6 +68,23 @@ def layer_forward(x, h0, c0, W, b, keep, md=None):
         torch.mul(o, tc, out=hs[t + 1])                        # h_t = o tanh(c_t)              eq. (3)
     c_T = cs[T if keep else T % 2]
     return hs, c_T, (gates, cs, tanh_c)
+
+
+def input_gates(x, Wm, b, md):
+    """x (T, B, D) -> x_t W_x^T + b for every step at once (T, B, 4H), float32 (W's dtype): one matmul."""
+    T, B, D = x.shape
+    xm, W_xT = x.reshape(T * B, D).to(md), Wm[:, :D].t()
+    return (torch.addmm(b, xm, W_xT) if md == b.dtype else torch.add(b, xm @ W_xT)).view(T, B, -1)  # eq. (12)
+
+
+def layer_forward_cpp(ext, x, h0, c0, W, b, md):
+    """layer_forward with keep, its time loop in C++ (kernels/lstm_cell.cpp: each step's cell one fused pass)."""
+    D = x.shape[2]
+    Wm = W.to(md)
+    gates = input_gates(x, Wm, b, md)                                              # (T, B, 4H)
+    hs, cs, tanh_c = ext.layer_forward(gates, Wm[:, D:].t().contiguous(), h0.to(md).contiguous(),
+                                       c0.contiguous())
+    return hs, cs[-1], (gates, cs, tanh_c)
 
 
 def add_matmul_(acc, a, b, scratch):
@@ -112,21 +131,47 @@ def layer_backward(x, W, hs, gates, cs, tanh_c, dout, dh, dc):
         sig_bwd(s[:, :3 * H], gates[t, :, :3 * H], grad_input=z[:, :3 * H])   # through the sigmoids  eq. (8)
         tanh_bwd(s[:, 3 * H:], g, grad_input=z[:, 3 * H:])     # through the tanh                 eq. (9)
         dh = torch.mm(z, W_h, out=dh_prev)                     # into h_{t-1}                    eq. (11)
+    dx, dW, db = weight_grads(x, W, Wm, hs, dzs)
+    return dx, dh.to(cs.dtype), dc, dW, db
+
+
+def weight_grads(x, W, Wm, hs, dzs):
+    """dz (T, B, 4H) of every step -> dx (T, B, D), dW, db: three matmuls over all steps at once."""
+    T, B, D = x.shape
+    H = hs.shape[2]
     dz = dzs.view(T * B, 4 * H)                                # (T*B, 4H)
-    dW = torch.cat([dz.t() @ x.reshape(T * B, D).to(md),       # sums over t in one matmul       eq. (14)
+    dW = torch.cat([dz.t() @ x.reshape(T * B, D).to(hs.dtype),  # sums over t in one matmul      eq. (14)
                     dz.t() @ hs[:-1].reshape(T * B, H)], dim=1)
     dx = (dz @ Wm[:, :D]).view(T, B, D)                        # into the layer's input          eq. (11)
-    return dx.to(x.dtype), dh.to(cs.dtype), dc, dW.to(W.dtype), dz.sum(0, dtype=W.dtype)
+    return dx.to(x.dtype), dW.to(W.dtype), dz.sum(0, dtype=W.dtype)
+
+
+def layer_backward_cpp(ext, x, W, hs, gates, cs, tanh_c, dout, dh, dc):
+    """layer_backward with its time loop in C++ (kernels/lstm_cell.cpp; the same equations, one pass a step)."""
+    D = x.shape[2]
+    md = hs.dtype
+    Wm = W.to(md)
+    dh = torch.zeros_like(cs[0]) if dh is None else dh.to(cs.dtype).contiguous()
+    dc = torch.zeros_like(cs[0]) if dc is None else dc.to(cs.dtype).contiguous()
+    dout = None if dout is None else dout.to(md).contiguous()
+    dzs, dh0, dc0 = ext.layer_backward(gates, cs, tanh_c, Wm[:, D:].contiguous(), dout, dh, dc)
+    dx, dW, db = weight_grads(x, W, Wm, hs, dzs)
+    return dx, dh0.to(cs.dtype), dc0, dW, db
 
 
 class LSTMLayerFunction(torch.autograd.Function):
     """One LSTM layer as a single autograd node: forward keeps its buffers, backward is layer_backward. md is
-    the matmuls' dtype; both run with autocast off, since every cast is explicit here."""
+    the matmuls' dtype; both run with autocast off, since every cast is explicit here. cpp: the time loops in
+    C++ (kernels.lstm_cell) where it is built, else the Python ones."""
 
     @staticmethod
-    def forward(ctx, x, h0, c0, W, b, md):
+    def forward(ctx, x, h0, c0, W, b, md, cpp=True):
+        ctx.ext = kernels.lstm_cell() if cpp and x.device.type == "cpu" and x.shape[0] > 0 else None
         with torch.autocast(x.device.type, enabled=False):
-            hs, c_T, (gates, cs, tanh_c) = layer_forward(x, h0, c0, W, b, keep=True, md=md)
+            if ctx.ext is not None:
+                hs, c_T, (gates, cs, tanh_c) = layer_forward_cpp(ctx.ext, x, h0, c0, W, b, md)
+            else:
+                hs, c_T, (gates, cs, tanh_c) = layer_forward(x, h0, c0, W, b, keep=True, md=md)
         ctx.save_for_backward(x, W, hs, gates, cs, tanh_c)
         return hs[1:], hs[-1].to(h0.dtype, copy=True), c_T.clone()   # out (T, B, H) in md, h_T, c_T
 
@@ -135,7 +180,9 @@ class LSTMLayerFunction(torch.autograd.Function):
     def backward(ctx, dout, dh, dc):
         x, W, hs, gates, cs, tanh_c = ctx.saved_tensors
         with torch.autocast(x.device.type, enabled=False):
-            return *layer_backward(x, W, hs, gates, cs, tanh_c, dout, dh, dc), None
+            if ctx.ext is not None:
+                return *layer_backward_cpp(ctx.ext, x, W, hs, gates, cs, tanh_c, dout, dh, dc), None, None
+            return *layer_backward(x, W, hs, gates, cs, tanh_c, dout, dh, dc), None, None
 
 
 def autograd_layer(x, h, c, W, b):
@@ -175,14 +222,14 @@ class LSTMLayer(nn.Module):
             return autograd_layer(x, h, c, self.W, self.b)
         md = matmul_dtype(x.device.type, self.W.dtype)
         if torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, c, self.W, self.b)):
-            return LSTMLayerFunction.apply(x, h, c, self.W, self.b, md)
+            return LSTMLayerFunction.apply(x, h, c, self.W, self.b, md, backend == "fused")
         with torch.autocast(x.device.type, enabled=False):       # inference: no backward buffers
             hs, c_T, _ = layer_forward(x, h, c, cast_once(self, "W", md), self.b, keep=False, md=md)
         return hs[1:], hs[-1].to(h.dtype), c_T
 
 
 class FusedLSTM(nn.Module):
-    """A stack of LSTMLayer; state is (h, c), each (num_layers, B, H). backend: fused | autograd. dropout acts
+    """A stack of LSTMLayer; state is (h, c), each (num_layers, B, H). backend: fused | python | autograd. dropout acts
     on each layer's output before the next layer (in training mode only)."""
 
     def __init__(self, input_size, hidden_size, num_layers, backend="fused", dropout=0.0):
@@ -351,7 +398,7 @@ class PoetryLM(nn.Module):
         at = set(filter(None, mcfg.dropout_at.split(",")))
         rate = {k: mcfg.dropout if k in at else 0.0 for k in ("embed", "layers", "output")}
         self.lstm = FusedLSTM(mcfg.embed_dim, mcfg.hidden_size, mcfg.num_layers,
-                              "autograd" if mcfg.lstm == "autograd" else "fused", rate["layers"])
+                              mcfg.lstm if mcfg.lstm in ("autograd", "python") else "fused", rate["layers"])
         self.drop_embed, self.drop_out = nn.Dropout(rate["embed"]), nn.Dropout(rate["output"])
         self.proj = TiedOutput(self.embed, mcfg.hidden_size) if mcfg.tie_weights \
             else nn.Linear(mcfg.hidden_size, mcfg.vocab_size)

@@ -28,3 +28,23 @@ def data_cfg(tmp_path):
     cfg.data.dev_frac = 0.2
     cfg.data.test_frac = 0.2
     return cfg
+
+
+@pytest.fixture(params=["cpp", "python"])
+def time_loop(request, monkeypatch):
+    """The hand-written LSTM's two time loops: kernels/lstm_cell.cpp (skipped where it cannot be built) and
+    model.py's Python loop (the C++ one switched off)."""
+    import kernels
+    import model
+    if request.param == "python":
+        monkeypatch.setattr(model.kernels, "lstm_cell", lambda: None)
+    elif kernels.lstm_cell() is None:
+        pytest.skip("the C++ LSTM loop cannot be built here (no compiler)")
+    return request.param
+
+
+@pytest.fixture
+def python_loop(monkeypatch):
+    """The Python time loop alone (the tests that edit its source)."""
+    import model
+    monkeypatch.setattr(model.kernels, "lstm_cell", lambda: None)

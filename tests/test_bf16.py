@@ -53,7 +53,7 @@ def errors(dtype, bf16, seed=0):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_bf16_gradients_match_float64_within_the_stated_tolerance(seed):
+def test_bf16_gradients_match_float64_within_the_stated_tolerance(seed, time_loop):
     errs, out = errors(torch.float32, True, seed)
     assert out.dtype == torch.bfloat16                       # the matmuls did run in bfloat16 ...
     assert max(errs) <= BF16_TOL, errs
@@ -62,7 +62,7 @@ def test_bf16_gradients_match_float64_within_the_stated_tolerance(seed):
     assert out32.dtype == torch.float32 and max(errs32) <= 1e-5, errs32
 
 
-def test_a_broken_backward_fails_the_bf16_check(monkeypatch):
+def test_a_broken_backward_fails_the_bf16_check(monkeypatch, python_loop):
     src = inspect.getsource(model.layer_backward)
     assert "dc.mul_(f)" in src
     namespace = dict(vars(model))

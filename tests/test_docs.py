@@ -7,6 +7,7 @@ from conftest import ROOT
 
 LINK = re.compile(r"\(\.\./MyLSTM_np\.py#L(\d+)-L(\d+)\)")
 MODEL_LINK = re.compile(r"\(\.\./model\.py#L(\d+)-L(\d+)\)")
+CPP_LINK = re.compile(r"\(\.\./kernels/lstm_cell\.cpp#L(\d+)-L(\d+)\)")
 TAG = re.compile(r"eqs?\. \((\d+)\)(?:-\((\d+)\))?")
 
 
@@ -48,6 +49,12 @@ def test_every_code_reference_lands_on_its_equation():
 def test_model_py_references_land_on_their_equations():
     checked, code = linked_equations("model.py", r"model\.py", MODEL_LINK)
     assert set(range(1, 15)) - {10} <= checked          # the whole layer; (10) is the one-step form of (14)
+    assert tagged_equations(code) == checked
+
+
+def test_cpp_loop_references_land_on_their_equations():
+    checked, code = linked_equations("kernels/lstm_cell.cpp", r"lstm_cell\.cpp", CPP_LINK)
+    assert checked == {1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 13}    # the cell and the recurrent product; (12), (14): Python's
     assert tagged_equations(code) == checked
 
 

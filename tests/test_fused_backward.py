@@ -37,13 +37,13 @@ def gradcheck_inputs(m, T, B, D, H, L, seed=1):
 
 
 @pytest.mark.parametrize("T,B,D,H,L", [(5, 3, 4, 3, 1), (6, 3, 5, 4, 2), (5, 4, 3, 5, 3)])
-def test_gradcheck_float64(T, B, D, H, L):
+def test_gradcheck_float64(T, B, D, H, L, time_loop):
     """Gradients flow in from out, h_n and c_n at once (gradcheck checks every output's Jacobian)."""
     m = random_stack(D, H, L)
     assert torch.autograd.gradcheck(stack_fn(m), gradcheck_inputs(m, T, B, D, H, L))
 
 
-def test_a_broken_backward_is_caught(monkeypatch):
+def test_a_broken_backward_is_caught(monkeypatch, python_loop):
     """The same backward with the cell-state carry through the forget gate (eq. 7) dropped must fail."""
     src = inspect.getsource(model.layer_backward)
     assert "dc.mul_(f)" in src
@@ -54,7 +54,7 @@ def test_a_broken_backward_is_caught(monkeypatch):
     assert not torch.autograd.gradcheck(stack_fn(m), gradcheck_inputs(m, 5, 3, 4, 3, 2), raise_exception=False)
 
 
-def test_default_size_gradients_equal_autograd_and_cudnn_float32():
+def test_default_size_gradients_equal_autograd_and_cudnn_float32(time_loop):
     """All parameter gradients of the default-size model (E 128, H 256, 2 layers, V 5161), float32."""
     cfg = ModelConfig(vocab_size=5161, embed_dim=128, hidden_size=256, num_layers=2)
     torch.manual_seed(0)

@@ -6,6 +6,9 @@
                                      # training tokens/s of PoetryLM on real batches, variants (backend and
                                      # precision) alternated on the same batches; ratios to the nn.LSTM peers;
                                      # peak memory of each
+                                     # first: the like-for-like table (ratio below)
+    python benchmark.py ratio        # the hand-written LSTM / nn.LSTM, same model, loss, dtype, batches:
+                                     # fused (C++ loop) and python (Python loop) at E128 H256 and E256 H512
     python benchmark.py infer        # no-grad forward as evaluate and generate use it, per backend
     python benchmark.py profile --variants fused-bf16,cudnn-bf16   # where a training step's time goes
     python benchmark.py engine       # (not in all) the serve engine in-process, no HTTP: poems/s, 20 clients,
@@ -126,7 +129,7 @@ def train_setup(cfg, device, count):
 
 # name -> (the model's --lstm backend, precision, loss): "ours" is model.masked_nll, "torch" F.cross_entropy
 # as a PyTorch user writes it (under torch.autocast in bf16). nnlstm-* are the peers a PyTorch user would pick.
-VARIANTS = {f"{b}-{p}": (b, p, "ours") for b in ("fused", "autograd", "cudnn") for p in ("fp32", "bf16")}
+VARIANTS = {f"{b}-{p}": (b, p, "ours") for b in ("fused", "python", "autograd", "cudnn") for p in ("fp32", "bf16")}
 VARIANTS.update({"nnlstm-fp32": ("cudnn", "fp32", "torch"), "nnlstm-bf16": ("cudnn", "bf16", "torch")})
 DEFAULT_VARIANTS = "fused-bf16,fused-fp32,cudnn-bf16,nnlstm-bf16,nnlstm-fp32"
 
@@ -156,6 +159,67 @@ def make_trainer(cfg, variant, device, pad):
         opt.step()
         return n
     return step
+
+
+SIZES = ((128, 256), (256, 512))          # (E, H): the default model's, and the shipped models'
+
+
+def step_flops(cfg, tokens):
+    """Matmul FLOPs of one training step over `tokens` positions (padding included, as the kernels run it):
+    per layer 2 (D + H) 4H a position forward, twice that backward; the tied output H -> E -> V likewise."""
+    m = cfg.model
+    lstm = sum(2 * ((m.embed_dim if l == 0 else m.hidden_size) + m.hidden_size) * 4 * m.hidden_size
+               for l in range(m.num_layers))
+    out = 2 * m.hidden_size * m.embed_dim + 2 * m.embed_dim * m.vocab_size if m.tie_weights \
+        else 2 * m.hidden_size * m.vocab_size
+    return 3 * (lstm + out) * tokens
+
+
+def matmul_roof(dtype, n=6400, k=512, m=2048, repeats=5):
+    """GFLOP/s of the best of `repeats` (n x k) @ (k x m) products in dtype: the step's largest matmul shape."""
+    a, b = torch.randn(n, k).to(dtype), torch.randn(k, m).to(dtype)
+    best = min(timed(lambda: a @ b, 1) for _ in range(repeats))
+    return 2 * n * k * m / best / 1e9
+
+
+def like_for_like(device, steps=10):
+    """The hand-written LSTM against torch.nn.LSTM with everything else equal: the same model, loss
+    (model.masked_nll), dtype and batches, at both SIZES; fused (C++ time loop) and python (the Python loop)
+    alternating with cudnn (nn.LSTM's kernel) batch by batch. Prints tokens/s, the median per-batch ratio to
+    nn.LSTM, and GFLOP/s of the step against the measured matmul roof of its dtype."""
+    from config import Config
+    if device.type == "cpu":
+        roof = {"fp32": matmul_roof(torch.float32), "bf16": matmul_roof(torch.bfloat16)}
+        print(f"matmul roof ({device}, {torch.get_num_threads()} threads, 6400x512 @ 512x2048): "
+              f"fp32 {roof['fp32']:.0f} GFLOP/s, bf16 {roof['bf16']:.0f} GFLOP/s")
+    else:
+        roof = {}
+    for E, H in SIZES:
+        cfg = Config()
+        cfg.model.embed_dim, cfg.model.hidden_size, cfg.model.tie_weights = E, H, True
+        batches, pad = train_setup(cfg, device, steps + 1)
+        tokens = sum(t.numel() for t, _ in batches[1:]) / steps
+        print(f"like for like, E{E} H{H} L{cfg.model.num_layers} V{cfg.model.vocab_size} tied, batch "
+              f"{cfg.train.batch_size}, {steps} real batches, same loss and dtype, {device}")
+        for p in ("fp32", "bf16"):
+            names = [f"fused-{p}", f"python-{p}", f"cudnn-{p}"]
+            steppers = {v: make_trainer(cfg, v, device, pad) for v in names}
+            for v in names:
+                steppers[v](*batches[0])                          # warm-up (and the C++ loop's build)
+            secs = {v: [] for v in names}
+            for inputs, targets in batches[1:]:
+                for v in names:
+                    sync(device)
+                    t = time.perf_counter()
+                    steppers[v](inputs, targets)
+                    sync(device)
+                    secs[v].append(time.perf_counter() - t)
+            for v in names:
+                ratio = np.median(np.array(secs[names[-1]]) / np.array(secs[v]))
+                gflops = step_flops(cfg, tokens) / np.median(secs[v]) / 1e9
+                of_roof = f"  {gflops / roof[p]:5.1%} of the {p} roof" if p in roof else ""
+                print(f"  {v:<12} {np.median(secs[v]) * 1000:7.0f} ms/step   / nn.LSTM {ratio:.3f}x   "
+                      f"{gflops:6.0f} GFLOP/s{of_roof}")
 
 
 def sync(device):
@@ -289,6 +353,9 @@ SUBCOMMANDS = {   # name: (what it measures, its flags)
     "lstm": ("LSTM forward + backward: NumPy (MyLSTM_np) next to PyTorch CPU autograd, ours and nn.LSTM", ()),
     "train": ("training tokens/s of PoetryLM on real batches, the variants (backend and precision) alternated on "
               "the same batches; ratios to the nn.LSTM peers; peak memory of each", ("device", "steps", "variants")),
+    "ratio": ("the hand-written LSTM against nn.LSTM like for like (same model, loss, dtype, batches) at E128 "
+              "H256 and E256 H512, fp32 and bf16, alternating, with GFLOP/s against the matmul roof",
+              ("device", "steps")),
     "infer": ("no-grad forward as evaluate and generate use it, per backend", ("device",)),
     "profile": ("where a training step's time goes, per variant", ("device", "steps", "variants")),
     "engine": ("the serve engine in-process, without HTTP: poems/s of 20 clients, batched and one request at a "
@@ -339,6 +406,8 @@ def main(argv, M):
         return 2
     if which in ("lstm", "all"):
         lstm_bench(M)
+    if which in ("train", "all", "ratio"):
+        like_for_like(torch.device(device), min(steps, 10))
     if which in ("train", "all"):
         train_bench(torch.device(device), steps, tuple(variants.split(",")))
     if which in ("infer", "all"):

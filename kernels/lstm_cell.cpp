@@ -1,0 +1,179 @@
+// One LSTM layer's time loop, forward and backward, with each step's element-wise cell fused into one pass
+// over (B, H). The maths is model.py's layer_forward / layer_backward line for line (docs/derivation.md,
+// equation numbers in the comments); the matmuls stay ATen's (at::mm, oneDNN / BLAS underneath).
+//
+// Dtypes: scalar_t is the gates', cell states' and tanh(c)'s (float32, or float64 in the tests); md_t is the
+// matmuls' (scalar_t, or bfloat16 under --precision bf16: h_t and dz are then written in bfloat16 straight
+// from the fused pass, the recurrent product read in bfloat16 and added there, so no step converts a tensor).
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+// dtype conversions the vectoriser can follow: bfloat16 <-> float by their bits, round to nearest even as
+// torch's .to(torch.bfloat16) does (c10::BFloat16's own conversion is a call the loops cannot vectorise)
+template <typename S, typename T> inline S conv(T x) { return S(x); }
+template <> inline float conv<float, at::BFloat16>(at::BFloat16 x) {
+  const uint32_t u = uint32_t(x.x) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+template <> inline at::BFloat16 conv<at::BFloat16, float>(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u += 0x7FFFu + ((u >> 16) & 1u);           // (a NaN stays NaN but for payloads in the low 16 bits, inf)
+  return at::BFloat16(uint16_t(u >> 16), at::BFloat16::from_bits());
+}
+
+// sigmoid; x held above -80 so that exp(-x) stays finite (-ffast-math's reciprocal of inf is NaN): the
+// sigmoid there is below 2e-35, zero to float32 and to every product it enters
+template <typename T> inline T sigm(T x) { return T(1) / (T(1) + std::exp(-std::max(x, T(-80)))); }
+
+// z (B, 4H): x W_x^T + b of step t on entry (scalar_t), the activations i, f, o, g on exit; rec (B, 4H):
+// h_{t-1} W_h^T in md_t, or null when it was already added into z.
+template <typename scalar_t, typename md_t>
+void cell_forward(scalar_t* z, const md_t* rec, const scalar_t* c_prev, scalar_t* c, scalar_t* tanh_c,
+                  md_t* h, int64_t B, int64_t H) {
+  at::parallel_for(0, B, 8, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      scalar_t* zb = z + b * 4 * H;
+      const md_t* rb = rec ? rec + b * 4 * H : nullptr;
+      const int64_t o0 = b * H;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        scalar_t zi = zb[j], zf = zb[H + j], zo = zb[2 * H + j], zg = zb[3 * H + j];
+        if (rb) {                                              // z_t = W [x_t; h_{t-1}] + b      eq. (1)
+          zi += conv<scalar_t>(rb[j]); zf += conv<scalar_t>(rb[H + j]);
+          zo += conv<scalar_t>(rb[2 * H + j]); zg += conv<scalar_t>(rb[3 * H + j]);
+        }
+        const scalar_t i = sigm(zi), f = sigm(zf), o = sigm(zo), g = std::tanh(zg);   // eq. (1)
+        zb[j] = i; zb[H + j] = f; zb[2 * H + j] = o; zb[3 * H + j] = g;
+        const scalar_t cc = f * c_prev[o0 + j] + i * g;       // c_t = f c_{t-1} + i g           eq. (2)
+        const scalar_t tc = std::tanh(cc);
+        c[o0 + j] = cc; tanh_c[o0 + j] = tc;
+        h[o0 + j] = conv<md_t>(o * tc);                              // h_t = o tanh(c_t)               eq. (3)
+      }
+    }
+  });
+}
+
+// One step back: a (B, 4H) activations of step t, c_prev, tanh_c (B, H); dh_in (B, H): dL/dh_t from step t+1
+// (rec_t: md_t, or scalar_t at the last step), dout (B, H) from above or null; dc (B, H) in place: dL/dc_t in,
+// dL/dc_{t-1} out; dz (B, 4H) out: the gradients at the pre-activations.
+template <typename scalar_t, typename rec_t, typename md_t>
+void cell_backward(const scalar_t* a, const scalar_t* c_prev, const scalar_t* tanh_c, const rec_t* dh_in,
+                   const md_t* dout, scalar_t* dc, md_t* dz, int64_t B, int64_t H) {
+  at::parallel_for(0, B, 8, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const scalar_t* ab = a + b * 4 * H;
+      md_t* zb = dz + b * 4 * H;
+      const int64_t o0 = b * H;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const scalar_t i = ab[j], f = ab[H + j], o = ab[2 * H + j], g = ab[3 * H + j];
+        const scalar_t tc = tanh_c[o0 + j];
+        scalar_t dh = conv<scalar_t>(dh_in[o0 + j]);
+        if (dout) dh += conv<scalar_t>(dout[o0 + j]);               // from above plus from t+1        eq. (13)
+        const scalar_t d_o = dh * tc;                          // into o                          eq. (4)
+        const scalar_t dct = dc[o0 + j] + dh * o * (scalar_t(1) - tc * tc);   // into c (total)  eq. (5)
+        const scalar_t d_i = dct * g, d_f = dct * c_prev[o0 + j], d_g = dct * i;   // i, f, g      eq. (6)
+        dc[o0 + j] = dct * f;                                  // into c_{t-1}                    eq. (7)
+        zb[j] = conv<md_t>(d_i * i * (scalar_t(1) - i));             // through the sigmoids            eq. (8)
+        zb[H + j] = conv<md_t>(d_f * f * (scalar_t(1) - f));
+        zb[2 * H + j] = conv<md_t>(d_o * o * (scalar_t(1) - o));
+        zb[3 * H + j] = conv<md_t>(d_g * (scalar_t(1) - g * g));     // through the tanh                eq. (9)
+      }
+    }
+  });
+}
+
+template <typename scalar_t, typename md_t>
+std::vector<at::Tensor> forward_impl(at::Tensor gates, const at::Tensor& W_hT, const at::Tensor& h0,
+                                     const at::Tensor& c0) {
+  const int64_t T = gates.size(0), B = gates.size(1), H = c0.size(1);
+  const bool same = W_hT.scalar_type() == gates.scalar_type();
+  auto hs = at::empty({T + 1, B, H}, h0.options().dtype(W_hT.scalar_type()));
+  auto cs = at::empty({T + 1, B, H}, c0.options());
+  auto tanh_c = at::empty({T, B, H}, c0.options());
+  hs[0].copy_(h0);
+  cs[0].copy_(c0);
+  auto rec = at::empty({B, 4 * H}, hs.options());
+  for (int64_t t = 0; t < T; ++t) {
+    auto z = gates[t];
+    if (same) z.addmm_(hs[t], W_hT);                          // (B, 4H) += h_{t-1} W_h^T        eq. (1)
+    else at::mm_out(rec, hs[t], W_hT);
+    cell_forward<scalar_t, md_t>(z.data_ptr<scalar_t>(), same ? nullptr : rec.data_ptr<md_t>(),
+                                 cs[t].data_ptr<scalar_t>(), cs[t + 1].data_ptr<scalar_t>(),
+                                 tanh_c[t].data_ptr<scalar_t>(), hs[t + 1].data_ptr<md_t>(), B, H);
+  }
+  return {hs, cs, tanh_c};
+}
+
+template <typename scalar_t, typename md_t>
+std::vector<at::Tensor> backward_impl(const at::Tensor& gates, const at::Tensor& cs, const at::Tensor& tanh_c,
+                                      const at::Tensor& W_h, const c10::optional<at::Tensor>& dout,
+                                      const at::Tensor& dh, const at::Tensor& dc_in) {
+  const int64_t T = gates.size(0), B = gates.size(1), H = cs.size(2);
+  auto dzs = at::empty({T, B, 4 * H}, gates.options().dtype(W_h.scalar_type()));
+  auto dc = dc_in.clone();
+  auto dh_prev = at::empty({B, H}, dzs.options());
+  const md_t* dout_p = nullptr;
+  for (int64_t t = T - 1; t >= 0; --t) {
+    if (dout) dout_p = (*dout)[t].data_ptr<md_t>();
+    auto z = dzs[t];
+    if (t == T - 1)
+      cell_backward<scalar_t, scalar_t, md_t>(gates[t].data_ptr<scalar_t>(), cs[t].data_ptr<scalar_t>(),
+          tanh_c[t].data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(), dout_p, dc.data_ptr<scalar_t>(),
+          z.data_ptr<md_t>(), B, H);
+    else
+      cell_backward<scalar_t, md_t, md_t>(gates[t].data_ptr<scalar_t>(), cs[t].data_ptr<scalar_t>(),
+          tanh_c[t].data_ptr<scalar_t>(), dh_prev.data_ptr<md_t>(), dout_p, dc.data_ptr<scalar_t>(),
+          z.data_ptr<md_t>(), B, H);
+    at::mm_out(dh_prev, z, W_h);                               // into h_{t-1}                    eq. (11)
+  }
+  return {dzs, dh_prev, dc};
+}
+
+void check(bool ok, const char* what) { TORCH_CHECK(ok, "lstm_cell: ", what); }
+
+}  // namespace
+
+// gates (T, B, 4H) scalar: x W_x^T + b, overwritten with the activations; W_hT (H, 4H) md, contiguous;
+// h0 (B, H) md; c0 (B, H) scalar -> hs (T+1, B, H) md, cs (T+1, B, H), tanh_c (T, B, H).
+std::vector<at::Tensor> layer_forward(at::Tensor gates, at::Tensor W_hT, at::Tensor h0, at::Tensor c0) {
+  check(gates.is_contiguous() && W_hT.is_contiguous() && h0.is_contiguous() && c0.is_contiguous(), "contiguous");
+  check(gates.device().is_cpu(), "cpu tensors");
+  check(h0.scalar_type() == W_hT.scalar_type() && c0.scalar_type() == gates.scalar_type(), "dtypes");
+  const auto s = gates.scalar_type(), m = W_hT.scalar_type();
+  if (s == at::kFloat && m == at::kFloat) return forward_impl<float, float>(gates, W_hT, h0, c0);
+  if (s == at::kDouble && m == at::kDouble) return forward_impl<double, double>(gates, W_hT, h0, c0);
+  if (s == at::kFloat && m == at::kBFloat16) return forward_impl<float, at::BFloat16>(gates, W_hT, h0, c0);
+  TORCH_CHECK(false, "lstm_cell: unsupported dtypes");
+}
+
+// the activations, cs, tanh_c of layer_forward; W_h (4H, H) md, contiguous; dout (T, B, H) md or None;
+// dh, dc (B, H) scalar: at h_T, c_T -> dz (T, B, 4H) md, dh_0 (B, H) md, dc_0 (B, H) scalar.
+std::vector<at::Tensor> layer_backward(at::Tensor gates, at::Tensor cs, at::Tensor tanh_c, at::Tensor W_h,
+                                       c10::optional<at::Tensor> dout, at::Tensor dh, at::Tensor dc) {
+  check(gates.is_contiguous() && cs.is_contiguous() && tanh_c.is_contiguous() && W_h.is_contiguous() &&
+        dh.is_contiguous() && dc.is_contiguous() && (!dout || dout->is_contiguous()), "contiguous");
+  check(dh.scalar_type() == gates.scalar_type() && dc.scalar_type() == gates.scalar_type() &&
+        (!dout || dout->scalar_type() == W_h.scalar_type()), "dtypes");
+  const auto s = gates.scalar_type(), m = W_h.scalar_type();
+  if (s == at::kFloat && m == at::kFloat) return backward_impl<float, float>(gates, cs, tanh_c, W_h, dout, dh, dc);
+  if (s == at::kDouble && m == at::kDouble) return backward_impl<double, double>(gates, cs, tanh_c, W_h, dout, dh, dc);
+  if (s == at::kFloat && m == at::kBFloat16)
+    return backward_impl<float, at::BFloat16>(gates, cs, tanh_c, W_h, dout, dh, dc);
+  TORCH_CHECK(false, "lstm_cell: unsupported dtypes");
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("layer_forward", &layer_forward, "an LSTM layer's forward time loop, the cell fused");
+  m.def("layer_backward", &layer_backward, "an LSTM layer's backward time loop, the cell fused");
+}

@@ -1,0 +1,83 @@
+"""kernels/lstm_cell.cpp, the C++ time loops: equal to model.py's Python loop step for step (float64, float32,
+bf16), sane where the gates saturate, built wherever a compiler is, and the model's fallback without it."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import kernels
+import model
+from conftest import ROOT
+
+
+def ext_or_skip():
+    ext = kernels.lstm_cell()
+    if ext is None:
+        pytest.skip("the C++ LSTM loop cannot be built here (no compiler)")
+    return ext
+
+
+def layer_case(dtype, T=9, B=5, D=7, H=6, scale=0.5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64).to(dtype)     # noqa: E731
+    return r(T, B, D), r(B, H), r(B, H), r(4 * H, D + H) * scale, r(4 * H), (r(T, B, H), r(B, H), r(B, H))
+
+
+def both(dtype, md, **case):
+    """(python, cpp): the forward buffers and the backward gradients of one layer on the same inputs."""
+    ext = ext_or_skip()
+    x, h0, c0, W, b, (dout, dh, dc) = layer_case(dtype, **case)
+    dout = dout.to(md)
+    hs, _, (g, cs, tc) = model.layer_forward(x, h0, c0, W, b, True, md)
+    py = (hs, g, cs, tc), model.layer_backward(x, W, hs, g, cs, tc, dout, dh, dc)
+    hs, _, (g, cs, tc) = model.layer_forward_cpp(ext, x, h0, c0, W, b, md)
+    cp = (hs, g, cs, tc), model.layer_backward_cpp(ext, x, W, hs, g, cs, tc, dout, dh, dc)
+    return py, cp
+
+
+def rel(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+@pytest.mark.parametrize("dtype,md,tol", [(torch.float64, torch.float64, 1e-13), (torch.float32, torch.float32, 1e-5)])
+def test_cpp_loop_equals_the_python_loop(dtype, md, tol):
+    (fwd_py, bwd_py), (fwd_cp, bwd_cp) = both(dtype, md)
+    for a, b in zip(fwd_cp + bwd_cp, fwd_py + bwd_py):       # hs, activations, cs, tanh(c); dx dh0 dc0 dW db
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert rel(a, b) <= tol
+
+
+def test_cpp_loop_in_bf16_is_as_close_to_float64_as_the_python_loop():
+    (_, ref) = both(torch.float64, torch.float64, T=20, B=16, D=12, H=24)[0]
+    (_, py), (_, cp) = both(torch.float32, torch.bfloat16, T=20, B=16, D=12, H=24)
+    for a_cp, a_py, r in zip(cp, py, ref):
+        assert rel(a_cp, r) <= max(1.5 * rel(a_py, r), 4e-3)  # bf16 rounding, no worse than the Python loop's
+        assert rel(a_cp, r) > 1e-4                             # the matmuls did run in bf16
+
+
+def test_cpp_loop_with_saturated_gates_stays_finite():
+    """|z| in the hundreds: exp(-z) would overflow; the float32 loop stays finite and as near float64 as Python's."""
+    ref = sum(both(torch.float64, torch.float64, scale=60.0)[0], ())
+    py, cp = (sum(r, ()) for r in both(torch.float32, torch.float32, scale=60.0))
+    for a_cp, a_py, r in zip(cp, py, ref):
+        assert torch.isfinite(a_cp).all()
+        assert rel(a_cp, r) <= 2 * rel(a_py, r) + 1e-5
+
+
+def test_the_loop_builds_where_a_compiler_is():
+    if not (shutil.which("c++") or shutil.which("g++")) or not shutil.which("ninja"):
+        pytest.skip("no C++ compiler or ninja here: the Python loop runs")
+    assert kernels.lstm_cell() is not None
+
+
+def test_without_the_cpp_loop_training_runs_the_python_loop_and_says_nothing():
+    code = ("import torch, model; from config import ModelConfig; torch.manual_seed(0);"
+            "m = model.PoetryLM(ModelConfig(vocab_size=20, embed_dim=6, hidden_size=8, num_layers=2));"
+            "l, _ = m(torch.randint(0, 20, (5, 3))); l.sum().backward();"
+            "print(model.kernels.lstm_cell(), float(m.lstm.layers[0].W.grad.norm()) > 0)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "POETRY_LSTM_CPP": "0"})
+    assert r.returncode == 0 and r.stdout.split() == ["None", "True"] and r.stderr == "", r.stderr
