@@ -33,7 +33,7 @@ def test_help_exits_0(args):
 def test_every_train_flag_has_a_description_and_choices_are_listed():
     out = run("main.py", "train", "--help").stdout
     assert "--optimizer sgd|momentum|nesterov|adagrad|adadelta|adam|adamw|rmsprop" in out
-    assert "--lstm fused|autograd|cudnn" in out
+    assert "--lstm fused|python|autograd|cudnn" in out
     gen = run("main.py", "generate", "--help").stdout
     assert "--form 0|5|7" in gen and "--lines 0|4|8" in gen
     assert "(default: " in out and " (default: " in gen
