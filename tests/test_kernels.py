@@ -81,3 +81,31 @@ def test_without_the_cpp_loop_training_runs_the_python_loop_and_says_nothing():
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                        env={**os.environ, "POETRY_LSTM_CPP": "0"})
     assert r.returncode == 0 and r.stdout.split() == ["None", "True"] and r.stderr == "", r.stderr
+
+
+def test_a_lock_left_by_a_killed_build_is_cleared(tmp_path):
+    (tmp_path / "lock").write_text("")                  # what torch's FileBaton leaves when its build is killed
+    with kernels.build_lock(str(tmp_path)):
+        assert not (tmp_path / "lock").exists()
+
+
+def test_a_live_builders_lock_is_waited_for(tmp_path):
+    """While another process holds the flock (a live build), its lock file stays and the build waits."""
+    (tmp_path / "lock").write_text("")
+    code = ("import fcntl, sys, time; f = open(sys.argv[1] + '/flock', 'a'); fcntl.flock(f, fcntl.LOCK_EX);"
+            "print('held', flush=True); sys.stdin.readline()")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        waiter = subprocess.Popen([sys.executable, "-c",
+                                   "import sys, kernels; ctx = kernels.build_lock(sys.argv[1]); ctx.__enter__(); print('in')",
+                                   str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        with pytest.raises(subprocess.TimeoutExpired):
+            waiter.wait(timeout=3)                      # still waiting: the holder is alive
+        assert (tmp_path / "lock").exists()
+        holder.stdin.write("\n"); holder.stdin.flush()
+        assert waiter.communicate(timeout=60)[0].strip() == "in"
+        assert not (tmp_path / "lock").exists()
+    finally:
+        holder.kill()
