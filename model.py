@@ -70,11 +70,27 @@ def layer_forward(x, h0, c0, W, b, keep, md=None):
     return hs, c_T, (gates, cs, tanh_c)
 
 
+LINEAR_ROWS = 1024
+
+
 def input_gates(x, Wm, b, md):
     """x (T, B, D) -> x_t W_x^T + b for every step at once (T, B, 4H), float32 (W's dtype): one matmul."""
     T, B, D = x.shape
     xm, W_xT = x.reshape(T * B, D).to(md), Wm[:, :D].t()
-    return (torch.addmm(b, xm, W_xT) if md == b.dtype else torch.add(b, xm @ W_xT)).view(T, B, -1)  # eq. (12)
+    if md == b.dtype:                                                              # float32 (or 64)
+        return linear(xm, Wm[:, :D], b).view(T, B, -1)                             # eq. (12)
+    return torch.add(b, xm @ W_xT).view(T, B, -1)                                  # eq. (12)
+
+
+def linear(a, W, b=None):
+    """a W^T (+ b): a (N, in), W (out, in). The long float32 products of training (N >= LINEAR_ROWS: all steps
+    at once) through oneDNN where torch has it (BLAS's sgemm reached 0.55-0.9x of it at this model's shapes on
+    README's EPYC: docs/precision.md); else, and for generation's one-step reads (W would be copied each
+    step), torch's own."""
+    if (a.dtype == torch.float32 and a.device.type == "cpu" and a.shape[0] >= LINEAR_ROWS
+            and torch.backends.mkldnn.is_available()):
+        return torch.ops.mkldnn._linear_pointwise(a, W.contiguous(), b, "none", [], "")
+    return a @ W.t() if b is None else torch.addmm(b, a, W.t())
 
 
 def layer_forward_cpp(ext, x, h0, c0, W, b, md):
@@ -82,9 +98,20 @@ def layer_forward_cpp(ext, x, h0, c0, W, b, md):
     D = x.shape[2]
     Wm = W.to(md)
     gates = input_gates(x, Wm, b, md)                                              # (T, B, 4H)
-    hs, cs, tanh_c = ext.layer_forward(gates, Wm[:, D:].t().contiguous(), h0.to(md).contiguous(),
-                                       c0.contiguous())
+    W_h = Wm[:, D:].contiguous()                                                   # (4H, H)
+    hs, cs, tanh_c = ext.layer_forward(gates, W_h.t().contiguous(), h0.to(md).contiguous(), c0.contiguous(),
+                                       packed(W_h, x.shape[1]))
     return hs, cs[-1], (gates, cs, tanh_c)
+
+
+def packed(W, batch):
+    """W (out, in), a matmul's weight y = a W^T, reordered once into oneDNN's blocked layout for a batch of
+    `batch` rows (the C++ loop then runs its recurrent matmul through oneDNN: 1.6x BLAS's sgemm in float32,
+    1.06-1.09x aten::mm in bfloat16, B 128 H 512, docs/precision.md), or None where oneDNN cannot (float64,
+    a build without it)."""
+    if W.dtype not in (torch.float32, torch.bfloat16) or not torch.backends.mkldnn.is_available():
+        return None
+    return torch.ops.mkldnn._reorder_linear_weight(W.contiguous(), batch)
 
 
 def add_matmul_(acc, a, b, scratch):
@@ -142,7 +169,7 @@ def weight_grads(x, W, Wm, hs, dzs):
     dz = dzs.view(T * B, 4 * H)                                # (T*B, 4H)
     dW = torch.cat([dz.t() @ x.reshape(T * B, D).to(hs.dtype),  # sums over t in one matmul      eq. (14)
                     dz.t() @ hs[:-1].reshape(T * B, H)], dim=1)
-    dx = (dz @ Wm[:, :D]).view(T, B, D)                        # into the layer's input          eq. (11)
+    dx = linear(dz, Wm[:, :D].t()).view(T, B, D)               # into the layer's input          eq. (11)
     return dx.to(x.dtype), dW.to(W.dtype), dz.sum(0, dtype=W.dtype)
 
 
@@ -154,7 +181,8 @@ def layer_backward_cpp(ext, x, W, hs, gates, cs, tanh_c, dout, dh, dc):
     dh = torch.zeros_like(cs[0]) if dh is None else dh.to(cs.dtype).contiguous()
     dc = torch.zeros_like(cs[0]) if dc is None else dc.to(cs.dtype).contiguous()
     dout = None if dout is None else dout.to(md).contiguous()
-    dzs, dh0, dc0 = ext.layer_backward(gates, cs, tanh_c, Wm[:, D:].contiguous(), dout, dh, dc)
+    W_h = Wm[:, D:].contiguous()                                                   # (4H, H)
+    dzs, dh0, dc0 = ext.layer_backward(gates, cs, tanh_c, W_h, dout, dh, dc, packed(W_h.t(), gates.shape[1]))
     dx, dW, db = weight_grads(x, W, Wm, hs, dzs)
     return dx, dh0.to(cs.dtype), dc0, dW, db
 

@@ -109,3 +109,23 @@ def test_a_live_builders_lock_is_waited_for(tmp_path):
         assert not (tmp_path / "lock").exists()
     finally:
         holder.kill()
+
+
+@pytest.mark.parametrize("N", [5, 2048])
+def test_linear_is_a_times_w_transposed_plus_b(N):
+    """model.linear (oneDNN for long float32 products, torch's own otherwise) against float64."""
+    g = torch.Generator().manual_seed(1)
+    a, Wb, b = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((N, 24), (40, 31), (40,)))
+    W = Wb[:, 3:27]                                             # (40, 24), strided, as model.py passes W_x
+    for bias in (None, b):
+        ref = a @ W.t() + (0 if bias is None else bias)
+        got = model.linear(a.float(), W.float(), None if bias is None else bias.float())
+        assert got.shape == (N, 40) and rel(got, ref) < 1e-6
+
+
+def test_the_recurrent_weight_is_packed_for_the_cpp_loop_in_float32_and_bf16():
+    W = torch.randn(16, 4)
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("no oneDNN in this torch")
+    assert model.packed(W, 3) is not None and model.packed(W.bfloat16(), 3) is not None
+    assert model.packed(W.double(), 3) is None

@@ -9,6 +9,8 @@
                                      # first: the like-for-like table (ratio below)
     python benchmark.py ratio        # the hand-written LSTM / nn.LSTM, same model, loss, dtype, batches:
                                      # fused (C++ loop) and python (Python loop) at E128 H256 and E256 H512
+    python benchmark.py matmul       # (not in all) the LSTM's matmul shapes: aten::mm against oneDNN's linear,
+                                     # its weight packed or not, fp32 and bf16 (why model.py takes oneDNN)
     python benchmark.py infer        # no-grad forward as evaluate and generate use it, per backend
     python benchmark.py profile --variants fused-bf16,cudnn-bf16   # where a training step's time goes
     python benchmark.py engine       # (not in all) the serve engine in-process, no HTTP: poems/s, 20 clients,
@@ -176,10 +178,44 @@ def step_flops(cfg, tokens):
 
 
 def matmul_roof(dtype, n=6400, k=512, m=2048, repeats=5):
-    """GFLOP/s of the best of `repeats` (n x k) @ (k x m) products in dtype: the step's largest matmul shape."""
+    """GFLOP/s of the best of `repeats` (n x k) @ (k x m) products in dtype, the step's largest matmul shape,
+    by the fastest of torch's kernels: aten::mm (BLAS or oneDNN) and oneDNN's linear (in float32 BLAS's sgemm
+    reached 0.6x of it on README's EPYC, and nn.LSTM's oneDNN kernel ran above a BLAS-only roof)."""
     a, b = torch.randn(n, k).to(dtype), torch.randn(k, m).to(dtype)
-    best = min(timed(lambda: a @ b, 1) for _ in range(repeats))
+    kernels = [lambda: a @ b]
+    if torch.backends.mkldnn.is_available():
+        bt = b.t().contiguous()
+        kernels.append(lambda: torch.ops.mkldnn._linear_pointwise(a, bt, None, "none", [], ""))
+    best = min(timed(f, 1) for f in kernels for _ in range(repeats))
     return 2 * n * k * m / best / 1e9
+
+
+def matmul_bench(B=128, T=50, D=256, H=512, repeats=5):
+    """The products of one LSTM layer's training step, each by aten::mm and by oneDNN's linear (y = a W^T;
+    the recurrent ones also with W packed once, as model.packed does): median of `repeats` means, in us."""
+    lp, reorder = torch.ops.mkldnn._linear_pointwise, torch.ops.mkldnn._reorder_linear_weight
+    print(f"matmul shapes of one LSTM layer, B {B} T {T} D {D} H {H}, cpu, {torch.get_num_threads()} threads")
+    for dt in (torch.float32, torch.bfloat16):
+        g = torch.Generator().manual_seed(0)
+        r = lambda *s: torch.randn(*s, generator=g).to(dt)      # noqa: E731
+        W_h, W_x, h, dz, x = r(4 * H, H), r(4 * H, D), r(B, H), r(T * B, 4 * H), r(T * B, D)
+        W_hT, W_xT = W_h.t().contiguous(), W_x.t().contiguous()
+        cases = [  # name, FLOPs, aten::mm, oneDNN, oneDNN packed (None: not measured)
+            ("recurrent h W_h^T (each step)", 2 * B * H * 4 * H, lambda: h @ W_hT, lambda: lp(h, W_h, None, "none", [], ""),
+             (lambda p: lambda: lp(h, p, None, "none", [], ""))(reorder(W_h, B))),
+            ("recurrent dz W_h (each step)", 2 * B * H * 4 * H, lambda: dz[:B] @ W_h,
+             lambda: lp(dz[:B], W_hT, None, "none", [], ""),
+             (lambda p: lambda: lp(dz[:B], p, None, "none", [], ""))(reorder(W_hT, B))),
+            ("input gates x W_x^T (all steps)", 2 * T * B * D * 4 * H, lambda: x @ W_xT,
+             lambda: lp(x, W_x, None, "none", [], ""), None),
+            ("input grad dz W_x (all steps)", 2 * T * B * D * 4 * H, lambda: dz @ W_x,
+             lambda: lp(dz, W_xT, None, "none", [], ""), None)]
+        for name, flops, *fns in cases:
+            us = [None if f is None else 1e6 * float(np.median([timed(f, 10 if "each" in name else 2)
+                                                                for _ in range(repeats)])) for f in fns]
+            cells = "   ".join("          —" if u is None else f"{u:8.0f} us {flops / u / 1e3:4.0f} GF/s"
+                               for u in us)
+            print(f"  {str(dt)[6:]:<9} {name:<32} aten::mm / oneDNN / oneDNN packed:  {cells}")
 
 
 def like_for_like(device, steps=10):
@@ -356,6 +392,8 @@ SUBCOMMANDS = {   # name: (what it measures, its flags)
     "ratio": ("the hand-written LSTM against nn.LSTM like for like (same model, loss, dtype, batches) at E128 "
               "H256 and E256 H512, fp32 and bf16, alternating, with GFLOP/s against the matmul roof",
               ("device", "steps")),
+    "matmul": ("the LSTM layer's matmul shapes (B 128, T 50, E256 H512): aten::mm against oneDNN's linear, its "
+               "weight packed once or not, fp32 and bf16", ()),
     "infer": ("no-grad forward as evaluate and generate use it, per backend", ("device",)),
     "profile": ("where a training step's time goes, per variant", ("device", "steps", "variants")),
     "engine": ("the serve engine in-process, without HTTP: poems/s of 20 clients, batched and one request at a "
@@ -410,6 +448,8 @@ def main(argv, M):
         like_for_like(torch.device(device), min(steps, 10))
     if which in ("train", "all"):
         train_bench(torch.device(device), steps, tuple(variants.split(",")))
+    if which == "matmul":
+        matmul_bench()
     if which in ("infer", "all"):
         infer_bench(torch.device(device))
     if which == "engine":
