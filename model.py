@@ -76,10 +76,10 @@ LINEAR_ROWS = 1024
 def input_gates(x, Wm, b, md):
     """x (T, B, D) -> x_t W_x^T + b for every step at once (T, B, 4H), float32 (W's dtype): one matmul."""
     T, B, D = x.shape
-    xm, W_xT = x.reshape(T * B, D).to(md), Wm[:, :D].t()
+    xm = x.reshape(T * B, D).to(md)
     if md == b.dtype:                                                              # float32 (or 64)
         return linear(xm, Wm[:, :D], b).view(T, B, -1)                             # eq. (12)
-    return torch.add(b, xm @ W_xT).view(T, B, -1)                                  # eq. (12)
+    return torch.add(b, xm @ Wm[:, :D].t()).view(T, B, -1)                         # eq. (12)
 
 
 def linear(a, W, b=None):
@@ -111,6 +111,8 @@ def packed(W, batch):
     a build without it)."""
     if W.dtype not in (torch.float32, torch.bfloat16) or not torch.backends.mkldnn.is_available():
         return None
+    if W.dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return None                              # oneDNN packs bf16 only with AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT
     return torch.ops.mkldnn._reorder_linear_weight(W.contiguous(), batch)
 
 

@@ -116,7 +116,7 @@ std::vector<at::Tensor> forward_impl(at::Tensor gates, const at::Tensor& W_hT, c
   auto tanh_c = at::empty({T, B, H}, c0.options());
   hs[0].copy_(h0);
   cs[0].copy_(c0);
-  auto rec = at::empty({B, 4 * H}, hs.options());
+  auto rec = Wp || same ? at::Tensor() : at::empty({B, 4 * H}, hs.options());
   for (int64_t t = 0; t < T; ++t) {
     auto z = gates[t];
     if (Wp) rec = packed_linear(hs[t], *Wp);                  // (B, 4H) h_{t-1} W_h^T, md        eq. (1)
@@ -169,7 +169,8 @@ std::vector<at::Tensor> layer_forward(at::Tensor gates, at::Tensor W_hT, at::Ten
   check(gates.device().is_cpu(), "cpu tensors");
   check(h0.scalar_type() == W_hT.scalar_type() && c0.scalar_type() == gates.scalar_type(), "dtypes");
   const auto s = gates.scalar_type(), m = W_hT.scalar_type();
-  check(!Wp || Wp->scalar_type() == m, "the packed weight's dtype");
+  check(!Wp || (Wp->scalar_type() == m && Wp->size(0) == W_hT.size(1) && Wp->size(1) == W_hT.size(0)),
+        "the packed weight: W_h (4H, H) in the matmuls' dtype");
   if (s == at::kFloat && m == at::kFloat) return forward_impl<float, float>(gates, W_hT, h0, c0, Wp);
   if (s == at::kDouble && m == at::kDouble) return forward_impl<double, double>(gates, W_hT, h0, c0, Wp);
   if (s == at::kFloat && m == at::kBFloat16) return forward_impl<float, at::BFloat16>(gates, W_hT, h0, c0, Wp);
@@ -187,7 +188,8 @@ std::vector<at::Tensor> layer_backward(at::Tensor gates, at::Tensor cs, at::Tens
   check(dh.scalar_type() == gates.scalar_type() && dc.scalar_type() == gates.scalar_type() &&
         (!dout || dout->scalar_type() == W_h.scalar_type()), "dtypes");
   const auto s = gates.scalar_type(), m = W_h.scalar_type();
-  check(!Wp || Wp->scalar_type() == m, "the packed weight's dtype");
+  check(!Wp || (Wp->scalar_type() == m && Wp->size(0) == W_h.size(1) && Wp->size(1) == W_h.size(0)),
+        "the packed weight: W_h^T (H, 4H) in the matmuls' dtype");
   if (s == at::kFloat && m == at::kFloat) return backward_impl<float, float>(gates, cs, tanh_c, W_h, dout, dh, dc, Wp);
   if (s == at::kDouble && m == at::kDouble) return backward_impl<double, double>(gates, cs, tanh_c, W_h, dout, dh, dc, Wp);
   if (s == at::kFloat && m == at::kBFloat16)

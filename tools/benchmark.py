@@ -180,7 +180,8 @@ def step_flops(cfg, tokens):
 def matmul_roof(dtype, n=6400, k=512, m=2048, repeats=5):
     """GFLOP/s of the best of `repeats` (n x k) @ (k x m) products in dtype, the step's largest matmul shape,
     by the fastest of torch's kernels: aten::mm (BLAS or oneDNN) and oneDNN's linear (in float32 BLAS's sgemm
-    reached 0.6x of it on README's EPYC, and nn.LSTM's oneDNN kernel ran above a BLAS-only roof)."""
+    is the slower on README's EPYC, `benchmark.py matmul`, and nn.LSTM's oneDNN kernel ran above a BLAS-only
+    roof)."""
     a, b = torch.randn(n, k).to(dtype), torch.randn(k, m).to(dtype)
     kernels = [lambda: a @ b]
     if torch.backends.mkldnn.is_available():
