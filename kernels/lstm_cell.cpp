@@ -1,8 +1,8 @@
 // One LSTM layer's time loop, forward and backward, with each step's element-wise cell fused into one pass
 // over (B, H). The maths is model.py's layer_forward / layer_backward line for line (docs/derivation.md,
 // equation numbers in the comments); the matmuls stay ATen's: the recurrent one through oneDNN with its weight
-// packed once per layer call (mkldnn::_linear_pointwise; measured 1.6x BLAS's sgemm in float32 and 1.06-1.09x
-// aten::mm in bfloat16 at B 128, H 512 on the EPYC of README's Speed), else at::mm (float64, no oneDNN).
+// packed once per layer call (mkldnn::_linear_pointwise; 1.7-2.2x BLAS's sgemm in float32 and 1.03-1.09x
+// aten::mm in bfloat16 at B 128, H 512 on the EPYC of README's Speed: benchmark.py matmul), else at::mm (float64, no oneDNN).
 //
 // Dtypes: scalar_t is the gates', cell states' and tanh(c)'s (float32, or float64 in the tests); md_t is the
 // matmuls' (scalar_t, or bfloat16 under --precision bf16: h_t and dz are then written in bfloat16 straight
