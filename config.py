@@ -97,7 +97,7 @@ class GenConfig:
     temperature: float = 1.0          # below 1 safer and blander, above 1 wilder (re-ranking keeps the fluent ones)
     top_k: int = 0                    # sample among the k likeliest characters (0 = all)
     top_p: float = 1.0                # nucleus sampling: the likeliest characters up to this mass (1 = off)
-    repetition_penalty: float = 1.0   # > 1 makes characters already in the poem less likely
+    repetition_penalty: float = 1.03  # > 1 makes characters already in the poem less likely; 1.03 puts 重字 and doubling at real poems' rates (docs/form_study.md)
     greedy: bool = False              # always the likeliest character (one poem per start)
     seed: int = 0                     # the same seed writes the same poem; change it for another
     max_gen_len: int = 200            # a free poem's generated tokens at most; a form asked for is written whole (the limit grows to fit it), a drawn one fits it
