@@ -12,14 +12,17 @@ import pytest
 from conftest import ROOT
 
 NO_TORCH = "import sys; sys.modules['torch'] = None\n"        # any import of torch now raises ImportError
-# (command, recorded stdout) of the code before the layout moved (the shipped models, fixed seeds)
+# (command, recorded stdout) of the code before the layout moved (the shipped models, fixed seeds; the
+# repetition penalty held at 1, the default then)
 RECORDED = [
-    (["main.py", "generate", "--ckpt", "pretrained/tang-chars.pt", "--start", "日", "--num", "2", "--seed", "7"],
+    (["main.py", "generate", "--ckpt", "pretrained/tang-chars.pt", "--start", "日", "--num", "2", "--seed", "7",
+      "--repetition-penalty", "1"],
      '日暮苍梧春，蕙兰新调絮。\n爪牙何足驶，羔鼠亦甘趫。\n哀哉古愚者，举声邀人吏。\n公子流欲有，潜作督连客。\n冰华倚祛衣，裘食安贫信。\n\n日出郊风雨，狼羌鼓散初。\n客亭何处远，上送夕阳城。\n'),
     (["main.py", "generate", "--ckpt", "pretrained/tang-chars.pt", "--form", "7", "--lines", "4", "--rhyme", "--tones",
-      "--start", "春风", "--seed", "3"],
+      "--start", "春风", "--seed", "3", "--repetition-penalty", "1"],
      '春风送客东南上，回望白云处处行。\n一点杨花好相送，不知千里自无情。\n'),
-    (["main.py", "generate", "--ckpt", "pretrained/ci.pt", "--cipai", "菩萨蛮", "--rhyme", "--seed", "5"],
+    (["main.py", "generate", "--ckpt", "pretrained/ci.pt", "--cipai", "菩萨蛮", "--rhyme", "--seed", "5",
+      "--repetition-penalty", "1"],
      '茜茸烟缕春衫薄。\n小鞋未睡轻寒著。\n手把小罗单。\n与谁行锦笺。\n绣幌盟一笑。\n疑是东风到。\n病酒不须醒。\n朱弦独自声。\n'),
     (["MyLSTM_np.py", "generate", "--ckpt", "pretrained/tang-chars.pt", "--start", "日"],
      '日暮落风一片灭，忽然旅舍不眠风。\n春期难向东山去，却忆别樽兄弟红。\n'),
