@@ -84,13 +84,18 @@ def input_gates(x, Wm, b, md):
 
 def linear(a, W, b=None):
     """a W^T (+ b): a (N, in), W (out, in). The long float32 products of training (N >= LINEAR_ROWS: all steps
-    at once) through oneDNN where torch has it (BLAS's sgemm reached 0.4-0.75x of it at this model's shapes on
-    README's EPYC: `benchmark.py matmul`, docs/precision.md); else, and for generation's one-step reads (W would be copied each
-    step), torch's own."""
+    at once) through oneDNN where torch has it (BLAS's sgemm reached 0.4-0.75x of it at this model's shapes
+    on README's EPYC: `benchmark.py matmul`, docs/precision.md); else, and for generation's one-step reads
+    (W would be copied each step), torch's own."""
     if (a.dtype == torch.float32 and a.device.type == "cpu" and a.shape[0] >= LINEAR_ROWS
             and torch.backends.mkldnn.is_available()):
-        return torch.ops.mkldnn._linear_pointwise(a, W.contiguous(), b, "none", [], "")
+        return onednn_linear(a, W.contiguous(), b)
     return a @ W.t() if b is None else torch.addmm(b, a, W.t())
+
+
+def onednn_linear(a, W, b=None):
+    """a W^T (+ b) by oneDNN's linear; W contiguous (out, in) or packed by `packed`."""
+    return torch.ops.mkldnn._linear_pointwise(a, W, b, "none", [], "")
 
 
 def layer_forward_cpp(ext, x, h0, c0, W, b, md):
@@ -106,9 +111,9 @@ def layer_forward_cpp(ext, x, h0, c0, W, b, md):
 
 def packed(W, batch):
     """W (out, in), a matmul's weight y = a W^T, reordered once into oneDNN's blocked layout for a batch of
-    `batch` rows (the C++ loop then runs its recurrent matmul through oneDNN: 1.7-2.2x BLAS's sgemm in float32,
-    1.03-1.09x aten::mm in bfloat16, B 128 H 512: `benchmark.py matmul`, docs/precision.md), or None where oneDNN cannot (float64,
-    a build without it)."""
+    `batch` rows (the C++ loop then runs its recurrent matmul through oneDNN: 1.7-2.2x BLAS's sgemm in
+    float32, 1.03-1.09x aten::mm in bfloat16, B 128 H 512: `benchmark.py matmul`, docs/precision.md), or None
+    where oneDNN cannot (float64, a build without it)."""
     if W.dtype not in (torch.float32, torch.bfloat16) or not torch.backends.mkldnn.is_available():
         return None
     if W.dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():

@@ -2,7 +2,8 @@
 // over (B, H). The maths is model.py's layer_forward / layer_backward line for line (docs/derivation.md,
 // equation numbers in the comments); the matmuls stay ATen's: the recurrent one through oneDNN with its weight
 // packed once per layer call (mkldnn::_linear_pointwise; 1.7-2.2x BLAS's sgemm in float32 and 1.03-1.09x
-// aten::mm in bfloat16 at B 128, H 512 on the EPYC of README's Speed: benchmark.py matmul), else at::mm (float64, no oneDNN).
+// aten::mm in bfloat16 at B 128, H 512 on the EPYC of README's Speed: benchmark.py matmul), else at::mm
+// (float64, no oneDNN).
 //
 // Dtypes: scalar_t is the gates', cell states' and tanh(c)'s (float32, or float64 in the tests); md_t is the
 // matmuls' (scalar_t, or bfloat16 under --precision bf16: h_t and dz are then written in bfloat16 straight
@@ -191,7 +192,8 @@ std::vector<at::Tensor> layer_backward(at::Tensor gates, at::Tensor cs, at::Tens
   check(!Wp || (Wp->scalar_type() == m && Wp->size(0) == W_h.size(1) && Wp->size(1) == W_h.size(0)),
         "the packed weight: W_h^T (H, 4H) in the matmuls' dtype");
   if (s == at::kFloat && m == at::kFloat) return backward_impl<float, float>(gates, cs, tanh_c, W_h, dout, dh, dc, Wp);
-  if (s == at::kDouble && m == at::kDouble) return backward_impl<double, double>(gates, cs, tanh_c, W_h, dout, dh, dc, Wp);
+  if (s == at::kDouble && m == at::kDouble)
+    return backward_impl<double, double>(gates, cs, tanh_c, W_h, dout, dh, dc, Wp);
   if (s == at::kFloat && m == at::kBFloat16)
     return backward_impl<float, at::BFloat16>(gates, cs, tanh_c, W_h, dout, dh, dc, Wp);
   TORCH_CHECK(false, "lstm_cell: unsupported dtypes");

@@ -182,11 +182,12 @@ def matmul_roof(dtype, n=6400, k=512, m=2048, repeats=5):
     by the fastest of torch's kernels: aten::mm (BLAS or oneDNN) and oneDNN's linear (in float32 BLAS's sgemm
     is the slower on README's EPYC, `benchmark.py matmul`, and nn.LSTM's oneDNN kernel ran above a BLAS-only
     roof)."""
+    from model import onednn_linear
     a, b = torch.randn(n, k).to(dtype), torch.randn(k, m).to(dtype)
     kernels = [lambda: a @ b]
     if torch.backends.mkldnn.is_available():
         bt = b.t().contiguous()
-        kernels.append(lambda: torch.ops.mkldnn._linear_pointwise(a, bt, None, "none", [], ""))
+        kernels.append(lambda: onednn_linear(a, bt))
     best = min(timed(f, 1) for f in kernels for _ in range(repeats))
     return 2 * n * k * m / best / 1e9
 
@@ -194,7 +195,7 @@ def matmul_roof(dtype, n=6400, k=512, m=2048, repeats=5):
 def matmul_bench(B=128, T=50, D=256, H=512, repeats=5):
     """The products of one LSTM layer's training step, each by aten::mm and by oneDNN's linear (y = a W^T;
     the recurrent ones also with W packed once, as model.packed does): median of `repeats` means, in us."""
-    lp, reorder = torch.ops.mkldnn._linear_pointwise, torch.ops.mkldnn._reorder_linear_weight
+    from model import onednn_linear as lp, packed as pack
     print(f"matmul shapes of one LSTM layer, B {B} T {T} D {D} H {H}, cpu, {torch.get_num_threads()} threads")
     for dt in (torch.float32, torch.bfloat16):
         g = torch.Generator().manual_seed(0)
@@ -202,15 +203,14 @@ def matmul_bench(B=128, T=50, D=256, H=512, repeats=5):
         W_h, W_x, h, dz, x = r(4 * H, H), r(4 * H, D), r(B, H), r(T * B, 4 * H), r(T * B, D)
         W_hT, W_xT = W_h.t().contiguous(), W_x.t().contiguous()
         cases = [  # name, FLOPs, aten::mm, oneDNN, oneDNN packed (None: not measured)
-            ("recurrent h W_h^T (each step)", 2 * B * H * 4 * H, lambda: h @ W_hT, lambda: lp(h, W_h, None, "none", [], ""),
-             (lambda p: lambda: lp(h, p, None, "none", [], ""))(reorder(W_h, B))),
+            ("recurrent h W_h^T (each step)", 2 * B * H * 4 * H, lambda: h @ W_hT, lambda: lp(h, W_h),
+             (lambda p: lambda: lp(h, p))(pack(W_h, B))),
             ("recurrent dz W_h (each step)", 2 * B * H * 4 * H, lambda: dz[:B] @ W_h,
-             lambda: lp(dz[:B], W_hT, None, "none", [], ""),
-             (lambda p: lambda: lp(dz[:B], p, None, "none", [], ""))(reorder(W_hT, B))),
+             lambda: lp(dz[:B], W_hT), (lambda p: lambda: lp(dz[:B], p))(pack(W_hT, B))),
             ("input gates x W_x^T (all steps)", 2 * T * B * D * 4 * H, lambda: x @ W_xT,
-             lambda: lp(x, W_x, None, "none", [], ""), None),
+             lambda: lp(x, W_x), None),
             ("input grad dz W_x (all steps)", 2 * T * B * D * 4 * H, lambda: dz @ W_x,
-             lambda: lp(dz, W_xT, None, "none", [], ""), None)]
+             lambda: lp(dz, W_xT), None)]
         for name, flops, *fns in cases:
             us = [None if f is None else 1e6 * float(np.median([timed(f, 10 if "each" in name else 2)
                                                                 for _ in range(repeats)])) for f in fns]
