@@ -120,6 +120,8 @@ class GenConfig:
     masks: bool = True                # --no-masks: no mask at all, the model's format inputs alone keep the form
     pair_input: bool = True           # 对仗: a 律诗's 颔联/颈联 second line reads the character it answers (format models)
     pair_rerank: bool = True          # 对仗: re-ranking favours a 律诗 whose middle couplets answer
+    pair_bonus: float = 0.3           # 对仗: nats added per bit of a character's lift as the answer to the one it faces; 0.3 chosen on a train quarter (docs/form_study.md)
+    pair_spare: bool = False          # 对仗: the repetition penalty spares the 颔联/颈联's answering lines (lost: docs/form_study.md)
 
 
 @dataclass
@@ -185,7 +187,7 @@ RANGES = {
     ("train", "eval_batch_size"): "[1, 65536]",
     ("gen", "num"): f"[1, {BIG}]", ("gen", "temperature"): "(0, 100]", ("gen", "top_k"): f"[0, {BIG}]",
     ("gen", "top_p"): "(0, 1]", ("gen", "repetition_penalty"): "(0, 100]", ("gen", "seed"): f"[0, {2 ** 63 - 1}]",
-    ("gen", "max_gen_len"): f"[1, {10 ** 4}]", ("gen", "candidates"): "[1, 64]", ("gen", "ge"): "[0, 1000]",
+    ("gen", "max_gen_len"): f"[1, {10 ** 4}]", ("gen", "candidates"): "[1, 64]", ("gen", "pair_bonus"): "[0, 10]", ("gen", "ge"): "[0, 1000]",
 }
 
 

@@ -196,6 +196,7 @@ ACROSTICS = ["春夏秋冬", "风花雪月", "山高水长"]
 
 SAMPLE_CIPAI = ("浣溪沙", "菩萨蛮", "西江月", "水调歌头")                   # three short 词牌 and a long one
 CI_MODES = [("", False)] + [(name, rhyme) for rhyme in (False, True) for name in SAMPLE_CIPAI]   # "": unconstrained
+CI_UNMASKED = SAMPLE_CIPAI          # a format model's 词牌 written with --no-masks too: what it knows of the form
 
 
 def judging_book(system, tones, data_dir, ci=False):
@@ -235,16 +236,18 @@ def print_ci_metrics(model, corpus, n, seed, device, rhyme_system="pingshui", da
     print("| mode | 词 | pattern valid | rhyme sets rhyme | distinct-1 | distinct-2 | copy rate | NLL/token |\n"
           "|---|---|---|---|---|---|---|---|")
     examples = []
-    for name, rhyme in CI_MODES:
-        print(f"generating: {name or 'unconstrained'}{' --rhyme' if rhyme else ''} ...", file=sys.stderr, flush=True)
+    unmasked = [(name, False, False) for name in CI_UNMASKED] if constraints.reads_formats(model) else []
+    for name, rhyme, masks in [(name, rhyme, True) for name, rhyme in CI_MODES] + unmasked:
+        label = (f"--cipai {name}{' --rhyme' if rhyme else ''}{'' if masks else ' --no-masks'}" if name
+                 else "unconstrained (the model's own length)")
+        print(f"generating: {label} ...", file=sys.stderr, flush=True)
         poems = requests.poems_per_key(model, corpus.itos, n, seed, device, SAMPLE_STARTS, "start", cipai=name,
-                                       rhyme=rhyme, free=not name, rhyme_system=rhyme_system)
+                                       rhyme=rhyme, free=not name, rhyme_system=rhyme_system, masks=masks)
         found = cipai_found(poems, name, table, by_pattern)
         valid = poetics.mean(f is not None for f in found)
         rhymed = poetics.mean(f is not None and poetics.ci_rhymes(p, table[f]["rhymes"], book)
                               for p, f in zip(poems, found))
         m = poetics.measure(poems, train_lines, tones, book)
-        label = f"--cipai {name}{' --rhyme' if rhyme else ''}" if name else "unconstrained (the model's own length)"
         print(f"| {label} | {m.poems} | {valid:.1%} | {rhymed:.1%} | {m.distinct_1:.3f} | {m.distinct_2:.3f} | "
               f"{m.copy_rate:.1%} | {text_nll(model, corpus.itos, poems, device):.3f} |")
         examples.append((label, poems[0]))

@@ -227,7 +227,8 @@ class Engine:
         key = (job.genre, sampling_key(job.request.gcfg))
         try:
             r = requests.rows_of(model, itos, job.request, [0], self.device)
-            batch = self.batches.get(key) or decoding.Batch(model, job.request.gcfg, self.device)
+            batch = self.batches.get(key) or decoding.Batch(model, job.request.gcfg, self.device,
+                                                            answers=job.request.answers)
             job.rows = batch.add(r.starts, r.specs, r.tables, r.primes, r.streams, tags=[job] * len(r.specs))
             job.left = len(job.rows)
             self.batches[key] = batch
@@ -281,7 +282,8 @@ class Engine:
 
 def sampling_key(g):
     """The settings pick_next applies to a whole batch: requests that differ in them are batched apart."""
-    return (g.temperature, g.top_k, g.top_p, g.repetition_penalty, g.greedy, g.max_gen_len)
+    return (g.temperature, g.top_k, g.top_p, g.repetition_penalty, g.greedy, g.max_gen_len, g.pair_bonus,
+            g.pair_spare)
 
 
 def write_config(body):

@@ -71,7 +71,7 @@ def generated(model, itos, gcfg, n_per_start, device="cpu"):
         req = requests.make_request(itos, g, told=constraints.reads_formats(model))
         r = requests.rows_of(model, itos, req, range(n_per_start), device)
         texts, nlls = decoding.sample_scored(model, itos, r.starts, g, device, r.streams, r.specs, tables=r.tables,
-                                             primes=r.primes, mask_log=log)
+                                             primes=r.primes, mask_log=log, answers=req.answers)
         c = g.candidates
         for i in range(n_per_start):
             best = requests.best_of(texts[i * c:(i + 1) * c], nlls[i * c:(i + 1) * c], req.pairs)
@@ -141,37 +141,50 @@ def run(model, itos, corpus, cfg, n, candidates):
 # ----------------------------------------------------------------------------------------------------------
 # 对仗: the middle couplets of 律诗, real and written, with and without the pair input and the re-ranking term
 
+PAIR_BONUS_SWEEP = (0.1, 0.2, 0.5, 1.0)
 COUPLET_SETTINGS = (("default", {}), ("no pair input", {"pair_input": False}),
-                    ("no 对仗 re-ranking", {"pair_rerank": False}),
-                    ("neither", {"pair_input": False, "pair_rerank": False}), ("--no-masks", {"masks": False}))
+                    ("no 对仗 re-ranking", {"pair_rerank": False}), ("no pair bonus", {"pair_bonus": 0.0}),
+                    ("none of the three", {"pair_input": False, "pair_rerank": False, "pair_bonus": 0.0}),
+                    ("--no-masks", {"masks": False}),
+                    ("penalty spared on the answering lines", {"pair_spare": True}),
+                    ("no repetition penalty", {"repetition_penalty": 1.0}),
+                    *((f"pair bonus {v:g}", {"pair_bonus": v}) for v in PAIR_BONUS_SWEEP))
 
 
-def lushi(model, itos, n_per_start, candidates, settings):
+def lushi(model, itos, n_per_start, candidates, settings, tables_cache):
     """n_per_start 律诗 per start character (五言 and 七言 in turn), written with the GenConfig settings."""
     poems = []
     for k, ch in enumerate(SAMPLE_STARTS):
         g = GenConfig(start=ch, seed=k, num=n_per_start, form=(5, 7)[k % 2], lines=8, candidates=candidates,
                       **settings)
-        poems += [c.text for c in requests.iter_poems(model, itos, g, "cpu")]
+        poems += [c.text for c in requests.iter_poems(model, itos, g, "cpu", tables_cache=tables_cache)]
     return poems
 
 
-def heldout_pairs(train_texts):
-    """The significant pairs learnt from the second half of the train split's 律诗 alone (a table neither the
-    re-ranking nor the thresholds were fitted on; the pairs only, no classes)."""
-    half = [c for c in map(duizhang.lu_couplets, train_texts[len(train_texts) // 2:]) if c]
-    aligned, expected, _ = duizhang.count_couplets(half)
+def split_tables(train_texts):
+    """The train split in three parts, in order: the 对仗 table generation reads in this study (re-ranking and
+    pair bonus) from the first half, and the significant pairs alone (no classes) of the third quarter (what the
+    bonus was chosen on) and of the last quarter (nothing fitted on it: the held-out measure)."""
+    n = len(train_texts)
+    table = duizhang.table_from(duizhang.build(train_texts[:n // 2]))
+    return table, pairs_of(train_texts[n // 2:3 * n // 4]), pairs_of(train_texts[3 * n // 4:])
+
+
+def pairs_of(texts):
+    poems = [c for c in map(duizhang.lu_couplets, texts) if c]
+    aligned, expected, _ = duizhang.count_couplets(poems)
     return duizhang.significant_pairs(aligned, expected)
 
 
-def couplet_measures(poems, real, table, half):
-    """Mean 对仗 score of the 颔联 and 颈联 (duizhang.score), the share called parallel, the share of their aligned
-    pairs in the held-out half's table, 重字, and the discriminator against real 律诗."""
+def couplet_measures(poems, real, table, tuning, heldout):
+    """Mean 对仗 score of the 颔联 and 颈联 (duizhang.score), the share called parallel, the shares of their aligned
+    pairs in the tuning and held-out quarters' pairs, 重字, and the discriminator against real 律诗."""
     scores = [v for v in (duizhang.score(p, table) for p in poems) if v is not None]
-    aligned = list(duizhang.aligned_pairs([c for c in map(duizhang.lu_couplets, poems) if c]))
+    aligned = [x + y if x <= y else y + x
+               for x, y in duizhang.aligned_pairs([c for c in map(duizhang.lu_couplets, poems) if c])]
     return {"poems": len(poems), "score": float(np.mean(scores)) if scores else float("nan"),
             "parallel": poetics.mean(v >= table.thresholds["parallel"] for v in scores),
-            "heldout": poetics.mean((x + y if x <= y else y + x) in half for x, y in aligned),
+            "tuning": poetics.mean(k in tuning for k in aligned), "heldout": poetics.mean(k in heldout for k in aligned),
             "repeat": poetics.mean(repeats(p)[0] for p in poems),
             "disc": poetics.discriminator_accuracy(poems, real) if poems is not real else float("nan")}
 
@@ -179,12 +192,12 @@ def couplet_measures(poems, real, table, half):
 def couplet_study(model, itos, corpus, n, candidates):
     """Rows of couplet_measures: real test 律诗, then each of COUPLET_SETTINGS; and a few couplets side by side."""
     table = pairs_table()
-    half = heldout_pairs([dataUtil.text_of(p, itos) for p in corpus.train])
+    first_half, tuning, heldout = split_tables([dataUtil.text_of(p, itos) for p in corpus.train])
     real = [t for t in (dataUtil.text_of(p, itos) for p in corpus.test) if duizhang.LU.fullmatch(t)]
-    rows = [{"setting": "real test 律诗", **couplet_measures(real, real, table, half), "sample": real[:3]}]
+    rows = [{"setting": "real test 律诗", **couplet_measures(real, real, table, tuning, heldout), "sample": real[:3]}]
     for label, settings in COUPLET_SETTINGS:
-        poems = lushi(model, itos, n, candidates, settings)
-        rows.append({"setting": label, **couplet_measures(poems, real, table, half), "sample": poems[:3]})
+        poems = lushi(model, itos, n, candidates, settings, {"duizhang.json": first_half})
+        rows.append({"setting": label, **couplet_measures(poems, real, table, tuning, heldout), "sample": poems[:3]})
         print(f"  律诗 {label}: 对仗 {rows[-1]['score']:.2f}, parallel {rows[-1]['parallel']:.1%}", flush=True)
     return rows
 
@@ -194,14 +207,19 @@ def couplet_lines(rows, args):
            f"{args.couplets} 律诗 per start character and setting (五言 and 七言 in turn), each the best of "
            f"{args.candidates} candidates; real: the test split's 律诗. 对仗 score: the mean position score of the "
            "颔联 and 颈联 (duizhang.score, the re-ranking's term); parallel: the share at or above the table's "
-           "`parallel` threshold; held-out: the share of their aligned character pairs that the second half of "
-           "the train split alone finds significant (a table nothing was fitted on). Pair input: the second "
-           "line of each middle couplet reads the character it answers; re-ranking: the 对仗 term of the "
-           "candidates' score.", "",
-           "| setting | poems | 对仗 score | parallel | held-out pairs | 重字 | disc. |", "|---|---|---|---|---|---|---|"]
+           "`parallel` threshold. The train split is cut in three, in order: generation here reads a 对仗 table "
+           "built from its first half alone (re-ranking and pair bonus); tuning pairs: the share of the middle "
+           "couplets' aligned character pairs that the third quarter alone finds significant (the pair bonus "
+           "was chosen on it); held-out pairs: the same by the last quarter (nothing was fitted or chosen on "
+           "it). Pair input: the second line of each middle couplet reads the character it answers; re-ranking: "
+           "the 对仗 term of the candidates' score; pair bonus: nats per bit of the table's lift added to the "
+           "partners of the character answered. The repetition penalty acts on every line by default; the rows "
+           "with it spared on the answering lines, and with no penalty at all, show what it costs there.", "",
+           "| setting | poems | 对仗 score | parallel | tuning pairs | held-out pairs | 重字 | disc. |",
+           "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['setting']} | {r['poems']} | {r['score']:.3f} | {pct(r['parallel'])} | {pct(r['heldout'])} "
-                   f"| {pct(r['repeat'])} | {pct(r['disc'])} |")
+        out.append(f"| {r['setting']} | {r['poems']} | {r['score']:.3f} | {pct(r['parallel'])} | {pct(r['tuning'])} "
+                   f"| {pct(r['heldout'])} | {pct(r['repeat'])} | {pct(r['disc'])} |")
     out.append("")
     for r in rows:
         out += [f"{r['setting']}, middle couplets:", ""]

@@ -162,19 +162,22 @@ def test_the_ci_corpus_is_prepared_apart_from_the_tang_one(data_cfg):
     assert again.itos == tang.itos and len(again.train) == len(tang.train)
 
 
-def test_ci_metrics_judge_pattern_and_rhyme(data_cfg, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("format_inputs", [False, True])
+def test_ci_metrics_judge_pattern_and_rhyme(data_cfg, tmp_path, capsys, monkeypatch, format_inputs):
     import main
     from config import ModelConfig
     from model import PoetryLM
     data_cfg.data.genre = "ci"
     corpus = dataUtil.load_corpus(data_cfg, verbose=False)
     torch.manual_seed(0)
-    model = PoetryLM(ModelConfig(vocab_size=len(corpus.itos), embed_dim=8, hidden_size=12, num_layers=1))
+    model = PoetryLM(ModelConfig(vocab_size=len(corpus.itos), embed_dim=8, hidden_size=12, num_layers=1,
+                                 format_inputs=format_inputs))
     table = build_cipai_table(ci_file(tmp_path), min_examples=3)           # 浣溪沙, rhyme sets learnt
     os.makedirs(os.path.join(data_cfg.data.data_dir, "processed"), exist_ok=True)
     with open(os.path.join(data_cfg.data.data_dir, "processed", "cipai.json"), "w", encoding="utf-8") as f:
         json.dump(table, f, ensure_ascii=False)
     monkeypatch.setattr(main, "CI_MODES", [("", False), ("浣溪沙", False), ("浣溪沙", True)])
+    monkeypatch.setattr(main, "CI_UNMASKED", ("浣溪沙",))
     monkeypatch.setattr(main, "SAMPLE_STARTS", "春风")
     main.print_ci_metrics(model, corpus, 3, 0, torch.device("cpu"), data_dir=data_cfg.data.data_dir)
     rows = {line.split(" | ")[0]: line.split(" | ") for line in capsys.readouterr().out.splitlines()
@@ -182,6 +185,8 @@ def test_ci_metrics_judge_pattern_and_rhyme(data_cfg, tmp_path, capsys, monkeypa
     assert rows["| --cipai 浣溪沙"][1:3] == ["6", "100.0%"]                   # 3 per start, the pattern always
     assert rows["| --cipai 浣溪沙 --rhyme"][1:4] == ["6", "100.0%", "100.0%"]  # ... and its rhyme sets rhyme
     assert rows["| --cipai 浣溪沙"][3] != "100.0%"                            # an untrained model does not rhyme
+    unmasked = rows.get("| --cipai 浣溪沙 --no-masks")           # a format model's own form: untrained, none
+    assert unmasked[1:3] == ["6", "0.0%"] if format_inputs else unmasked is None
 
 
 def test_a_table_written_before_rhyme_sets_still_loads(tmp_path):

@@ -9,6 +9,7 @@ import torch
 
 from writing import decoding
 from writing import constraints
+from verse import formats
 from verse import poetics
 from config import GenConfig, UserError
 from conftest import ROOT
@@ -123,6 +124,26 @@ def test_top_p_and_repetition_penalty():
     first = decoding.pick_next(logits, tables, g, None, None, [[]])
     second = decoding.pick_next(logits, tables, g, None, None, [[int(first)]])
     assert ITOS[int(first)] == "<eos>" and ITOS[int(second)] == "？"
+    spared = decoding.pick_next(logits, tables, g, None, None, [[int(first)]], spare=[True])
+    assert spared == first                               # a spared row (对仗's answering line): no penalty
+
+
+def test_answering_lines_are_the_middle_couplets_second_lines():
+    """The repetition penalty spares exactly the 颔联's and 颈联's second lines (0-based 3 and 5) of a 律诗."""
+    assert formats.answering_lines(8) == (3, 5) and formats.answering_lines(4) == ()
+    spec = constraints.spec_from(gen(form=5, lines=8))
+    auto = constraints.Automaton(spec, constraints.Masks(ITOS))
+    assert answering_by_line(auto, 8) == [False, False, False, True, False, True, False, False]
+    auto.spec = constraints.spec_from(gen(form=5, lines=4))
+    assert answering_by_line(auto, 4) == [False] * 4
+
+
+def answering_by_line(auto, n):
+    out = []
+    for k in range(n):
+        auto.line = k
+        out.append(auto.answering())
+    return out
 
 
 @pytest.mark.parametrize("kw,msg", [
@@ -167,3 +188,27 @@ def test_a_constraint_nothing_fits_is_a_user_error_and_ends_only_its_row():
     with pytest.raises(UserError, match="no character of this vocabulary fits --form 5"):
         decoding.sample_scored(FormBreaker(ITOS), ITOS, [[]], g, torch.device("cpu"), None, starved, (),
                                tables_none)
+
+
+@pytest.mark.parametrize("bonus", [0.0, 5.0])
+def test_pair_bonus_favours_the_answer_at_the_aligned_position(bonus):
+    """With 月 given as the answer to 一, a 律诗's 颔联 and 颈联 second lines hold 月 exactly where the line above
+    holds 一 at the same position (never one off) and 月 is new to the poem or doubles where the line above
+    doubles; no other line holds it; without the bonus no line does."""
+    g = gen(form=5, lines=8, greedy=True, pair_bonus=bonus)
+    yi, yue = ITOS.index("一"), ITOS.index("月")
+    answers = {yi: (np.array([yue]), np.array([1.0], np.float32))}
+    texts, _ = decoding.sample_scored(FormBreaker(ITOS), ITOS, [[]], g, torch.device("cpu"),
+                                      torch.Generator().manual_seed(0), constraints.spec_from(g), answers=answers)
+    lines = [line[:-1] for line in poetics.split_lines(texts[0])]
+    assert poetics.form_of(texts[0]) == (5, 8) and "一" in lines[2] + lines[4]
+    before = ""
+    for k, line in enumerate(lines):
+        want = []
+        for j in range(5):
+            doubles = j > 0 and lines[k - 1][j - 1] == lines[k - 1][j] and line[j - 1] == "月"
+            want.append(bonus > 0 and k in (3, 5) and lines[k - 1][j] == "一"
+                        and ("月" not in before + line[:j] or doubles))
+        assert [ch == "月" for ch in line] == want, (k, lines)
+        before += line
+    assert "月" in "".join(lines) or not bonus

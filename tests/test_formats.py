@@ -14,7 +14,7 @@ from verse import formats
 from verse import poetics
 from config import Config, GenConfig, UserError
 from model import PoetryLM
-from verse.tables import rhyme_group_of, verse_tables
+from verse.tables import pairs_table, rhyme_group_of, verse_tables
 
 ZAOFA = "朝辞白帝彩云间，千里江陵一日还。两岸猿声啼不住，轻舟已过万重山。"   # 李白《早发白帝城》, 平起 首句入韵
 DENGAO = ("风急天高猿啸哀，渚清沙白鸟飞回。无边落木萧萧下，不尽长江滚滚来。"
@@ -190,7 +190,13 @@ def test_pair_input_and_pair_reranking_can_be_turned_off(reader):
     assert constraints.format_for(spec).paired == (3, 5)                         # lines 4 and 6 answer 3 and 5
     assert constraints.format_for(dataclasses.replace(spec, pair_input=False)).paired == ()
     itos = list(dataUtil.SPECIALS + tuple(dict.fromkeys(DENGAO)))
-    for pair_input, pair_rerank in ((True, True), (False, False)):
-        g = GenConfig(start="风", form=7, lines=8, pair_input=pair_input, pair_rerank=pair_rerank)
+    for pair_input, pair_rerank, bonus in ((True, True, 0.3), (False, False, 0.0), (False, False, 0.3)):
+        g = GenConfig(start="风", form=7, lines=8, pair_input=pair_input, pair_rerank=pair_rerank, pair_bonus=bonus)
         req = requests.make_request(itos, g, told=True)
         assert req.spec.pair_input is pair_input and (req.pairs is not None) is pair_rerank
+        assert (req.answers is not None) is (bonus > 0)
+        if bonus:               # every pair of the table within the vocabulary, by id, with its lift
+            table = pairs_table()
+            want = {xy: v for xy, v in table.pairs.items() if xy[0] in itos and xy[1] in itos}
+            got = {itos[x] + itos[y]: float(v) for x, (ys, vs) in req.answers.items() for y, v in zip(ys, vs)}
+            assert want and got == pytest.approx(want)

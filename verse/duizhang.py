@@ -311,6 +311,18 @@ def load(path=None):
         return None
 
 
+def partners(table, stoi):
+    """{x id: (partner ids (n,) int64, their lifts (n,) float32 in bits)}: the characters of stoi that the
+    table finds answering x, for generation's 对仗 bonus (writing/decoding.py)."""
+    found = {}
+    for xy, lift in table.pairs.items():
+        x, y = xy[0], xy[1]
+        if x in stoi and y in stoi:
+            found.setdefault(stoi[x], []).append((stoi[y], lift))
+    return {x: (np.array([y for y, _ in ys], np.int64), np.array([s for _, s in ys], np.float32))
+            for x, ys in found.items()}
+
+
 # ----------------------------------------------------------------------------------------------------------
 # judging
 

@@ -133,8 +133,13 @@ def shi_format(chars, lines, first=None, group=None, first_rhymes=False):
     if group is not None:
         rhyme = {k: 1 + group for k in range(lines) if k % 2 == 1 or (k == 0 and first_rhymes)}
     tones = shi_tones(chars, lines, first, rhyme or {k for k in range(1, lines, 2)}) if first is not None else ()
-    paired = tuple(range(3, lines - 2, 2)) if lines >= 8 else ()
-    return Format(lengths=(chars,) * lines, rhyme_lines=rhyme, tones=tones, paired=paired)
+    return Format(lengths=(chars,) * lines, rhyme_lines=rhyme, tones=tones, paired=answering_lines(lines))
+
+
+def answering_lines(lines):
+    """The 0-based lines of a regular 诗 of `lines` lines that answer the line before: the second lines of the
+    颔联 and 颈联 (and of an 排律's other middle couplets); none in a 绝句."""
+    return tuple(range(3, lines - 2, 2)) if lines >= 8 else ()
 
 
 def tone_fit(lines, tone, first):

@@ -285,6 +285,12 @@ class Automaton:
                  "--rhyme" if s.rhyme else "", "--tones" if s.tones else ""]
         return " ".join(p for p in parts if p) or "the form"
 
+    def answering(self):
+        """Whether the next character stands in the second line of a regular 律诗's 颔联 or 颈联, answering the
+        one above it (对仗)."""
+        s = self.spec
+        return not s.pattern and s.chars in (5, 7) and self.line in formats.answering_lines(s.lines)
+
     def allowed(self):
         """Boolean mask (V,) of the tokens allowed next, or None when anything goes."""
         t, s = self.t, self.spec

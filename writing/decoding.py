@@ -36,7 +36,7 @@ def sample(model, itos, starts, gcfg, device, generator=None, spec=None, prime=(
 
 @torch.no_grad()
 def sample_scored(model, itos, starts, gcfg, device, generator=None, spec=None, prime=(), tables=None,
-                  given=False, primes=None, mask_log=None):
+                  given=False, primes=None, mask_log=None, answers=None):
     """Generate len(starts) poems as one batch: their texts (no special tokens) and each one's mean NLL per
     generated token (<eos> included) under the model's own distribution (untempered, unmasked).
 
@@ -47,12 +47,13 @@ def sample_scored(model, itos, starts, gcfg, device, generator=None, spec=None, 
     poem whatever else is in the batch), and so is tables (rows of one vocabulary may follow different tone
     tables and rhyme books). A constraint that leaves no character to choose is a UserError naming it.
     mask_log: a list that receives, at every sampled step a mask narrowed, (at a rhyme slot, the model's own
-    probability outside the mask) — how often the mask had to act (the form study)."""
+    probability outside the mask) — how often the mask had to act (the form study). answers: the 对仗 partners
+    (duizhang.partners) that gcfg.pair_bonus favours on a 律诗's answering lines."""
     B = len(starts)
     specs = spec if isinstance(spec, list) else [spec or Spec()] * B
     row_tables = tables if isinstance(tables, list) else [tables or Masks(itos)] * B
     streams = generator if isinstance(generator, list) else None
-    batch = Batch(model, gcfg, device, None if streams else generator)
+    batch = Batch(model, gcfg, device, None if streams else generator, answers)
     batch.mask_log = mask_log
     rows = batch.add(starts, specs, row_tables, primes or [list(prime)] * B, streams, given)
     while batch.rows:
@@ -91,8 +92,9 @@ class Batch:
     steps, so a server keeps one batch running while requests come and go (continuous batching), and a finished
     row costs nothing more. Rows of one vocabulary; each has its own Automaton and, when given, random stream."""
 
-    def __init__(self, model, gcfg, device, generator=None):
+    def __init__(self, model, gcfg, device, generator=None, answers=None):
         self.model, self.gcfg, self.device, self.generator = model, gcfg, device, generator
+        self.answers = answers or {}  # 对仗: {id: (partner ids, lifts)} that gcfg.pair_bonus favours
         self.rows, self.logits, self.state, self.tables = [], None, None, None    # logits (B, V), state (L, B, H)
         self.mask_log = None          # a list to note how much of the model's choice each mask cut (sample_scored)
 
@@ -188,6 +190,24 @@ class Batch:
         self.rows = [self.rows[b] for b in idx]
         self.logits, self.state = self.logits[sel], self.state and tuple(s[:, sel] for s in self.state)
 
+    def answer_bonus(self, row):
+        """(partner ids, nats) that gcfg.pair_bonus adds where row writes the answer to the character above it
+        (the same position of the couplet's first line), or None. Partners already in the poem get none (the
+        bonus never pulls a 重字 in), nor does the character just written unless the line above doubles there
+        too (萧萧 answered by 滚滚)."""
+        a = row.auto
+        if not (self.answers and self.gcfg.pair_bonus) or a.line == 0:
+            return None
+        above, here = a.written[a.line - 1], a.written[a.line]
+        if a.pos >= len(above) or above[a.pos] not in self.answers:
+            return None
+        ids, lifts = self.answers[above[a.pos]]
+        doubles = a.pos > 0 and above[a.pos] == above[a.pos - 1]
+        fresh = [k for k, y in enumerate(ids) if y not in row.out or (doubles and here and y == here[-1])]
+        if not fresh:
+            return None
+        return torch.from_numpy(ids[fresh]), torch.from_numpy(lifts[fresh]) * self.gcfg.pair_bonus
+
     @torch.no_grad()
     def step(self):
         """Every row's next token: its lead's next one, or one sampled under its constraints; the rows that
@@ -207,8 +227,11 @@ class Batch:
         if self.mask_log is not None:
             self.note_masks(rows, forced, masks)
         streams = [r.stream for r in rows]
+        answering = [not f and r.auto.answering() for r, f in zip(rows, forced)]
+        spare = [a and g.pair_spare for a in answering]                 # 对仗's answers may echo the poem
+        bonus = [self.answer_bonus(r) if a else None for r, a in zip(rows, answering)]
         nxt = pick_next(self.logits, t, g, streams if streams[0] is not None else self.generator,
-                        masks, [r.out for r in rows], skip=forced)                               # (B,)
+                        masks, [r.out for r in rows], skip=forced, spare=spare, bonus=bonus)     # (B,)
         step_nll = -torch.log_softmax(self.logits.float(), -1).gather(1, nxt[:, None])[:, 0]
         nxt, step_nll = nxt.tolist(), step_nll.tolist()
         for b, r in enumerate(rows):
@@ -308,21 +331,25 @@ def read_leads(model, tokens, formats=None):
     return logits.clone(), state and tuple(s.clone() for s in state)
 
 
-def pick_next(logits, tables, gcfg, generator, masks=None, history=None, skip=None):
-    """Next ids (B,) from logits (B, V): masked and banned tokens never; repetition penalty on the tokens
-    already in each poem; then greedy, or temperature with optional top-k and top-p. masks: (B, V) bool, every
-    row's allowed tokens (None: any). Rows in skip (forced by the caller) draw nothing from their own random
-    stream."""
+def pick_next(logits, tables, gcfg, generator, masks=None, history=None, skip=None, spare=None, bonus=None):
+    """Next ids (B,) from logits (B, V): masked and banned tokens never; bonus[b] (ids, nats) added to row b's
+    logits (对仗); repetition penalty on the tokens already in each poem (not on rows where spare is True); then
+    greedy, or temperature with optional top-k and top-p. masks: (B, V) bool, every row's allowed tokens (None:
+    any). Rows in skip (forced by the caller) draw nothing from their own random stream."""
     logits = logits.to(torch.float32, copy=True)
     logits[:, tables.banned] = -math.inf
     if masks is not None:                                     # all masks in one in-place fill
         logits.masked_fill_(torch.from_numpy(~masks).to(logits.device), -math.inf)
+    for b, extra in enumerate(bonus or ()):
+        if extra is not None:
+            ids, nats = extra
+            logits[b, ids.to(logits.device)] += nats.to(logits.device)
     for b, seen in enumerate(history or ()):                 # never three of one character in a row (凄凄凄),
         if len(seen) >= 2 and seen[-1] == seen[-2] and torch.isfinite(logits[b]).sum() > 1:   # when any
             logits[b, seen[-1]] = -math.inf                                                      # other fits
     if gcfg.repetition_penalty != 1.0 and history:
         for b, seen in enumerate(history):
-            if seen:
+            if seen and not (spare and spare[b]):
                 idx = torch.tensor(sorted(set(seen)), device=logits.device)
                 vals = logits[b, idx]
                 logits[b, idx] = torch.where(vals > 0, vals / gcfg.repetition_penalty, vals * gcfg.repetition_penalty)

@@ -48,6 +48,7 @@ class Request:
     key: tuple              # what the random streams hang on
     draws: dict = None      # the format counts a regular poem's format is drawn from (models with format inputs)
     pairs: object = None    # the 对仗 table the re-ranking reads (duizhang.load)
+    answers: dict = None    # the 对仗 partners generation favours (duizhang.partners; with --pair-bonus)
 
 
 @dataclass
@@ -110,8 +111,10 @@ def make_request(itos, gcfg, tables_cache=None, told=False):
     key = (gcfg.seed, str((start, spec.heads) + ((gcfg.cipai,) if gcfg.cipai else ())))
     gcfg = fitted(gcfg, [spec], len(start))
     draws = format_draws(tables_cache) if told else None
+    pairs = pairs_table(tables_cache) if gcfg.pair_rerank or gcfg.pair_bonus else None
+    answers = duizhang.partners(pairs, tables.stoi) if gcfg.pair_bonus and pairs is not None else None
     return Request(gcfg, spec, tables, start, prime, forms, words, key, draws,
-                   pairs_table(tables_cache) if gcfg.pair_rerank else None)
+                   pairs if gcfg.pair_rerank else None, answers)
 
 
 def drawn(weights, generator):
@@ -160,19 +163,19 @@ def rows_of(model, itos, req, poems, device):
     return Rows([req.start] * len(specs), [req.prime] * len(specs), specs, streams, [req.tables] * len(specs))
 
 
-def iter_poems(model, itos, gcfg, device, batch=64):
+def iter_poems(model, itos, gcfg, device, batch=64, tables_cache=None):
     """The CLI's generation: gcfg.num poems, each the best of gcfg.candidates samples by poetics.rerank_score,
     yielded as each batch is done (at most `batch` samples at once), so memory stays bounded and output starts
     at once however many are asked for. Without --form, --cipai or --acrostic a poem's form is drawn from the
     real poems' forms (forms.json) unless --free. Poem k of a request is the same whatever --num is."""
-    req = make_request(itos, gcfg, told=reads_formats(model))
+    req = make_request(itos, gcfg, tables_cache, told=reads_formats(model))
     n = gcfg.candidates
     per_batch = max(1, batch // n)
     for first in range(0, gcfg.num, per_batch):
         poems = range(first, min(first + per_batch, gcfg.num))
         r = rows_of(model, itos, req, poems, device)
-        texts, nlls = decoding.sample_scored(model, itos, r.starts, req.gcfg, device, r.streams, r.specs, tables=r.tables,
-                                    primes=r.primes)
+        texts, nlls = decoding.sample_scored(model, itos, r.starts, req.gcfg, device, r.streams, r.specs,
+                                             tables=r.tables, primes=r.primes, answers=req.answers)
         for i in range(len(poems)):
             yield best_of(texts[i * n:(i + 1) * n], nlls[i * n:(i + 1) * n], req.pairs)
 
