@@ -21,7 +21,7 @@ RECORDED = [
     (["main.py", "generate", "--ckpt", "pretrained/tang-chars.pt", "--form", "7", "--lines", "4", "--rhyme", "--tones",
       "--start", "春风", "--seed", "3", "--repetition-penalty", "1"],
      '春风送客东南上，回望白云处处行。\n一点杨花好相送，不知千里自无情。\n'),
-    (["main.py", "generate", "--ckpt", "pretrained/ci.pt", "--cipai", "菩萨蛮", "--rhyme", "--seed", "5",
+    (["main.py", "generate", "--ckpt", "pretrained/ci-chars.pt", "--cipai", "菩萨蛮", "--rhyme", "--seed", "5",
       "--repetition-penalty", "1"],
      '茜茸烟缕春衫薄。\n小鞋未睡轻寒著。\n手把小罗单。\n与谁行锦笺。\n绣幌盟一笑。\n疑是东风到。\n病酒不须醒。\n朱弦独自声。\n'),
     (["MyLSTM_np.py", "generate", "--ckpt", "pretrained/tang-chars.pt", "--start", "日"],
