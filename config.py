@@ -120,7 +120,7 @@ class GenConfig:
     masks: bool = True                # --no-masks: no mask at all, the model's format inputs alone keep the form
     pair_input: bool = True           # 对仗: a 律诗's 颔联/颈联 second line reads the character it answers (format models)
     pair_rerank: bool = True          # 对仗: re-ranking favours a 律诗 whose middle couplets answer
-    pair_bonus: float = 0.3           # 对仗: nats added per bit of a character's lift as the answer to the one it faces; 0.3 chosen on a train quarter (docs/form_study.md)
+    pair_bonus: float = 0.3           # 对仗 (a 律诗's or 排律's middle couplets): nats added per bit of a character's lift as the answer to the one it faces; 0.3 chosen on a train quarter (docs/form_study.md)
     pair_spare: bool = False          # 对仗: the repetition penalty spares the 颔联/颈联's answering lines (lost: docs/form_study.md)
 
 

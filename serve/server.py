@@ -282,6 +282,7 @@ class Engine:
 
 def sampling_key(g):
     """The settings pick_next applies to a whole batch: requests that differ in them are batched apart."""
+    # pair_bonus and pair_spare are not in WRITE_KEYS (the page's requests all carry the defaults); keyed all the same
     return (g.temperature, g.top_k, g.top_p, g.repetition_penalty, g.greedy, g.max_gen_len, g.pair_bonus,
             g.pair_spare)
 

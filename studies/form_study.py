@@ -164,7 +164,8 @@ def lushi(model, itos, n_per_start, candidates, settings, tables_cache):
 def split_tables(train_texts):
     """The train split in three parts, in order: the 对仗 table generation reads in this study (re-ranking and
     pair bonus) from the first half, and the significant pairs alone (no classes) of the third quarter (what the
-    bonus was chosen on) and of the last quarter (nothing fitted on it: the held-out measure)."""
+    bonus was chosen on) and of the last quarter (the held-out measure: neither table nor weight fitted on it; the
+    model itself trained on all of train)."""
     n = len(train_texts)
     table = duizhang.table_from(duizhang.build(train_texts[:n // 2]))
     return table, pairs_of(train_texts[n // 2:3 * n // 4]), pairs_of(train_texts[3 * n // 4:])
@@ -210,8 +211,8 @@ def couplet_lines(rows, args):
            "`parallel` threshold. The train split is cut in three, in order: generation here reads a 对仗 table "
            "built from its first half alone (re-ranking and pair bonus); tuning pairs: the share of the middle "
            "couplets' aligned character pairs that the third quarter alone finds significant (the pair bonus "
-           "was chosen on it); held-out pairs: the same by the last quarter (nothing was fitted or chosen on "
-           "it). Pair input: the second line of each middle couplet reads the character it answers; re-ranking: "
+           "was chosen on it); held-out pairs: the same by the last quarter (neither the table nor the weight was "
+           "fitted on it; the model itself was trained on the whole train split; quarters in corpus order). Pair input: the second line of each middle couplet reads the character it answers; re-ranking: "
            "the 对仗 term of the candidates' score; pair bonus: nats per bit of the table's lift added to the "
            "partners of the character answered. The repetition penalty acts on every line by default; the rows "
            "with it spared on the answering lines, and with no penalty at all, show what it costs there.", "",

@@ -129,7 +129,8 @@ def test_top_p_and_repetition_penalty():
 
 
 def test_answering_lines_are_the_middle_couplets_second_lines():
-    """The repetition penalty spares exactly the 颔联's and 颈联's second lines (0-based 3 and 5) of a 律诗."""
+    """Automaton.answering (what the pair bonus and --pair-spare act on) holds on exactly the 颔联's and 颈联's
+    second lines (0-based 3 and 5) of a 律诗, on no line of a 绝句."""
     assert formats.answering_lines(8) == (3, 5) and formats.answering_lines(4) == ()
     spec = constraints.spec_from(gen(form=5, lines=8))
     auto = constraints.Automaton(spec, constraints.Masks(ITOS))

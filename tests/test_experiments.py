@@ -120,11 +120,11 @@ def test_form_study_couplet_measures_read_real_and_broken_couplets():
               "万里悲秋常作客，百年多病独登台。艰难苦恨繁霜鬓，潦倒新停浊酒杯。")
     table = pairs_table()
     half = {"".join(sorted("无不"))}                             # a held-out table of one pair: 颔联's first position
-    tuning = {"".join(sorted("万百")), "".join(sorted("无边"))}      # 颈联's first position; a pair never aligned
+    tuning = {"".join(sorted("万百")), "".join(sorted("里年")), "".join(sorted("无边"))}   # 颈联's 1st, 2nd; never aligned
     real = form_study.couplet_measures([dengao], [dengao], table, tuning, half)
     assert real["poems"] == 1 and real["score"] >= table.thresholds["parallel"] and real["parallel"] == 1.0
     assert real["heldout"] == pytest.approx(1 / 14)                 # of the 颔联's and 颈联's 14 aligned pairs
-    assert real["tuning"] == pytest.approx(1 / 14)
+    assert real["tuning"] == pytest.approx(2 / 14)
     assert real["repeat"] == 0.0 and math.isnan(real["disc"])        # 萧萧 and 滚滚 are doublings, not 重字
     broken = dengao.replace("百年多病独登台", "无边落木独登台")      # the 颈联's second line opens like the 颔联's first
     assert form_study.couplet_measures([broken], [dengao], table, tuning, half)["score"] < real["score"]

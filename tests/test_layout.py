@@ -13,10 +13,10 @@ from conftest import ROOT
 
 NO_TORCH = "import sys; sys.modules['torch'] = None\n"        # any import of torch now raises ImportError
 # (command, recorded stdout) of the code before the layout moved (the shipped models, fixed seeds; the
-# repetition penalty held at 1, the default then)
+# repetition penalty held at 1 and the 对仗 pair bonus at 0, the defaults then)
 RECORDED = [
     (["main.py", "generate", "--ckpt", "pretrained/tang-chars.pt", "--start", "日", "--num", "2", "--seed", "7",
-      "--repetition-penalty", "1"],
+      "--repetition-penalty", "1", "--pair-bonus", "0"],
      '日暮苍梧春，蕙兰新调絮。\n爪牙何足驶，羔鼠亦甘趫。\n哀哉古愚者，举声邀人吏。\n公子流欲有，潜作督连客。\n冰华倚祛衣，裘食安贫信。\n\n日出郊风雨，狼羌鼓散初。\n客亭何处远，上送夕阳城。\n'),
     (["main.py", "generate", "--ckpt", "pretrained/tang-chars.pt", "--form", "7", "--lines", "4", "--rhyme", "--tones",
       "--start", "春风", "--seed", "3", "--repetition-penalty", "1"],

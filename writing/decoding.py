@@ -332,18 +332,14 @@ def read_leads(model, tokens, formats=None):
 
 
 def pick_next(logits, tables, gcfg, generator, masks=None, history=None, skip=None, spare=None, bonus=None):
-    """Next ids (B,) from logits (B, V): masked and banned tokens never; bonus[b] (ids, nats) added to row b's
-    logits (对仗); repetition penalty on the tokens already in each poem (not on rows where spare is True); then
+    """Next ids (B,) from logits (B, V): masked and banned tokens never; repetition penalty on the tokens already
+    in each poem (not on rows where spare is True); bonus[b] (ids, nats) added to row b's logits (对仗); then
     greedy, or temperature with optional top-k and top-p. masks: (B, V) bool, every row's allowed tokens (None:
     any). Rows in skip (forced by the caller) draw nothing from their own random stream."""
     logits = logits.to(torch.float32, copy=True)
     logits[:, tables.banned] = -math.inf
     if masks is not None:                                     # all masks in one in-place fill
         logits.masked_fill_(torch.from_numpy(~masks).to(logits.device), -math.inf)
-    for b, extra in enumerate(bonus or ()):
-        if extra is not None:
-            ids, nats = extra
-            logits[b, ids.to(logits.device)] += nats.to(logits.device)
     for b, seen in enumerate(history or ()):                 # never three of one character in a row (凄凄凄),
         if len(seen) >= 2 and seen[-1] == seen[-2] and torch.isfinite(logits[b]).sum() > 1:   # when any
             logits[b, seen[-1]] = -math.inf                                                      # other fits
@@ -353,6 +349,10 @@ def pick_next(logits, tables, gcfg, generator, masks=None, history=None, skip=No
                 idx = torch.tensor(sorted(set(seen)), device=logits.device)
                 vals = logits[b, idx]
                 logits[b, idx] = torch.where(vals > 0, vals / gcfg.repetition_penalty, vals * gcfg.repetition_penalty)
+    for b, extra in enumerate(bonus or ()):
+        if extra is not None:
+            ids, nats = extra
+            logits[b, ids.to(logits.device)] += nats.to(logits.device)
     if gcfg.greedy:
         return logits.argmax(-1)
     if gcfg.temperature != 1.0:

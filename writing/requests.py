@@ -112,7 +112,8 @@ def make_request(itos, gcfg, tables_cache=None, told=False):
     gcfg = fitted(gcfg, [spec], len(start))
     draws = format_draws(tables_cache) if told else None
     pairs = pairs_table(tables_cache) if gcfg.pair_rerank or gcfg.pair_bonus else None
-    answers = duizhang.partners(pairs, tables.stoi) if gcfg.pair_bonus and pairs is not None else None
+    answers = (duizhang.partners(pairs, tables.stoi) if gcfg.pair_bonus and pairs is not None and not spec.pattern
+               else None)                            # a 词 never answers line by line
     return Request(gcfg, spec, tables, start, prime, forms, words, key, draws,
                    pairs if gcfg.pair_rerank else None, answers)
 
