@@ -187,7 +187,8 @@ RANGES = {
     ("train", "eval_batch_size"): "[1, 65536]",
     ("gen", "num"): f"[1, {BIG}]", ("gen", "temperature"): "(0, 100]", ("gen", "top_k"): f"[0, {BIG}]",
     ("gen", "top_p"): "(0, 1]", ("gen", "repetition_penalty"): "(0, 100]", ("gen", "seed"): f"[0, {2 ** 63 - 1}]",
-    ("gen", "max_gen_len"): f"[1, {10 ** 4}]", ("gen", "candidates"): "[1, 64]", ("gen", "pair_bonus"): "[0, 10]", ("gen", "ge"): "[0, 1000]",
+    ("gen", "max_gen_len"): f"[1, {10 ** 4}]", ("gen", "candidates"): "[1, 64]", ("gen", "ge"): "[0, 1000]",
+    ("gen", "pair_bonus"): "[0, 10]",
 }
 
 
