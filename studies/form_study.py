@@ -181,7 +181,7 @@ def couplet_measures(poems, real, table, tuning, heldout):
     """Mean 对仗 score of the 颔联 and 颈联 (duizhang.score), the share called parallel, the shares of their aligned
     pairs in the tuning and held-out quarters' pairs, 重字, and the discriminator against real 律诗."""
     scores = [v for v in (duizhang.score(p, table) for p in poems) if v is not None]
-    aligned = [x + y if x <= y else y + x
+    aligned = [duizhang.pair_key(x, y)
                for x, y in duizhang.aligned_pairs([c for c in map(duizhang.lu_couplets, poems) if c])]
     return {"poems": len(poems), "score": float(np.mean(scores)) if scores else float("nan"),
             "parallel": poetics.mean(v >= table.thresholds["parallel"] for v in scores),
@@ -212,7 +212,8 @@ def couplet_lines(rows, args):
            "built from its first half alone (re-ranking and pair bonus); tuning pairs: the share of the middle "
            "couplets' aligned character pairs that the third quarter alone finds significant (the pair bonus "
            "was chosen on it); held-out pairs: the same by the last quarter (neither the table nor the weight was "
-           "fitted on it; the model itself was trained on the whole train split; quarters in corpus order). Pair input: the second line of each middle couplet reads the character it answers; re-ranking: "
+           "fitted on it; the model itself was trained on the whole train split; quarters in corpus order). "
+           "Pair input: the second line of each middle couplet reads the character it answers; re-ranking: "
            "the 对仗 term of the candidates' score; pair bonus: nats per bit of the table's lift added to the "
            "partners of the character answered. The repetition penalty acts on every line by default; the rows "
            "with it spared on the answering lines, and with no penalty at all, show what it costs there.", "",

@@ -101,6 +101,11 @@ def lu_couplets(text):
     return [(lines[2 * k], lines[2 * k + 1]) for k in range(4)]
 
 
+def pair_key(x, y):
+    """The key of the unordered pair {x, y} in the counts and the significant pairs: x+y with x <= y."""
+    return x + y if x <= y else y + x
+
+
 def aligned_pairs(couplets, which=MIDDLE, shift=0):
     """(x, y) for position j of line a against position j + shift of line b, over the given couplets (indices
     into each poem's four) of every poem; positions holding an unknown character are skipped."""
@@ -130,13 +135,13 @@ def count_couplets(couplets, which=MIDDLE, shift=0):
             w = (n - shift) / (n * n)
             for x, y in zip(a, b[shift:]):
                 if UNKNOWN not in (x, y):
-                    aligned[x + y if x <= y else y + x] += 1
+                    aligned[pair_key(x, y)] += 1
                     slots[x] += 1
                     slots[y] += 1
             for x, cx in Counter(a).items():
                 for y, cy in Counter(b).items():
                     if UNKNOWN not in (x, y):
-                        expected[x + y if x <= y else y + x] += w * cx * cy
+                        expected[pair_key(x, y)] += w * cx * cy
     return aligned, expected, slots
 
 

@@ -286,8 +286,8 @@ class Automaton:
         return " ".join(p for p in parts if p) or "the form"
 
     def answering(self):
-        """Whether the next character stands in the second line of a regular 律诗's 颔联 or 颈联, answering the
-        one above it (对仗)."""
+        """Whether the next character stands in the second line of a regular 律诗's 颔联 or 颈联 (or of an 排律's
+        other middle couplets), answering the one above it (对仗: formats.answering_lines)."""
         s = self.spec
         return not s.pattern and s.chars in (5, 7) and self.line in formats.answering_lines(s.lines)
 
