@@ -17,7 +17,15 @@ SMALL = ["--raw-dir", FIXTURE_RAW, "--min-freq", "1", "--dev-frac", "0.2", "--te
          "--hidden-size", "24", "--num-layers", "2", "--batch-size", "5", "--lr", "0.01", "--pp-every", "3",
          "--gen-every", "0", "--device", "cpu", "--precision", "fp32"]   # bf16 rounds a rank's half-batch sums
                                                                          # otherwise than the whole: not 1e-4
-ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",
+       "PYTHONFAULTHANDLER": "1", "TORCH_SHOW_CPP_STACKTRACES": "1"}      # a rank that aborts says where
+
+
+def rank_errors(stderr):
+    """What the ranks themselves said when they failed, ahead of torchrun's summary (which fills the tail)."""
+    keys = ("Error", "error", "terminate", "what()", "Fatal", "Traceback", "File ", "Thread", "abort")
+    said = [l for l in stderr.splitlines() if any(k in l for k in keys) and "torch/distributed/" not in l]
+    return "\n".join(said)[:3000] + "\n...\n" + stderr[-1000:]
 
 
 def train(tmp_path, run, ranks, *extra, wait=True):
@@ -28,7 +36,7 @@ def train(tmp_path, run, ranks, *extra, wait=True):
     if not wait:
         return subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     r = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, rank_errors(r.stderr)
     return r
 
 

@@ -190,7 +190,10 @@ def train(cfg, ckpt=None):
         loop = TrainLoop(cfg, model, optimizer, corpus, device, progress, run_dir, dd)
         if dd.main:
             print_start(cfg, device, model, corpus, progress if ckpt is not None else None, dd.world, loop.precision)
-        return loop.run()
+        progress = loop.run()
+        loop = model = None         # PyTorch's teardown order: the DDP model goes, all ranks meet, then the group
+        dd.barrier()                # (CI once saw rank 1 abort, SIGABRT, at the end of a 2-rank run; the cause
+        return progress             # was not captured, see tests/test_distributed.py)
     finally:
         if run_dir:
             run_dir.release()
