@@ -553,9 +553,13 @@ class SoftmaxNLL(torch.autograd.Function):
         logits, targets, keep, lse = ctx.saved_tensors
         grad = torch.empty_like(logits)
         weight = keep.to(lse.dtype) * g                             # (N,) the upstream gradient, 0 at pads
+        same = grad.dtype == lse.dtype                              # float32 logits: written in place
         for s in range(0, logits.shape[0], SoftmaxNLL.ROWS):
             e = min(s + SoftmaxNLL.ROWS, logits.shape[0])
-            p = torch.sub(logits[s:e], lse[s:e, None], out=lse.new_empty(e - s, logits.shape[1])).exp_()
+            out = grad[s:e] if same else lse.new_empty(e - s, logits.shape[1])   # (rows, V), contiguous
+            p = torch.sub(logits[s:e], lse[s:e, None], out=out).exp_()
             p.scatter_add_(1, targets[s:e, None], p.new_full((e - s, 1), -1.0))    # softmax - onehot
-            grad[s:e] = p.mul_(weight[s:e, None])
+            p.mul_(weight[s:e, None])
+            if not same:
+                grad[s:e] = p                                       # into bf16 logits' dtype
         return grad, None, None
