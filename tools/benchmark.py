@@ -9,6 +9,8 @@
                                      # first: the like-for-like table (ratio below)
     python benchmark.py ratio        # the hand-written LSTM / nn.LSTM, same model, loss, dtype, batches:
                                      # fused (C++ loop) and python (Python loop) at E128 H256 and E256 H512
+    python benchmark.py layers       # (not in all) the two-layer LSTM alone (no embedding, output layer or loss):
+                                     # forward and backward timed apart, ours against nn.LSTM, alternating
     python benchmark.py matmul       # (not in all) the LSTM's matmul shapes: aten::mm against oneDNN's linear,
                                      # its weight packed or not, fp32 and bf16 (why model.py takes oneDNN)
     python benchmark.py infer        # no-grad forward as evaluate and generate use it, per backend
@@ -259,6 +261,44 @@ def like_for_like(device, steps=10):
                       f"{gflops:6.0f} GFLOP/s{of_roof}")
 
 
+def layers_bench(device, steps=24, T=50, B=128):
+    """FusedLSTM (the hand-derived backward, C++ time loops) against nn.LSTM's kernel on the same weights,
+    nothing else in the step: forward and backward (of sum(out * g)) timed apart, alternating call by call.
+    Prints medians and the median per-call ratio nn.LSTM time / ours (above 1: ours faster)."""
+    from model import CudnnLSTM, FusedLSTM
+    print(f"the LSTM alone, 2 layers, T {T} B {B}, {steps} alternating calls, {device}, "
+          f"{torch.get_num_threads()} threads (ratio: nn.LSTM time / ours)")
+    for E, H in SIZES:
+        torch.manual_seed(0)
+        ours = FusedLSTM(E, H, 2, "fused").to(device)
+        models = {"ours": ours, "nn.LSTM": CudnnLSTM(ours)}
+        x = torch.randn(T, B, E, device=device, requires_grad=True)
+        g = torch.randn(T, B, H, device=device)
+        for p in ("fp32", "bf16"):
+            secs = {(m, part): [] for m in models for part in ("forward", "backward")}
+            for k in range(steps + 1):                            # the first round warms up (and builds)
+                for name, m in models.items():
+                    sync(device)
+                    t0 = time.perf_counter()
+                    with torch.autocast(device.type, torch.bfloat16, enabled=p == "bf16"):
+                        out, _ = m(x)
+                    sync(device)
+                    t1 = time.perf_counter()
+                    (out.float() * g).sum().backward()
+                    sync(device)
+                    if k:
+                        secs[name, "forward"].append(t1 - t0)
+                        secs[name, "backward"].append(time.perf_counter() - t1)
+            for part in ("forward", "backward"):
+                a, b = np.array(secs["ours", part]), np.array(secs["nn.LSTM", part])
+                print(f"  E{E} H{H} {p} {part:<8}  ours {np.median(a) * 1e3:6.0f} ms   nn.LSTM "
+                      f"{np.median(b) * 1e3:6.0f} ms   ratio {np.median(b / a):.3f}x")
+            both = np.array(secs["ours", "forward"]) + np.array(secs["ours", "backward"])
+            ref = np.array(secs["nn.LSTM", "forward"]) + np.array(secs["nn.LSTM", "backward"])
+            print(f"  E{E} H{H} {p} both      ours {np.median(both) * 1e3:6.0f} ms   nn.LSTM "
+                  f"{np.median(ref) * 1e3:6.0f} ms   ratio {np.median(ref / both):.3f}x")
+
+
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -393,6 +433,9 @@ SUBCOMMANDS = {   # name: (what it measures, its flags)
     "ratio": ("the hand-written LSTM against nn.LSTM like for like (same model, loss, dtype, batches) at E128 "
               "H256 and E256 H512, fp32 and bf16, alternating, with GFLOP/s against the matmul roof",
               ("device", "steps")),
+    "layers": ("the two-layer LSTM alone, no embedding, output layer or loss (T 50, B 128, random inputs): "
+               "forward and backward timed apart, the hand-written LSTM against nn.LSTM on the same weights, "
+               "E128 H256 and E256 H512, fp32 and bf16, alternating", ("device", "steps")),
     "matmul": ("the LSTM layer's matmul shapes (B 128, T 50, E256 H512): aten::mm against oneDNN's linear, its "
                "weight packed once or not, fp32 and bf16", ()),
     "infer": ("no-grad forward as evaluate and generate use it, per backend", ("device",)),
@@ -449,6 +492,8 @@ def main(argv, M):
         like_for_like(torch.device(device), min(steps, 10))
     if which in ("train", "all"):
         train_bench(torch.device(device), steps, tuple(variants.split(",")))
+    if which == "layers":
+        layers_bench(torch.device(device), steps)
     if which == "matmul":
         matmul_bench()
     if which in ("infer", "all"):
