@@ -289,14 +289,12 @@ def layers_bench(device, steps=24, T=50, B=128):
                     if k:
                         secs[name, "forward"].append(t1 - t0)
                         secs[name, "backward"].append(time.perf_counter() - t1)
-            for part in ("forward", "backward"):
+            for name in models:
+                secs[name, "both"] = np.add(secs[name, "forward"], secs[name, "backward"])
+            for part in ("forward", "backward", "both"):
                 a, b = np.array(secs["ours", part]), np.array(secs["nn.LSTM", part])
                 print(f"  E{E} H{H} {p} {part:<8}  ours {np.median(a) * 1e3:6.0f} ms   nn.LSTM "
                       f"{np.median(b) * 1e3:6.0f} ms   ratio {np.median(b / a):.3f}x")
-            both = np.array(secs["ours", "forward"]) + np.array(secs["ours", "backward"])
-            ref = np.array(secs["nn.LSTM", "forward"]) + np.array(secs["nn.LSTM", "backward"])
-            print(f"  E{E} H{H} {p} both      ours {np.median(both) * 1e3:6.0f} ms   nn.LSTM "
-                  f"{np.median(ref) * 1e3:6.0f} ms   ratio {np.median(ref / both):.3f}x")
 
 
 def sync(device):
