@@ -53,6 +53,8 @@ class ModelConfig:
     init_lstm: str = "default"        # LSTM weight init, same choices
     dropout: float = 0.0              # dropout rate at the places --dropout-at names (0 = the seed's model)
     dropout_at: str = "embed,layers,output"   # comma-separated: embed | layers (between them) | output
+    dropout_kind: str = "standard"    # standard (a mask per element and step) | locked (one per poem, shared by its steps)
+    weight_drop: float = 0.0          # DropConnect on the recurrent weights W_h, one mask per batch (AWD-LSTM; 0 = off)
     tie_weights: bool = False         # the output layer shares the embedding (through an H -> E projection)
     format_inputs: bool = False       # the input also says where the position is in the form (verse/formats.py; the shipped recipe)
 
@@ -86,6 +88,7 @@ class TrainConfig:
     eval_batch_size: int = 256        # poems per batch when measuring perplexity
     format_drop: float = 0.2          # each format input is unknown for a whole poem at this rate in training
     format_none: float = 0.1          # ... and every one of them at this rate (the characters-only case)
+    rhyme_unlikelihood: float = 0.0   # weight of a loss against reusing a rhyme character at a rhyme slot (重韵; format models; 0 = off)
     precision: str = "auto"           # matmuls in fp32 | bf16 (float32 accumulation); auto = bf16 where the CPU or GPU multiplies it natively
 
 
@@ -154,6 +157,7 @@ CHOICES = {
     ("data", "genre"): ("tang", "ci"),
     ("data", "variant_chars"): ("standard", "keep"),
     ("model", "lstm"): ("fused", "python", "autograd", "cudnn"),
+    ("model", "dropout_kind"): ("standard", "locked"),
     ("model", "init_embed"): ("default", "zero", "normal", "xavier_normal", "xavier_uniform"),
     ("model", "init_lstm"): ("default", "zero", "normal", "xavier_normal", "xavier_uniform"),
     ("train", "lr_schedule"): ("constant", "plateau", "cosine"),
@@ -175,9 +179,9 @@ BIG = 10 ** 9
 # The upper ends keep a typo from asking for terabytes (a hidden size of 10^6) or for a loop without end.
 RANGES = {
     ("data", "max_len"): f"[0, {10 ** 4}]", ("data", "min_len"): f"[1, {10 ** 4}]", ("data", "min_freq"): f"[1, {BIG}]",
-    ("train", "format_drop"): "[0, 1]", ("train", "format_none"): "[0, 1]", ("data", "dev_frac"): "[0, 1)", ("data", "test_frac"): "[0, 1)", ("data", "limit_poems"): f"[0, {BIG}]",
+    ("train", "format_drop"): "[0, 1]", ("train", "format_none"): "[0, 1]", ("train", "rhyme_unlikelihood"): "[0, 100]", ("data", "dev_frac"): "[0, 1)", ("data", "test_frac"): "[0, 1)", ("data", "limit_poems"): f"[0, {BIG}]",
     ("model", "embed_dim"): "[1, 4096]", ("model", "hidden_size"): "[1, 8192]", ("model", "num_layers"): "[1, 16]",
-    ("model", "dropout"): "[0, 1)",
+    ("model", "dropout"): "[0, 1)", ("model", "weight_drop"): "[0, 1)",
     ("train", "batch_size"): "[1, 65536]", ("train", "lr"): "(0, 100]", ("train", "weight_decay"): "[0, 10]",
     ("train", "warmup_steps"): f"[0, {BIG}]", ("train", "plateau_patience"): f"[1, {BIG}]",
     ("train", "plateau_factor"): "(0, 1)", ("train", "epoch"): f"[1, {BIG}]", ("train", "clip"): f"[0, {BIG}]",
@@ -222,6 +226,11 @@ def check_config(cfg):
     bad = set(filter(None, cfg.model.dropout_at.split(","))) - {"embed", "layers", "output"}
     if bad:
         raise UserError(f"--dropout-at {','.join(sorted(bad))}: choose from embed, layers, output (comma-separated)")
+    m = cfg.model
+    if cfg.train.rhyme_unlikelihood > 0 and not m.format_inputs:
+        raise UserError("--rhyme-unlikelihood needs --format-inputs (the rhyme slots are format inputs)")
+    if m.lstm == "cudnn" and (m.weight_drop > 0 or m.dropout_kind == "locked"):
+        raise UserError("--weight-drop and --dropout-kind locked need the hand-written LSTM, not --lstm cudnn")
     d = cfg.data
     if d.dev_frac + d.test_frac >= 1:
         raise UserError("--dev-frac and --test-frac must leave room for train (their sum below 1)")

@@ -5,7 +5,7 @@ imports this file.
     python main.py train [--max-minutes 60] [--resume checkpoints/last.pt] ...
     python main.py generate --start 日 [--num 4] [--temperature 0.6] [--keywords 春 江] [--form 7 --rhyme]
     python main.py evaluate [--ckpt checkpoints/best.pt] [--samples 20]
-    python main.py experiment init|optim|recipe|rerank|rhyme|keywords [--steps N] [--limit-poems N]
+    python main.py experiment init|optim|recipe|regularizers|rerank|rhyme|keywords [--steps N] [--limit-poems N]
     python main.py export [--ckpt checkpoints/best.pt] [--out pretrained/tang.pt]
     python main.py check "POEM"|FILE|- [--json] [--cipai NAME]   (the 格律 check, of one poem or many: exit 0
                                  clean, 1 a rule broken or nothing checked, 2 bad input, 3 a table unreadable)
@@ -490,7 +490,7 @@ USAGE = """python main.py COMMAND [flags]   (python main.py COMMAND --help: its 
   train       train the LSTM on the 全唐诗 (fetched and prepared on first use)
   evaluate    perplexity of a model on dev and test; --samples N: generation metrics
   export      a weights-only copy of a checkpoint, with its tables (what pretrained/ ships)
-  experiment  the studies: init, optim, recipe, rerank, rhyme, keywords, form, gelv
+  experiment  the studies: init, optim, recipe, regularizers, rerank, rhyme, keywords, form, gelv
   inspect     what the LSTM's cells do over a poem: each cell's state and gates at every character
 
 generate, revise and evaluate use --ckpt when given, else checkpoints/best.pt when it exists, else the shipped

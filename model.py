@@ -14,7 +14,9 @@ same time loop differentiated by autograd, the readable reference the tests comp
 torch.nn.LSTM's kernel (cuDNN on a GPU) on the same parameters, converted on the fly (gates i, f, g, o).
 
 Options beyond the seed's model, each a flag measured by `python main.py experiment recipe`: dropout (embedding,
-between layers, before the output layer) and weight tying. Deliberately left out: peepholes, layer norm.
+between layers, before the output layer) and weight tying; measured by `python main.py experiment regularizers`:
+AWD-LSTM's locked dropout (one mask per poem, shared by its steps) and DropConnect on the recurrent weights.
+Deliberately left out: peepholes, layer norm.
 """
 import functools
 import math
@@ -243,36 +245,69 @@ def autograd_layer(x, h, c, W, b):
 # the stack
 
 class LSTMLayer(nn.Module):
-    """One layer's parameters: W (4H, D+H), b (4H,), gates i, f, o, g."""
+    """One layer's parameters: W (4H, D+H), b (4H,), gates i, f, o, g. weight_drop: DropConnect on the recurrent
+    columns W[:, D:] in training (AWD-LSTM's WeightDrop), one mask per forward call, i.e. per batch, so that the
+    time loop still runs on one fixed matrix."""
 
-    def __init__(self, input_size, hidden_size):
+    def __init__(self, input_size, hidden_size, weight_drop=0.0):
         super().__init__()
-        self.input_size, self.hidden_size = input_size, hidden_size
+        self.input_size, self.hidden_size, self.weight_drop = input_size, hidden_size, weight_drop
         self.W = nn.Parameter(torch.empty(4 * hidden_size, input_size + hidden_size))
         self.b = nn.Parameter(torch.empty(4 * hidden_size))
 
     def forward(self, x, h, c, backend="fused"):
         """x (T, B, D), h and c (B, H) -> out (T, B, H), h_T, c_T."""
+        W = self.dropped_weight()
         if backend == "autograd":
-            return autograd_layer(x, h, c, self.W, self.b)
+            return autograd_layer(x, h, c, W, self.b)
         md = matmul_dtype(x.device.type, self.W.dtype)
-        if torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, c, self.W, self.b)):
-            return LSTMLayerFunction.apply(x, h, c, self.W, self.b, md, backend == "fused")
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, c, W, self.b)):
+            return LSTMLayerFunction.apply(x, h, c, W, self.b, md, backend == "fused")
         with torch.autocast(x.device.type, enabled=False):       # inference: no backward buffers
             hs, c_T, _ = layer_forward(x, h, c, cast_once(self, "W", md), self.b, keep=False, md=md)
         return hs[1:], hs[-1].to(h.dtype), c_T
+
+    def dropped_weight(self):
+        """W with its recurrent columns DropConnect-ed (training mode, weight_drop > 0), else W itself."""
+        if not (self.training and self.weight_drop > 0):
+            return self.W
+        D, p = self.input_size, self.weight_drop
+        keep = torch.ones_like(self.W)                                 # (4H, D+H): input columns always kept
+        keep[:, D:].bernoulli_(1 - p).div_(1 - p)
+        return self.W * keep
+
+
+class LockedDropout(nn.Module):
+    """Dropout with one mask per sequence, shared by all its steps (variational or locked dropout, Gal and
+    Ghahramani 2016, AWD-LSTM): x (T, B, D) times a (1, B, D) mask; the identity outside training."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not (self.training and self.p > 0):
+            return x
+        mask = torch.empty((1,) + x.shape[1:], device=x.device, dtype=x.dtype).bernoulli_(1 - self.p)
+        return x * mask.div_(1 - self.p)
+
+
+def make_dropout(p, kind):
+    """kind: standard (a mask per element and step) | locked (a mask per sequence, shared over time)."""
+    return LockedDropout(p) if kind == "locked" else nn.Dropout(p)
 
 
 class FusedLSTM(nn.Module):
     """A stack of LSTMLayer; state is (h, c), each (num_layers, B, H). backend: fused | python | autograd. dropout acts
     on each layer's output before the next layer (in training mode only)."""
 
-    def __init__(self, input_size, hidden_size, num_layers, backend="fused", dropout=0.0):
+    def __init__(self, input_size, hidden_size, num_layers, backend="fused", dropout=0.0, dropout_kind="standard",
+                 weight_drop=0.0):
         super().__init__()
         self.hidden_size, self.num_layers, self.backend = hidden_size, num_layers, backend
-        self.dropout = nn.Dropout(dropout)
-        self.layers = nn.ModuleList(
-            LSTMLayer(input_size if l == 0 else hidden_size, hidden_size) for l in range(num_layers))
+        self.dropout = make_dropout(dropout, dropout_kind)
+        self.layers = nn.ModuleList(LSTMLayer(input_size if l == 0 else hidden_size, hidden_size, weight_drop)
+                                    for l in range(num_layers))
 
     def forward(self, x, state=None):
         """x (T, B, D) -> out (T, B, H), (h_n, c_n)."""
@@ -432,9 +467,13 @@ class PoetryLM(nn.Module):
             raise ValueError(f"unknown lstm backend {mcfg.lstm!r}")
         at = set(filter(None, mcfg.dropout_at.split(",")))
         rate = {k: mcfg.dropout if k in at else 0.0 for k in ("embed", "layers", "output")}
+        if mcfg.lstm == "cudnn" and mcfg.weight_drop > 0:
+            raise ValueError("weight_drop needs the hand-written LSTM (not lstm cudnn)")
         self.lstm = FusedLSTM(mcfg.embed_dim, mcfg.hidden_size, mcfg.num_layers,
-                              mcfg.lstm if mcfg.lstm in ("autograd", "python") else "fused", rate["layers"])
-        self.drop_embed, self.drop_out = nn.Dropout(rate["embed"]), nn.Dropout(rate["output"])
+                              mcfg.lstm if mcfg.lstm in ("autograd", "python") else "fused", rate["layers"],
+                              mcfg.dropout_kind, mcfg.weight_drop)
+        self.drop_embed = make_dropout(rate["embed"], mcfg.dropout_kind)
+        self.drop_out = make_dropout(rate["output"], mcfg.dropout_kind)
         self.proj = TiedOutput(self.embed, mcfg.hidden_size) if mcfg.tie_weights \
             else nn.Linear(mcfg.hidden_size, mcfg.vocab_size)
         self.cudnn = [CudnnLSTM(self.lstm)] if mcfg.lstm == "cudnn" else None
@@ -530,6 +569,18 @@ def masked_nll(logits, targets, pad_id):
     keep = (targets != pad_id).reshape(-1)
     nll = SoftmaxNLL.apply(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), keep)
     return nll, int(keep.sum())
+
+
+def unlikelihood(logits, t, b, c):
+    """-sum_k log(1 - p(c_k | position (t_k, b_k))) (Welleck et al. 2020's token-level unlikelihood) over the
+    candidates c (K,) at positions (t, b) of logits (T, B, V): the loss that makes the model unlikely to write
+    what the caller names (training's rhyme unlikelihood: a rhyme character the poem already used)."""
+    acc = torch.promote_types(logits.dtype, torch.float32)          # float32, or float64 in the tests
+    if len(t) == 0:
+        return logits.new_zeros((), dtype=acc)
+    rows = logits[t, b].to(acc)                                      # (K, V), one row per candidate
+    p = torch.softmax(rows, -1).gather(1, c[:, None]).squeeze(1)    # (K,)
+    return -torch.log1p(-p.clamp(max=1 - 1e-6)).sum()
 
 
 class SoftmaxNLL(torch.autograd.Function):

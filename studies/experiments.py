@@ -1,6 +1,6 @@
-"""The studies' command line (`python main.py experiment init|optim|recipe|rerank|rhyme|keywords|gelv|form`)
-and the training studies init, optim and recipe; the others live in rerank_study.py, studies/rhyme_study.py,
-studies/keywords_study.py, studies/gelv_study.py and studies/form_study.py.
+"""The studies' command line (`python main.py experiment init|optim|recipe|regularizers|rerank|rhyme|keywords|
+gelv|form`) and the training studies init, optim and recipe; the others live in studies/regularizer_study.py,
+rerank_study.py, studies/rhyme_study.py, studies/keywords_study.py, studies/gelv_study.py and studies/form_study.py.
 
 init:  (1) the three zero-initialisation cases, trained 50 steps, measured: share of parameters still exactly
        zero, distinct rows (to 1e-6) of the embedding and of each gate block of W, spread of row norms;
@@ -18,6 +18,7 @@ recipe: model and training variants on the same batches for a fixed step budget.
 
 Deliberately left out: learning-rate schedules (the studies compare optimisers at a constant rate).
 """
+import contextlib
 import json
 import math
 import os
@@ -52,13 +53,16 @@ ADAMW_DECAY = 0.01            # torch's default for AdamW; with 0 it would be Ad
 # ----------------------------------------------------------------------------------------------------------
 # one short run
 
-def short_run(cfg, corpus, steps, eval_every, on_grads=None):
+def short_run(cfg, corpus, steps, eval_every, on_grads=None, average=None):
     """Train a fresh model for `steps` steps; returns (model, curve) where curve has step, loss, time, dev_ppl.
-    A diverging run stops early with its last dev perplexity set to inf."""
+    A diverging run stops early with its last dev perplexity set to inf. average: a function of the model
+    returning an object with update(model) after each step and swapped(model), a context in which dev perplexity
+    is measured (the regulariser study's weight average)."""
     device = pick_device(cfg.train)
     torch.manual_seed(cfg.train.seed)
     model = PoetryLM(cfg.model).to(device)
     loop = TrainLoop(cfg, model, make_optimizer(cfg.train, model.parameters()), corpus, device, {})
+    avg = average(model) if average else None
     curve = {"step": [], "loss": [], "time": [], "eval_step": [], "dev_ppl": []}
     pad, t0 = corpus.itos.index(dataUtil.PAD), time.perf_counter()
     for step in range(1, steps + 1):
@@ -68,12 +72,15 @@ def short_run(cfg, corpus, steps, eval_every, on_grads=None):
             curve["eval_step"].append(step - 1)
             curve["dev_ppl"].append(math.inf)
             return model, curve
+        if avg:
+            avg.update(model)
         curve["step"].append(step)
         curve["loss"].append(loss)
         curve["time"].append(time.perf_counter() - t0)
         if evaluates_at(step, steps, eval_every):
             curve["eval_step"].append(step)
-            curve["dev_ppl"].append(evaluate(model, corpus.dev, pad, cfg.train.eval_batch_size, device)["ppl"])
+            with avg.swapped(model) if avg else contextlib.nullcontext():
+                curve["dev_ppl"].append(evaluate(model, corpus.dev, pad, cfg.train.eval_batch_size, device)["ppl"])
     return model, curve
 
 
@@ -553,11 +560,14 @@ def cmd_experiment(rest):
     if rest and rest[0] == "form":
         from studies import form_study
         return form_study.cmd_form(rest[1:])
+    if rest and rest[0] == "regularizers":
+        from studies import regularizer_study
+        return regularizer_study.cmd_regularizers(rest[1:])
     if rest and rest[0] == "gelv":
         from studies import gelv_study
         return gelv_study.cmd_gelv(rest[1:])
     if not rest or rest[0] not in ("init", "optim", "recipe"):
-        raise UserError("usage: python main.py experiment init|optim|recipe|rerank|rhyme|keywords|gelv|form "
+        raise UserError("usage: python main.py experiment init|optim|recipe|regularizers|rerank|rhyme|keywords|gelv|form "
                         "[--steps N] [--limit-poems N] ...")
     which = rest[0]
     parser = make_parser(f"main.py experiment {which}", STUDY_HELP[which], ["data", "model", "train"],

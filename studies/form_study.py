@@ -6,7 +6,7 @@ asked for), even-line rhyme (平水韵, level), 重字 (a character met again in
 once), doubling (two identical characters side by side), mean length, tone agreement with the target pattern
 (positions 2, 4, 6 as the drawn pattern wants them), the discriminator (poetics.discriminator_accuracy), NLL per
 token, and how often the masks had to act (the model's own probability outside the mask, at rhyme slots and
-at all masked steps). Also the test perplexity with every format input unknown and with them known, over all
+at all masked steps); then the re-ranking's weight on doublings swept over one set of default candidates. Also the test perplexity with every format input unknown and with them known, over all
 targets and over characters only (marks and <eos> excluded), as papers that count that way report it.
 """
 import os
@@ -63,23 +63,97 @@ def measures(poems, book, tone, fmts=None, wanted=None):
             "tones": sum(h for h, _ in hits) / max(sum(t for _, t in hits), 1) if hits else float("nan")}
 
 
-def generated(model, itos, gcfg, n_per_start, device="cpu"):
-    """(poems, their Formats, the forms asked for, the mask log) of n_per_start default poems per start."""
-    poems, fmts, wanted, log = [], [], [], []
+def sampled(model, itos, gcfg, n_per_start, device="cpu", seed0=0):
+    """For each start character (seed seed0 + its index): [(candidate texts, their NLLs, their specs)] of each of
+    its n_per_start poems, the request's 对仗 table, and its mask log (decoding.sample_scored's; the row index
+    of candidate j of poem i is i * candidates + j)."""
     for k, ch in enumerate(SAMPLE_STARTS):
-        g = GenConfig(**{**vars(gcfg), "start": ch, "seed": k, "num": n_per_start})
+        log = []
+        g = GenConfig(**{**vars(gcfg), "start": ch, "seed": seed0 + k, "num": n_per_start})
         req = requests.make_request(itos, g, told=constraints.reads_formats(model))
         r = requests.rows_of(model, itos, req, range(n_per_start), device)
         texts, nlls = decoding.sample_scored(model, itos, r.starts, g, device, r.streams, r.specs, tables=r.tables,
                                              primes=r.primes, mask_log=log, answers=req.answers)
         c = g.candidates
-        for i in range(n_per_start):
-            best = requests.best_of(texts[i * c:(i + 1) * c], nlls[i * c:(i + 1) * c], req.pairs)
-            spec = r.specs[i * c + texts[i * c:(i + 1) * c].index(best.text)]
+        yield [(texts[i * c:(i + 1) * c], nlls[i * c:(i + 1) * c], r.specs[i * c:(i + 1) * c])
+               for i in range(n_per_start)], req.pairs, log
+
+
+def generated(model, itos, gcfg, n_per_start, device="cpu"):
+    """(poems, their Formats, the forms asked for, the mask log of every candidate, that of the kept poems
+    alone) of n_per_start default poems per start; a log holds (at a rhyme slot, probability cut, the part of
+    it on characters already rhymed on)."""
+    poems, fmts, wanted, log, kept_log = [], [], [], [], []
+    for groups, pairs, start_log in sampled(model, itos, gcfg, n_per_start, device):
+        kept = set()
+        for i, (texts, nlls, specs) in enumerate(groups):
+            best = requests.best_of(texts, nlls, pairs)
+            j = texts.index(best.text)
+            kept.add(i * len(texts) + j)
             poems.append(best.text)
-            fmts.append(constraints.format_for(spec))
-            wanted.append((spec.chars, spec.lines))
-    return poems, fmts, wanted, log
+            fmts.append(constraints.format_for(specs[j]))
+            wanted.append((specs[j].chars, specs[j].lines))
+        log += [(at, p, reuse) for at, p, _, reuse in start_log]
+        kept_log += [(at, p, reuse) for at, p, row, reuse in start_log if row in kept]
+    return poems, fmts, wanted, log, kept_log
+
+
+PAIRS_SWEEP = (0.0, 0.1, 0.15, 0.25)      # the re-ranking's weight on doublings (poetics.RERANK_WEIGHTS["pairs"])
+
+
+def pairs_sweep(model, itos, n_per_start, candidates):
+    """[(weight, 重字 share, doubling share, poems)]: the same default candidates (seeds 1000 on, none of the
+    study's rows' poems) re-ranked with each weight on doublings in place of the shipped one."""
+    groups = [g for gs, pairs, _ in sampled(model, itos, GenConfig(candidates=candidates), n_per_start, seed0=1000)
+              for g in ((*g, pairs) for g in gs)]
+    rows = []
+    for w in PAIRS_SWEEP:
+        weights = {**poetics.RERANK_WEIGHTS, "pairs": w}
+        reps = [repeats(requests.best_of(texts, nlls, pairs, weights).text) for texts, nlls, _, pairs in groups]
+        rows.append((w, poetics.mean(r for r, _ in reps), poetics.mean(d for _, d in reps), len(reps)))
+        print(f"  re-ranking weight on doublings {w:g}: 重字 {rows[-1][1]:.1%}, doubling {rows[-1][2]:.1%}", flush=True)
+    return rows
+
+
+def real_rhyme_cut(model, itos, texts, read, book):
+    """At the rhyme slots of the real poems among texts whose group is known, each read with its own format
+    inputs (teacher forcing): (the model's mean probability outside the told 平水韵 group's level characters,
+    its mean probability on the poem's earlier rhyme characters (重韵), slots): what a rhyme mask would cut in
+    the poets' own contexts, the reference for the generated rows' "mask acted"."""
+    stoi = {w: i for i, w in enumerate(itos)}
+    member = np.zeros((len(itos), len(book.groups)), bool)                       # (V, G) level members
+    for w, entries in book.entries.items():
+        for g, t in entries:
+            if w in stoi and t == poetics.LEVEL:
+                member[stoi[w], g] = True
+    cut, reuse = [], []
+    for text in texts:
+        fmt = read(text)
+        if fmt is None or not any(fmt.rhyme_lines.values()):
+            continue
+        rhymed = []
+        feats, pair = formats.features(text, fmt, stoi)                          # (n + 1, K), (n + 1,)
+        ids, _ = dataUtil.encode([text], stoi)                                   # <bos> text <eos>
+        with torch.no_grad():
+            logits, _ = model(torch.from_numpy(ids[:-1])[:, None], feats=torch.from_numpy(feats)[:, None],
+                              pair=torch.from_numpy(pair)[:, None])              # (n + 1, 1, V)
+        probs = torch.softmax(logits[:, 0].float(), -1).numpy()
+        for t in np.flatnonzero(feats[:, formats.COLUMN["slot"]] == 2):
+            g = feats[t, formats.COLUMN["group"]] - 1
+            if 0 <= g < len(book.groups):
+                cut.append(float(probs[t][~member[:, g]].sum()))
+                reuse.append(float(probs[t][sorted(set(rhymed))].sum()) if rhymed else 0.0)
+            rhymed.append(int(ids[t + 1]))                                       # the target at slot t
+    nan = float("nan")
+    return (poetics.mean(cut) if cut else nan), (poetics.mean(reuse) if reuse else nan), len(cut)
+
+
+def rhyme_acted(log):
+    """(the mean probability the masks cut at rhyme slots, the mean part of it on characters already rhymed on)
+    over a mask log's entries (nan: none)."""
+    cut = [(p, reuse) for at, p, reuse in log if at]
+    nan = float("nan")
+    return (poetics.mean(p for p, _ in cut), poetics.mean(r for _, r in cut)) if cut else (nan, nan)
 
 
 def perplexities(model, itos, corpus, cfg):
@@ -121,18 +195,18 @@ def run(model, itos, corpus, cfg, n, candidates):
     read = formats.Formatter(tones, book)
     from training.perplexity import text_nll
     real = [t for t in (dataUtil.text_of(p, itos) for p in corpus.test) if t[0] in SAMPLE_STARTS and read(t) is not None]
+    outside, reuse, _ = real_rhyme_cut(model, itos, real, read, book)
     rows = [{"setting": "real test poems", **measures(real, book, tone, [read(t) for t in real]),
-             "nll": text_nll(model, itos, real, "cpu"), "disc": float("nan"), "acted": float("nan"),
-             "acted_all": float("nan")}]
+             "nll": text_nll(model, itos, real, "cpu"), "disc": float("nan"), "acted": (outside + reuse, reuse),
+             "acted_kept": float("nan"), "acted_all": float("nan")}]
     for label, masks in (("default", True), ("--no-masks", False)):
         t0 = time.time()
         gcfg = GenConfig(candidates=candidates, masks=masks)
-        poems, fmts, wanted, log = generated(model, itos, gcfg, n)
-        rhyme = [p for at, p in log if at]
+        poems, fmts, wanted, log, kept_log = generated(model, itos, gcfg, n)
         rows.append({"setting": label, **measures(poems, book, tone, fmts, wanted),
                      "nll": text_nll(model, itos, poems, "cpu"), "disc": poetics.discriminator_accuracy(poems, real),
-                     "acted": poetics.mean(rhyme) if rhyme else float("nan"),
-                     "acted_all": poetics.mean(p for _, p in log) if log else float("nan"),
+                     "acted": rhyme_acted(log), "acted_kept": rhyme_acted(kept_log)[0],
+                     "acted_all": poetics.mean(p for _, p, _ in log) if log else float("nan"),
                      "seconds": (time.time() - t0) / len(poems), "sample": poems[:4]})
         print(f"  {label}: {rows[-1]['rhyme']:.1%} rhyme, {rows[-1]['form']:.1%} form", flush=True)
     return rows, perplexities(model, itos, corpus, cfg)
@@ -230,29 +304,47 @@ def couplet_lines(rows, args):
     return out
 
 
+def sweep_lines(sweep, real, args):
+    out = ["## Doublings: the re-ranking's weight on them", "",
+           f"{args.sweep_samples} default poems per start character (seeds 1000-{999 + len(SAMPLE_STARTS)}, not the "
+           f"table's), each the best of {args.candidates} candidates, the same candidates re-ranked with each weight "
+           "on a doubling (poetics.RERANK_WEIGHTS[\"pairs\"], per pair of identical characters side by side) in "
+           f"place of the shipped {poetics.RERANK_WEIGHTS['pairs']:g}. Real test poems: 重字 {pct(real['repeat'])}, "
+           f"doubling {pct(real['double'])}.", "",
+           "| weight on doublings | poems | 重字 | doubling |", "|---|---|---|---|"]
+    out += [f"| {w:g} | {n} | {pct(rep)} | {pct(dbl)} |" for w, rep, dbl, n in sweep]
+    return out + [""]
+
+
 def pct(v):
     return "—" if v != v else f"{v:.1%}"
 
 
-def write(rows, ppl, path, ckpt, args, couplets=()):
+def write(rows, ppl, path, ckpt, args, couplets=(), sweep=()):
     out = ["# What the format inputs teach: the form study", "",
            f"Command: `python main.py experiment form --ckpt {ckpt} --samples {args.samples} --candidates "
-           f"{args.candidates} --couplets {args.couplets}` (this machine's CPU). {args.samples} poems per start character {SAMPLE_STARTS}, each the best "
+           f"{args.candidates} --couplets {args.couplets} --sweep-samples {args.sweep_samples}` (this machine's CPU). {args.samples} poems per start character {SAMPLE_STARTS}, each the best "
            "of the candidates, its form, tone pattern, 首句入韵 and rhyme group drawn as the train poems' go; real: "
            "the test split's regular poems with those first characters. Tone agreement: positions whose target "
            "(the drawn pattern's 2, 4, 6 and line ends) the character's classical tone keeps. Mask acted: the "
-           "model's own probability outside the mask, at rhyme slots / at every masked step.", "",
+           "model's own probability outside the mask, at rhyme slots of every candidate (of it 重韵: on characters the poem "
+           "has already rhymed on, which the mask bans) / of the poems kept / at every masked step; for the real "
+           "poems, what a rhyme mask would cut in the poets' own contexts, each poem read with its own format inputs "
+           "(outside the told group's level characters, or on an earlier rhyme character of the poem).", "",
            "| setting | poems | exact form | even-line rhyme | 重字 | doubling | length | tone agreement | NLL/token "
-           "| disc. | mask acted (rhyme) | mask acted (all) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| disc. | mask acted (rhyme) | of it 重韵 | (rhyme, kept poems) | mask acted (all) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r['setting']} | {r['poems']} | {pct(r['form'])} | {pct(r['rhyme'])} | {pct(r['repeat'])} | "
                    f"{pct(r['double'])} | {r['length']:.1f} | {pct(r['tones'])} | {r['nll']:.3f} | {pct(r['disc'])} | "
-                   f"{pct(r['acted'])} | {pct(r['acted_all'])} |")
+                   f"{pct(r['acted'][0])} | {pct(r['acted'][1])} | {pct(r['acted_kept'])} | {pct(r['acted_all'])} |")
     out += ["", "Test perplexity over real tokens: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in ppl.items())
             + " (unknown: every format input unknown, as a model without them reads; chars: characters only, marks "
               "and <eos> excluded).", ""]
     for r in rows[1:]:
         out += [f"{r['setting']}, the first poems:", ""] + [f"    {p}" for p in r["sample"]] + [""]
+    if sweep:
+        out += sweep_lines(sweep, rows[0], args)
     if couplets:
         out += couplet_lines(couplets, args)
     fileio.write_text(path, "\n".join(out) + "\n")
@@ -266,11 +358,14 @@ def cmd_form(rest):
     parser.add_argument("--samples", type=int, default=20, help="poems per start character and setting")
     parser.add_argument("--candidates", type=int, default=8, help="candidates per poem")
     parser.add_argument("--couplets", type=int, default=4, help="律诗 per start character and 对仗 setting (0: none)")
+    parser.add_argument("--sweep-samples", type=int, default=32, help="poems per start character of the re-ranking "
+                        "sweep on doublings (0: none)")
     parser.add_argument("--out", default="docs/form_study.md", help="the study's Markdown (default: docs/form_study.md)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(rest)
-    if not 1 <= args.samples <= 1000 or not 1 <= args.candidates <= 64 or not 0 <= args.couplets <= 1000:
-        raise UserError("--samples in 1-1000, --candidates in 1-64, --couplets in 0-1000")
+    if not 1 <= args.samples <= 1000 or not 1 <= args.candidates <= 64 or not 0 <= args.couplets <= 1000 \
+            or not 0 <= args.sweep_samples <= 1000:
+        raise UserError("--samples in 1-1000, --candidates in 1-64, --couplets and --sweep-samples in 0-1000")
     if os.path.lexists(args.out) and not args.overwrite:
         raise UserError(f"{args.out} exists; pass --overwrite to replace it or --out another file")
     from studies.base import study_model
@@ -279,6 +374,7 @@ def cmd_form(rest):
     from training.checkpoint import load_checkpoint
     cfg = Config.from_dict(load_checkpoint(path)["config"])
     rows, ppl = run(model, itos, corpus, cfg, args.samples, args.candidates)
+    sweep = pairs_sweep(model, itos, args.sweep_samples, args.candidates) if args.sweep_samples else ()
     couplets = couplet_study(model, itos, corpus, args.couplets, args.candidates) if args.couplets else ()
-    write(rows, ppl, args.out, os.path.relpath(path), args, couplets)
+    write(rows, ppl, args.out, os.path.relpath(path), args, couplets, sweep)
     return 0

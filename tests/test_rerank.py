@@ -55,6 +55,15 @@ def test_the_best_candidate_has_the_lowest_score():
     assert [c.text for c in best.others] == [texts[2], texts[0]]
 
 
+def test_the_weight_on_doublings_decides_between_a_doubling_and_a_less_fluent_line():
+    texts = ["萧萧落木下，滚滚长江来。", "无边落木下，不尽长江来。"]        # two doublings, none
+    nlls = np.array([2.0, 2.3])
+    for w, want in [(0.0, texts[0]), (0.1, texts[0]), (0.25, texts[1])]:   # 2.0 + 2w against 2.3 + 0
+        weights = {**poetics.RERANK_WEIGHTS, "pairs": w}
+        best = requests.best_of(texts, nlls, weights=weights)
+        assert best.text == want and best.score == pytest.approx(min(2.0 + 2 * w, 2.3))
+
+
 # ----------------------------------------------------------------------------------------------------------
 # the forms of real poems, and the form sampler
 

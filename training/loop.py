@@ -34,8 +34,8 @@ from config import SAMPLE_STARTS, EnvironmentFailure, UserError
 from training.checkpoint import SaveFailed, load_checkpoint, pick_device, save_checkpoint
 from training.distributed import Dist
 from training.perplexity import evaluate
-from training.inputs import batch_formats, poem_formats
-from model import PoetryLM, masked_nll, set_precision
+from training.inputs import batch_formats, poem_formats, rhyme_repeats
+from model import PoetryLM, masked_nll, set_precision, unlikelihood
 
 # best_ppl: the best dev perplexity of any evaluation (what best.pt holds); track_ppl: the best of the scheduled
 # evaluations (every pp_every steps), which alone drive early stopping and the plateau schedule, so that the
@@ -380,6 +380,10 @@ class TrainLoop:
         nll_all, n_all = self.dist.sum([nll.item() if real else 0.0, n if real else 0], self.device)
         if not math.isfinite(nll_all):
             raise Diverged(f"loss became {nll_all / n_all} at step {self.p['step'] + 1}")
+        if self.cfg.train.rhyme_unlikelihood > 0:              # reported loss: the NLL alone
+            at = [torch.from_numpy(a).to(self.device) for a in rhyme_repeats(self.formats["train"], self.corpus.train,
+                                                                             mine)]     # (t, b, candidate)
+            nll = nll + self.cfg.train.rhyme_unlikelihood * unlikelihood(logits, *at)
         # DDP averages gradients over ranks, so scale by the world size: the sum is the global mean's gradient
         loss = nll * (self.dist.world / n_all if real else 0.0)
         self.opt.zero_grad(set_to_none=True)

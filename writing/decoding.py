@@ -47,8 +47,9 @@ def sample_scored(model, itos, starts, gcfg, device, generator=None, spec=None, 
     poem whatever else is in the batch), and so is tables (rows of one vocabulary may follow different tone
     tables and rhyme books). A constraint that leaves no character to choose is a UserError naming it.
     mask_log: a list that receives, at every sampled step a mask narrowed, (at a rhyme slot, the model's own
-    probability outside the mask) — how often the mask had to act (the form study). answers: the 对仗 partners
-    (duizhang.partners) that gcfg.pair_bonus favours on a 律诗's answering lines."""
+    probability outside the mask, the row's index in starts, the part of it on characters the poem has rhymed
+    on already) — how often the mask had to act, and why (the form study).
+    answers: the 对仗 partners (duizhang.partners) that gcfg.pair_bonus favours on a 律诗's answering lines."""
     B = len(starts)
     specs = spec if isinstance(spec, list) else [spec or Spec()] * B
     row_tables = tables if isinstance(tables, list) else [tables or Masks(itos)] * B
@@ -56,6 +57,8 @@ def sample_scored(model, itos, starts, gcfg, device, generator=None, spec=None, 
     batch = Batch(model, gcfg, device, None if streams else generator, answers)
     batch.mask_log = mask_log
     rows = batch.add(starts, specs, row_tables, primes or [list(prime)] * B, streams, given)
+    for k, r in enumerate(rows):
+        r.tag = k                                      # the batch is this call's own: the tag names the row
     while batch.rows:
         for row in batch.step():
             if row.error is not None:
@@ -160,7 +163,8 @@ class Batch:
         return rows
 
     def note_masks(self, rows, forced, masks):
-        """Append (at a rhyme slot, probability the mask took away) for each sampling row whose mask cut any."""
+        """Append (at a rhyme slot, probability the mask took away, the row's tag, the part on characters already
+        rhymed on) for each sampling row whose mask cut any."""
         probs = torch.softmax(self.logits.float(), -1).cpu().numpy()                 # (B, V), untempered
         cut = self.tables.any[None] & ~masks                                          # (B, V)
         for b, r in enumerate(rows):
@@ -168,7 +172,9 @@ class Batch:
                 a = r.auto
                 at_rhyme = a.spec.rhyme and a.pos + 1 == a.line_form()[0] and a.rhyme_here() is not None \
                     if (a.spec.chars or a.spec.pattern) and a.line < a.n_lines else False
-                self.mask_log.append((at_rhyme, float(probs[b][cut[b]].sum())))
+                rhymed = sorted(a.rhymed) if at_rhyme else []
+                self.mask_log.append((at_rhyme, float(probs[b][cut[b]].sum()), r.tag,
+                                      float(probs[b][rhymed].sum()) if rhymed else 0.0))
 
     def lead_formats(self, lead_feats):
         """(feats (P, n, K), pair (P, n)) tensors of the rows' common lead features."""

@@ -288,13 +288,14 @@ def stream(key, poem, candidate, device):
     return torch.Generator(device=device).manual_seed(int.from_bytes(digest, "big") >> 1)
 
 
-def best_of(texts, nlls, pairs=None):
-    """The candidate with the lowest score, the others behind it (pairs: the 对仗 table, for 律诗's couplets)."""
+def best_of(texts, nlls, pairs=None, weights=poetics.RERANK_WEIGHTS):
+    """The candidate with the lowest score, the others behind it (pairs: the 对仗 table, for 律诗's couplets;
+    weights: the score's, poetics.RERANK_WEIGHTS unless a study varies them)."""
     def terms(t, v):
         if pairs is None:
             return poetics.rerank_terms(t, float(v))
         return poetics.rerank_terms(t, float(v), duizhang.score(t, pairs), pairs.thresholds["parallel"])
-    ranked = sorted((Candidate(t, ts, poetics.rerank_score(ts), []) for t, ts in ((t, terms(t, v))
+    ranked = sorted((Candidate(t, ts, poetics.rerank_score(ts, weights), []) for t, ts in ((t, terms(t, v))
                                                                                   for t, v in zip(texts, nlls))),
                     key=lambda c: c.score)
     ranked[0].others = ranked[1:]
