@@ -213,3 +213,21 @@ def test_pair_bonus_favours_the_answer_at_the_aligned_position(bonus):
         assert [ch == "月" for ch in line] == want, (k, lines)
         before += line
     assert "月" in "".join(lines) or not bonus
+
+
+def test_the_mask_log_names_each_row_and_the_cut_on_a_rhyme_already_used():
+    """The form study's mask log: one entry per rhyme slot of each row (its index in starts), the probability the
+    mask cut there, and the part of it on the poem's earlier rhyme characters, by hand from FormBreaker's fixed
+    distribution: nothing at the first rhyme, the first rhyme character's probability at the second."""
+    g = gen(form=5, lines=4, rhyme=True)
+    log = []
+    texts, _ = decoding.sample_scored(FormBreaker(ITOS), ITOS, [[]] * 3, g, torch.device("cpu"),
+                                      torch.Generator().manual_seed(0), constraints.spec_from(g), mask_log=log)
+    p = torch.softmax(FormBreaker(ITOS).bias, -1)
+    for k, text in enumerate(texts):
+        rhyme = [(cut, reuse) for at, cut, row, reuse in log if at and row == k]
+        ends = [line[-2] for line in poetics.split_lines(text)]          # each line's last character
+        assert len(rhyme) == 2 and rhyme[0][1] == 0.0, (text, rhyme)
+        assert rhyme[1][1] == pytest.approx(float(p[ITOS.index(ends[1])]), rel=1e-5)
+        assert all(cut >= reuse for cut, reuse in rhyme)
+    assert {row for _, _, row, _ in log} == {0, 1, 2}

@@ -131,3 +131,10 @@ def test_form_study_couplet_measures_read_real_and_broken_couplets():
     rows = [{"setting": "x", **real, "sample": [dengao, "白日依山尽，黄河入海流。"]}]             # a 绝句 is skipped
     text = "\n".join(form_study.couplet_lines(rows, argparse.Namespace(couplets=1, candidates=8)))
     assert "    无边落木萧萧下，不尽长江滚滚来。" in text and "白日依山尽" not in text
+
+
+def test_rhyme_acted_by_hand():
+    from studies import form_study
+    log = [(True, 0.2, 0.1), (False, 0.5, 0.0), (True, 0.4, 0.3)]     # (at a rhyme slot, cut, of it 重韵)
+    assert form_study.rhyme_acted(log) == pytest.approx((0.3, 0.2))
+    assert all(v != v for v in form_study.rhyme_acted([(False, 0.5, 0.0)]))   # nan: no rhyme slot
