@@ -471,6 +471,9 @@ def cmd_experiment(rest):
     if rest and rest[0] == "cells":            # the cells study (studies/cells_study.py)
         from studies import cells_study
         return cells_study.cmd_cells(rest[1:])
+    if rest and rest[0] == "regularizers":     # studies/regularizer_study.py (it builds on experiments.py)
+        from studies import regularizer_study
+        return regularizer_study.cmd_regularizers(rest[1:])
     from studies import experiments
     return experiments.cmd_experiment(rest)
 

@@ -560,9 +560,6 @@ def cmd_experiment(rest):
     if rest and rest[0] == "form":
         from studies import form_study
         return form_study.cmd_form(rest[1:])
-    if rest and rest[0] == "regularizers":
-        from studies import regularizer_study
-        return regularizer_study.cmd_regularizers(rest[1:])
     if rest and rest[0] == "gelv":
         from studies import gelv_study
         return gelv_study.cmd_gelv(rest[1:])

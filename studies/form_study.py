@@ -6,8 +6,9 @@ asked for), even-line rhyme (平水韵, level), 重字 (a character met again in
 once), doubling (two identical characters side by side), mean length, tone agreement with the target pattern
 (positions 2, 4, 6 as the drawn pattern wants them), the discriminator (poetics.discriminator_accuracy), NLL per
 token, and how often the masks had to act (the model's own probability outside the mask, at rhyme slots and
-at all masked steps); then the re-ranking's weight on doublings swept over one set of default candidates. Also the test perplexity with every format input unknown and with them known, over all
-targets and over characters only (marks and <eos> excluded), as papers that count that way report it.
+at all masked steps); then the re-ranking's weight on doublings swept over one set of default candidates. Also
+the test perplexity with every format input unknown and with them known, over all targets and over characters
+only (marks and <eos> excluded), as papers that count that way report it.
 """
 import os
 import time

@@ -136,7 +136,7 @@ def cmd_regularizers(rest):
     parser.add_argument("--docs-dir", default="docs", help="where regularizer_study.md goes (default: docs)")
     parser.add_argument("--overwrite", action="store_true", help="replace the study's Markdown and figure")
     base = Config()
-    base.data.limit_poems = 3000
+    base.data.limit_poems = 1000
     args = parser.parse_args(rest)
     cfg = check_config(config_from_args(args, base))
     rows = [k.strip() for k in args.rows.split(",") if k.strip()] if args.rows else [str(k) for k in range(len(ROWS))]

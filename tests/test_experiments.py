@@ -138,3 +138,30 @@ def test_rhyme_acted_by_hand():
     log = [(True, 0.2, 0.1), (False, 0.5, 0.0), (True, 0.4, 0.3)]     # (at a rhyme slot, cut, of it 重韵)
     assert form_study.rhyme_acted(log) == pytest.approx((0.3, 0.2))
     assert all(v != v for v in form_study.rhyme_acted([(False, 0.5, 0.0)]))   # nan: no rhyme slot
+
+
+def test_real_rhyme_cut_by_hand_with_a_fixed_distribution():
+    """A model whose every prediction is the same distribution p: at the rhyme slots (ends of lines 2 and 4) the
+    cut outside the group is p's mass off the group's level characters, and the 重韵 part is nothing at the first
+    rhyme and p of the first rhyme character at the second."""
+    import types
+    import torch
+    from studies import form_study
+    from verse import formats, poetics
+    itos = ["<pad>", "<unk>", "<bos>", "<eos>", "，", "。"] + list("山水光霜乡长月日")
+    logits = torch.log(torch.tensor([1e-9] * 4 + [1.0, 1.0] + [1.0, 1.0, 4.0, 2.0, 2.0, 1.0, 1.0, 1.0]))
+    p = torch.softmax(logits, -1)
+
+    class Fixed(torch.nn.Module):
+        def forward(self, tokens, state=None, feats=None, pair=None):
+            return logits.expand(*tokens.shape, -1), state
+
+    book = types.SimpleNamespace(groups=["阳", "月"], entries={ch: [(0, poetics.LEVEL)] for ch in "光霜乡长"})
+    book.entries["月"] = [(1, poetics.OBLIQUE)]
+    text = "山水日月光，山水月日霜。山水日月长，山水月日乡。"
+    fmt = formats.Format(lengths=(5, 5, 5, 5), rhyme_lines={1: 1, 3: 1})
+    outside, reuse, slots = form_study.real_rhyme_cut(Fixed(), itos, [text], lambda t: fmt, book)
+    off = 1 - float(sum(p[itos.index(ch)] for ch in "光霜乡长"))
+    assert slots == 2
+    assert outside == pytest.approx(off)
+    assert reuse == pytest.approx(float(p[itos.index("霜")]) / 2)          # (0 + p(霜)) / 2 slots

@@ -10,7 +10,8 @@
     python benchmark.py ratio        # the hand-written LSTM / nn.LSTM, same model, loss, dtype, batches:
                                      # fused (C++ loop) and python (Python loop) at E128 H256 and E256 H512
     python benchmark.py layers       # (not in all) the two-layer LSTM alone (no embedding, output layer or loss):
-                                     # forward and backward timed apart, ours against nn.LSTM, alternating
+                                     # forward and backward timed apart, ours against nn.LSTM, alternating;
+                                     # then the first layer's forward loop against its matmuls alone (CPU)
     python benchmark.py matmul       # (not in all) the LSTM's matmul shapes: aten::mm against oneDNN's linear,
                                      # its weight packed or not, fp32 and bf16 (why model.py takes oneDNN)
     python benchmark.py infer        # no-grad forward as evaluate and generate use it, per backend
@@ -295,6 +296,37 @@ def layers_bench(device, steps=24, T=50, B=128):
                 a, b = np.array(secs["ours", part]), np.array(secs["nn.LSTM", part])
                 print(f"  E{E} H{H} {p} {part:<8}  ours {np.median(a) * 1e3:6.0f} ms   nn.LSTM "
                       f"{np.median(b) * 1e3:6.0f} ms   ratio {np.median(b / a):.3f}x")
+        if device.type == "cpu":
+            forward_parts(ours.layers[0], x.detach(), steps)
+
+
+def forward_parts(layer, x, steps):
+    """Where the first layer's forward goes, float32: the C++ time loop of one layer call against its T recurrent
+    matmuls alone (the same packed weight and shapes), medians of alternating calls; the rest of the loop is
+    each step's cell pass and the buffers it writes."""
+    import kernels
+    from model import input_gates, onednn_linear, packed
+    ext = kernels.lstm_cell()
+    if ext is None:
+        return
+    T, B, D = x.shape
+    W, b = layer.W.detach(), layer.b.detach()
+    h0 = c0 = torch.zeros(B, layer.hidden_size)
+    gates = input_gates(x, W, b, torch.float32)
+    W_h = W[:, D:].contiguous()
+    W_hT, Wp = W_h.t().contiguous(), packed(W_h, B)
+    parts = {"C++ time loop": lambda: ext.layer_forward(gates.clone(), W_hT, h0, c0, Wp),
+             f"its {T} matmuls": lambda: [onednn_linear(h0, Wp) for _ in range(T)],
+             "the input gates": lambda: input_gates(x, W, b, torch.float32)}
+    secs = {k: [] for k in parts}
+    for k in range(steps + 1):
+        for name, fn in parts.items():
+            t0 = time.perf_counter()
+            fn()
+            if k:
+                secs[name].append(time.perf_counter() - t0)
+    print(f"  first layer's forward, fp32: " + ", ".join(f"{name} {np.median(v) * 1e3:.1f} ms"
+                                                         for name, v in secs.items()))
 
 
 def sync(device):
