@@ -509,15 +509,23 @@ def write_recipe_table(results, cfg, steps, path):
 
 
 def plot_recipe(results, figures_dir):
+    plot_dev_curves({label: r["curve"] for label, r in results.items()},
+                    os.path.join(figures_dir, "recipe_curves.png"))
+
+
+def plot_dev_curves(curves, path, ylabel="dev perplexity", log=True):
+    """curves {label: a short_run curve}: dev perplexity against step, one line each (the recipe and regulariser
+    studies' figures)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    for label, r in results.items():
-        ax.plot(r["curve"]["eval_step"], r["curve"]["dev_ppl"], marker="o", ms=3, label=label)
+    for label, c in curves.items():
+        ax.plot(c["eval_step"], c["dev_ppl"], marker="o", ms=3, label=label)
     ax.set_xlabel("step")
-    ax.set_ylabel("dev perplexity")
-    ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
     ax.legend(fontsize=7)
-    finish(plt, fig, [ax], os.path.join(figures_dir, "recipe_curves.png"))
+    finish(plt, fig, [ax], path)
 
 
 

@@ -20,7 +20,7 @@ import torch
 import dataUtil
 from common import fileio
 from config import Config, UserError, make_parser, config_from_args, check_config
-from studies.experiments import finish, pyplot, recipe_config, short_run
+from studies.experiments import plot_dev_curves, recipe_config, short_run
 
 BASE = {"embed_dim": 128, "hidden_size": 256, "num_layers": 2, "tie_weights": True, "dropout": 0.2, "lr": 2e-3}
 ROWS = [  # (label, overrides of BASE; "ema" is the weight average's decay, not a model setting)
@@ -113,18 +113,6 @@ def write_table(results, cfg, args, path):
     fileio.write_text(path, "\n".join(lines) + "\n")
 
 
-def plot(results, path):
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for label, r in results.items():
-        c = r["curves"][0]
-        ax.plot(c["eval_step"], c["dev_ppl"], marker="o", ms=3, label=label)
-    ax.set_xlabel("step")
-    ax.set_ylabel("dev perplexity (seed 0)")
-    ax.legend(fontsize=7)
-    finish(plt, fig, [ax], path)
-
-
 def cmd_regularizers(rest):
     """python main.py experiment regularizers [--steps N] [--seeds N] [--rows 0,1,...] [--limit-poems N]"""
     parser = make_parser("main.py experiment regularizers", __doc__.split("\n\n")[0], ["data", "train"],
@@ -154,7 +142,7 @@ def cmd_regularizers(rest):
     print(f"experiment regularizers: {len(corpus.train)} train poems, {len(corpus.dev)} dev poems, base "
           + json.dumps(BASE), flush=True)
     results = run_rows(cfg, corpus, args.steps, args.seeds, [ROWS[int(k)] for k in rows])
-    plot(results, figure)
+    plot_dev_curves({label: r["curves"][0] for label, r in results.items()}, figure, "dev perplexity (seed 0)", False)
     write_table(results, cfg, args, doc)
     print(f"wrote {doc} and {figure}")
     return 0
