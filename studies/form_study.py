@@ -122,11 +122,7 @@ def real_rhyme_cut(model, itos, texts, read, book):
     its mean probability on the poem's earlier rhyme characters (重韵), slots): what a rhyme mask would cut in
     the poets' own contexts, the reference for the generated rows' "mask acted"."""
     stoi = {w: i for i, w in enumerate(itos)}
-    member = np.zeros((len(itos), len(book.groups)), bool)                       # (V, G) level members
-    for w, entries in book.entries.items():
-        for g, t in entries:
-            if w in stoi and t == poetics.LEVEL:
-                member[stoi[w], g] = True
+    member = constraints.Masks(itos, book=book).rhyme_members()[poetics.LEVEL]     # (V, G), as the mask reads
     cut, reuse = [], []
     for text in texts:
         fmt = read(text)

@@ -148,7 +148,7 @@ def test_real_rhyme_cut_by_hand_with_a_fixed_distribution():
     import torch
     from studies import form_study
     from verse import formats, poetics
-    itos = ["<pad>", "<unk>", "<bos>", "<eos>", "，", "。"] + list("山水光霜乡长月日")
+    itos = [dataUtil.PAD, dataUtil.UNK, dataUtil.BOS, dataUtil.EOS, "，", "。"] + list("山水光霜乡长月日")
     logits = torch.log(torch.tensor([1e-9] * 4 + [1.0, 1.0] + [1.0, 1.0, 4.0, 2.0, 2.0, 1.0, 1.0, 1.0]))
     p = torch.softmax(logits, -1)
 
