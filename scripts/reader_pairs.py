@@ -26,8 +26,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True, help="a new folder")
     args = ap.parse_args()
-    if os.path.exists(args.out):
-        sys.exit(f"{args.out} exists; name a new folder")
+    if os.path.lexists(args.out):
+        print(f"error: {args.out} exists; name a new folder", file=sys.stderr)
+        sys.exit(2)
     _, model, itos, corpus = study_model(args.ckpt)
     rng = random.Random(args.seed)
     real = [t for t in (dataUtil.text_of(p, itos) for p in corpus.test) if poetics.form_of(t) in ((5, 4), (7, 4), (5, 8), (7, 8))]
