@@ -75,12 +75,16 @@ def layer_forward(x, h0, c0, W, b, keep, md=None):
 LINEAR_ROWS = 1024
 
 
-def input_gates(x, Wm, b, md):
-    """x (T, B, D) -> x_t W_x^T + b for every step at once (T, B, 4H), float32 (W's dtype): one matmul."""
+def input_gates(x, Wm, b, md, bias=True):
+    """x (T, B, D) -> x_t W_x^T + b for every step at once (T, B, 4H), float32 (W's dtype): one matmul.
+    bias=False under bfloat16 matmuls: x_t W_x^T alone, in bfloat16 as the matmul gives it (the C++ loop adds
+    b in float32 as it reads each step, sparing a pass over the whole (T, B, 4H) in float32)."""
     T, B, D = x.shape
     xm = x.reshape(T * B, D).to(md)
     if md == b.dtype:                                                              # float32 (or 64)
         return linear(xm, Wm[:, :D], b).view(T, B, -1)                             # eq. (12)
+    if not bias:
+        return (xm @ Wm[:, :D].t()).view(T, B, -1)                                 # eq. (12), b apart
     return torch.add(b, xm @ Wm[:, :D].t()).view(T, B, -1)                         # eq. (12)
 
 
@@ -104,11 +108,12 @@ def layer_forward_cpp(ext, x, h0, c0, W, b, md):
     """layer_forward with keep, its time loop in C++ (kernels/lstm_cell.cpp: each step's cell one fused pass)."""
     D = x.shape[2]
     Wm = W.to(md)
-    gates = input_gates(x, Wm, b, md)                                              # (T, B, 4H)
+    apart = md != b.dtype                                      # bfloat16: the loop adds b as it reads
+    gates = input_gates(x, Wm, b, md, bias=not apart)                              # (T, B, 4H)
     W_h = Wm[:, D:].contiguous()                                                   # (4H, H)
-    hs, cs, tanh_c = ext.layer_forward(gates, W_h.t().contiguous(), h0.to(md).contiguous(), c0.contiguous(),
-                                       packed(W_h, x.shape[1]))
-    return hs, cs[-1], (gates, cs, tanh_c)
+    hs, cs, tanh_c, acts = ext.layer_forward(gates, W_h.t().contiguous(), h0.to(md).contiguous(), c0.contiguous(),
+                                             packed(W_h, x.shape[1]), b.contiguous() if apart else None)
+    return hs, cs[-1], (acts, cs, tanh_c)
 
 
 def packed(W, batch):
@@ -176,10 +181,31 @@ def weight_grads(x, W, Wm, hs, dzs):
     T, B, D = x.shape
     H = hs.shape[2]
     dz = dzs.view(T * B, 4 * H)                                # (T*B, 4H)
-    dW = torch.cat([dz.t() @ x.reshape(T * B, D).to(hs.dtype),  # sums over t in one matmul      eq. (14)
-                    dz.t() @ hs[:-1].reshape(T * B, H)], dim=1)
+    xs, hp = x.reshape(T * B, D).to(hs.dtype), hs[:-1].reshape(T * B, H)
+    if onednn_outer(dz):                                       # float32 on the CPU: oneDNN, see the doc
+        dzm = dz.to_mkldnn()
+        dW_x, db = torch.ops.aten.mkldnn_linear_backward_weights(dzm, xs.to_mkldnn(), ONEDNN_TAG, True)
+        dW_h, _ = torch.ops.aten.mkldnn_linear_backward_weights(dzm, hp.to_mkldnn(), ONEDNN_TAG, False)
+        dW = torch.cat([dW_x.to_dense(), dW_h.to_dense()], dim=1)   # sums over t in one matmul  eq. (14)
+        db = db.to_dense()
+    else:
+        dW = torch.cat([dz.t() @ xs, dz.t() @ hp], dim=1)      # sums over t in one matmul        eq. (14)
+        db = dz.sum(0, dtype=W.dtype)
     dx = linear(dz, Wm[:, :D].t()).view(T, B, D)               # into the layer's input          eq. (11)
-    return dx.to(x.dtype), dW.to(W.dtype), dz.sum(0, dtype=W.dtype)
+    return dx.to(x.dtype), dW.to(W.dtype), db
+
+
+ONEDNN_TAG = torch.empty(1, 1).to_mkldnn() if torch.backends.mkldnn.is_available() else None
+
+
+def onednn_outer(dz):
+    """Whether dz^T a (the weight gradients, a sum over all T*B rows) runs through oneDNN's inner-product
+    backward: float32 on the CPU with T*B >= LINEAR_ROWS. BLAS's sgemm for this transposed product ran at
+    0.5-0.7x of oneDNN's on README's EPYC, the two conversions into oneDNN's layout included (`benchmark.py
+    matmul`); bfloat16's torch.mm is oneDNN's already. ONEDNN_TAG only tells the operator its dtype (float32)
+    and routes it to oneDNN's kernel."""
+    return (dz.dtype == torch.float32 and dz.device.type == "cpu" and dz.shape[0] >= LINEAR_ROWS
+            and ONEDNN_TAG is not None)
 
 
 def layer_backward_cpp(ext, x, W, hs, gates, cs, tanh_c, dout, dh, dc):

@@ -49,25 +49,31 @@ template <> inline at::BFloat16 conv<at::BFloat16, float>(float x) {
 // sigmoid there is below 2e-35, zero to float32 and to every product it enters
 template <typename T> inline T sigm(T x) { return T(1) / (T(1) + std::exp(-std::max(x, T(-80)))); }
 
-// z (B, 4H): x W_x^T + b of step t on entry (scalar_t), the activations i, f, o, g on exit; rec (B, 4H):
-// h_{t-1} W_h^T in md_t, or null when it was already added into z.
-template <typename scalar_t, typename md_t>
-void cell_forward(scalar_t* z, const md_t* rec, const scalar_t* c_prev, scalar_t* c, scalar_t* tanh_c,
-                  md_t* h, int64_t B, int64_t H) {
+// zx (B, 4H): x W_x^T of step t, with b added (in_t scalar_t) or, when bias (4H) is given, without it (in_t
+// md_t: the bf16 product as it came); rec (B, 4H): h_{t-1} W_h^T in md_t, or null when it was already added
+// into zx; a (B, 4H) out: the activations i, f, o, g (a may be zx itself).
+template <typename scalar_t, typename md_t, typename in_t, bool with_bias, bool with_rec>
+void cell_pass(const in_t* zx, const scalar_t* bias, const md_t* rec, scalar_t* a, const scalar_t* c_prev,
+               scalar_t* c, scalar_t* tanh_c, md_t* h, int64_t B, int64_t H) {
   at::parallel_for(0, B, 8, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      scalar_t* zb = z + b * 4 * H;
-      const md_t* rb = rec ? rec + b * 4 * H : nullptr;
+      const in_t* xb = zx + b * 4 * H;
+      scalar_t* ab = a + b * 4 * H;
+      const md_t* rb = with_rec ? rec + b * 4 * H : nullptr;
       const int64_t o0 = b * H;
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
-        scalar_t zi = zb[j], zf = zb[H + j], zo = zb[2 * H + j], zg = zb[3 * H + j];
-        if (rb) {                                              // z_t = W [x_t; h_{t-1}] + b      eq. (1)
+        scalar_t zi = conv<scalar_t>(xb[j]), zf = conv<scalar_t>(xb[H + j]);
+        scalar_t zo = conv<scalar_t>(xb[2 * H + j]), zg = conv<scalar_t>(xb[3 * H + j]);
+        if constexpr (with_bias) {                             // + b, left out of the bf16 input gates
+          zi += bias[j]; zf += bias[H + j]; zo += bias[2 * H + j]; zg += bias[3 * H + j];
+        }
+        if constexpr (with_rec) {                              // z_t = W [x_t; h_{t-1}] + b      eq. (1)
           zi += conv<scalar_t>(rb[j]); zf += conv<scalar_t>(rb[H + j]);
           zo += conv<scalar_t>(rb[2 * H + j]); zg += conv<scalar_t>(rb[3 * H + j]);
         }
         const scalar_t i = sigm(zi), f = sigm(zf), o = sigm(zo), g = std::tanh(zg);   // eq. (1)
-        zb[j] = i; zb[H + j] = f; zb[2 * H + j] = o; zb[3 * H + j] = g;
+        ab[j] = i; ab[H + j] = f; ab[2 * H + j] = o; ab[3 * H + j] = g;
         const scalar_t cc = f * c_prev[o0 + j] + i * g;       // c_t = f c_{t-1} + i g           eq. (2)
         const scalar_t tc = std::tanh(cc);
         c[o0 + j] = cc; tanh_c[o0 + j] = tc;
@@ -75,6 +81,16 @@ void cell_forward(scalar_t* z, const md_t* rec, const scalar_t* c_prev, scalar_t
       }
     }
   });
+}
+
+// cell_pass with its branches chosen once, outside the vectorised loop (bias, rec: null or not)
+template <typename scalar_t, typename md_t, typename in_t>
+void cell_forward(const in_t* zx, const scalar_t* bias, const md_t* rec, scalar_t* a, const scalar_t* c_prev,
+                  scalar_t* c, scalar_t* tanh_c, md_t* h, int64_t B, int64_t H) {
+  if (bias && rec) cell_pass<scalar_t, md_t, in_t, true, true>(zx, bias, rec, a, c_prev, c, tanh_c, h, B, H);
+  else if (bias) cell_pass<scalar_t, md_t, in_t, true, false>(zx, bias, rec, a, c_prev, c, tanh_c, h, B, H);
+  else if (rec) cell_pass<scalar_t, md_t, in_t, false, true>(zx, bias, rec, a, c_prev, c, tanh_c, h, B, H);
+  else cell_pass<scalar_t, md_t, in_t, false, false>(zx, bias, rec, a, c_prev, c, tanh_c, h, B, H);
 }
 
 // One step back: a (B, 4H) activations of step t, c_prev, tanh_c (B, H); dh_in (B, H): dL/dh_t from step t+1
@@ -107,27 +123,32 @@ void cell_backward(const scalar_t* a, const scalar_t* c_prev, const scalar_t* ta
   });
 }
 
-template <typename scalar_t, typename md_t>
+// in_t: the input gates' dtype (scalar_t with b added, or md_t without b, bias then given)
+template <typename scalar_t, typename md_t, typename in_t>
 std::vector<at::Tensor> forward_impl(at::Tensor gates, const at::Tensor& W_hT, const at::Tensor& h0,
-                                     const at::Tensor& c0, const c10::optional<at::Tensor>& Wp) {
+                                     const at::Tensor& c0, const c10::optional<at::Tensor>& Wp,
+                                     const c10::optional<at::Tensor>& bias) {
   const int64_t T = gates.size(0), B = gates.size(1), H = c0.size(1);
-  const bool same = W_hT.scalar_type() == gates.scalar_type();
+  const bool same = W_hT.scalar_type() == gates.scalar_type() && !bias;
+  auto act = bias ? at::empty({T, B, 4 * H}, c0.options()) : gates;     // the activations, in place or apart
   auto hs = at::empty({T + 1, B, H}, h0.options().dtype(W_hT.scalar_type()));
   auto cs = at::empty({T + 1, B, H}, c0.options());
   auto tanh_c = at::empty({T, B, H}, c0.options());
   hs[0].copy_(h0);
   cs[0].copy_(c0);
   auto rec = Wp || same ? at::Tensor() : at::empty({B, 4 * H}, hs.options());
+  const scalar_t* b = bias ? bias->data_ptr<scalar_t>() : nullptr;
   for (int64_t t = 0; t < T; ++t) {
     auto z = gates[t];
     if (Wp) rec = packed_linear(hs[t], *Wp);                  // (B, 4H) h_{t-1} W_h^T, md        eq. (1)
     else if (same) z.addmm_(hs[t], W_hT);                     // (B, 4H) += h_{t-1} W_h^T        eq. (1)
     else at::mm_out(rec, hs[t], W_hT);
-    cell_forward<scalar_t, md_t>(z.data_ptr<scalar_t>(), same && !Wp ? nullptr : rec.data_ptr<md_t>(),
-                                 cs[t].data_ptr<scalar_t>(), cs[t + 1].data_ptr<scalar_t>(),
-                                 tanh_c[t].data_ptr<scalar_t>(), hs[t + 1].data_ptr<md_t>(), B, H);
+    cell_forward<scalar_t, md_t, in_t>(z.data_ptr<in_t>(), b, same && !Wp ? nullptr : rec.data_ptr<md_t>(),
+                                       act[t].data_ptr<scalar_t>(), cs[t].data_ptr<scalar_t>(),
+                                       cs[t + 1].data_ptr<scalar_t>(), tanh_c[t].data_ptr<scalar_t>(),
+                                       hs[t + 1].data_ptr<md_t>(), B, H);
   }
-  return {hs, cs, tanh_c};
+  return {hs, cs, tanh_c, act};
 }
 
 template <typename scalar_t, typename md_t>
@@ -161,20 +182,28 @@ void check(bool ok, const char* what) { TORCH_CHECK(ok, "lstm_cell: ", what); }
 
 }  // namespace
 
-// gates (T, B, 4H) scalar: x W_x^T + b, overwritten with the activations; W_hT (H, 4H) md, contiguous;
-// h0 (B, H) md; c0 (B, H) scalar; Wp: W_h (4H, H) packed, or None -> hs (T+1, B, H) md, cs (T+1, B, H),
-// tanh_c (T, B, H).
+// gates (T, B, 4H): x W_x^T + b in scalar, overwritten with the activations, or, with bias (4H,) scalar,
+// x W_x^T alone in md (bfloat16: the product as the matmul gave it, b added in float32 here); W_hT (H, 4H) md,
+// contiguous; h0 (B, H) md; c0 (B, H) scalar; Wp: W_h (4H, H) packed, or None -> hs (T+1, B, H) md,
+// cs (T+1, B, H), tanh_c (T, B, H), the activations (T, B, 4H) scalar (gates itself without bias).
 std::vector<at::Tensor> layer_forward(at::Tensor gates, at::Tensor W_hT, at::Tensor h0, at::Tensor c0,
-                                      c10::optional<at::Tensor> Wp) {
-  check(gates.is_contiguous() && W_hT.is_contiguous() && h0.is_contiguous() && c0.is_contiguous(), "contiguous");
+                                      c10::optional<at::Tensor> Wp, c10::optional<at::Tensor> bias) {
+  check(gates.is_contiguous() && W_hT.is_contiguous() && h0.is_contiguous() && c0.is_contiguous() &&
+        (!bias || bias->is_contiguous()), "contiguous");
   check(gates.device().is_cpu(), "cpu tensors");
-  check(h0.scalar_type() == W_hT.scalar_type() && c0.scalar_type() == gates.scalar_type(), "dtypes");
-  const auto s = gates.scalar_type(), m = W_hT.scalar_type();
+  const auto s = c0.scalar_type(), m = W_hT.scalar_type();
+  check(h0.scalar_type() == m && gates.scalar_type() == (bias ? m : s) && (!bias || bias->scalar_type() == s),
+        "dtypes");
+  check(!bias || bias->numel() == gates.size(2), "the bias: (4H,)");
   check(!Wp || (Wp->scalar_type() == m && Wp->size(0) == W_hT.size(1) && Wp->size(1) == W_hT.size(0)),
         "the packed weight: W_h (4H, H) in the matmuls' dtype");
-  if (s == at::kFloat && m == at::kFloat) return forward_impl<float, float>(gates, W_hT, h0, c0, Wp);
-  if (s == at::kDouble && m == at::kDouble) return forward_impl<double, double>(gates, W_hT, h0, c0, Wp);
-  if (s == at::kFloat && m == at::kBFloat16) return forward_impl<float, at::BFloat16>(gates, W_hT, h0, c0, Wp);
+  if (s == at::kFloat && m == at::kFloat) return forward_impl<float, float, float>(gates, W_hT, h0, c0, Wp, bias);
+  if (s == at::kDouble && m == at::kDouble)
+    return forward_impl<double, double, double>(gates, W_hT, h0, c0, Wp, bias);
+  if (s == at::kFloat && m == at::kBFloat16 && bias)
+    return forward_impl<float, at::BFloat16, at::BFloat16>(gates, W_hT, h0, c0, Wp, bias);
+  if (s == at::kFloat && m == at::kBFloat16)
+    return forward_impl<float, at::BFloat16, float>(gates, W_hT, h0, c0, Wp, bias);
   TORCH_CHECK(false, "lstm_cell: unsupported dtypes");
 }
 
@@ -201,7 +230,8 @@ std::vector<at::Tensor> layer_backward(at::Tensor gates, at::Tensor cs, at::Tens
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("layer_forward", &layer_forward, "an LSTM layer's forward time loop, the cell fused",
-        py::arg("gates"), py::arg("W_hT"), py::arg("h0"), py::arg("c0"), py::arg("Wp") = py::none());
+        py::arg("gates"), py::arg("W_hT"), py::arg("h0"), py::arg("c0"), py::arg("Wp") = py::none(),
+        py::arg("bias") = py::none());
   m.def("layer_backward", &layer_backward, "an LSTM layer's backward time loop, the cell fused",
         py::arg("gates"), py::arg("cs"), py::arg("tanh_c"), py::arg("W_h"), py::arg("dout"), py::arg("dh"),
         py::arg("dc"), py::arg("Wp") = py::none());

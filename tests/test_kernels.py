@@ -147,7 +147,7 @@ def test_the_cpp_loop_gives_the_same_with_the_weight_packed_or_not(md):
     W_h, gates = Wm[:, 5:].contiguous(), model.input_gates(x, Wm, b, md)
     runs = []
     for pack in (False, True):
-        hs, cs, tc = ext.layer_forward(gates.clone(), W_h.t().contiguous(), h0.to(md), c0,
+        hs, cs, tc, _ = ext.layer_forward(gates.clone(), W_h.t().contiguous(), h0.to(md), c0,
                                        model.packed(W_h, 6) if pack else None)
         back = ext.layer_backward(gates.clone(), cs, tc, W_h, dout.to(md), dh, dc,
                                   model.packed(W_h.t(), 6) if pack else None)
@@ -155,3 +155,19 @@ def test_the_cpp_loop_gives_the_same_with_the_weight_packed_or_not(md):
     for a, r in zip(*runs):
         assert a.dtype == r.dtype and rel(a, r) <= (1e-6 if md == torch.float32 else 2e-2)
     assert model.packed(W.double(), 3) is None
+
+
+def test_weight_grads_through_onednn_equal_float64():
+    """T*B >= LINEAR_ROWS in float32: dW and db by oneDNN's inner-product backward (model.onednn_outer), held to
+    the same sums in float64 (the short-batch tests above never reach that branch)."""
+    T, B, D, H = 9, 128, 5, 8
+    assert T * B >= model.LINEAR_ROWS
+    g = torch.Generator().manual_seed(3)
+    x, hs, dzs, W = (torch.randn(*s, generator=g, dtype=torch.float64)
+                     for s in ((T, B, D), (T + 1, B, H), (T, B, 4 * H), (4 * H, D + H)))
+    dx, dW, db = model.weight_grads(x.float(), W.float(), W.float(), hs.float(), dzs.float())
+    dz = dzs.reshape(T * B, 4 * H)
+    assert model.onednn_outer(dz.float()) == (model.ONEDNN_TAG is not None)
+    ref_W = dz.t() @ torch.cat([x.reshape(T * B, D), hs[:-1].reshape(T * B, H)], 1)
+    assert rel(dW, ref_W) < 1e-6 and rel(db, dz.sum(0)) < 1e-6 and rel(dx, (dz @ W[:, :D]).view(T, B, D)) < 1e-6
+    assert dW.dtype == db.dtype == dx.dtype == torch.float32

@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -271,7 +272,11 @@ def layers_bench(device, steps=24, T=50, B=128):
           f"{torch.get_num_threads()} threads (ratio: nn.LSTM time / ours)")
     for E, H in SIZES:
         torch.manual_seed(0)
-        ours = FusedLSTM(E, H, 2, "fused").to(device)
+        ours = FusedLSTM(E, H, 2, "fused")
+        for layer in ours.layers:                                 # as training starts (model.init_weights)
+            nn.init.uniform_(layer.W, -H ** -0.5, H ** -0.5)
+            nn.init.uniform_(layer.b, -H ** -0.5, H ** -0.5)
+        ours.to(device)
         models = {"ours": ours, "nn.LSTM": CudnnLSTM(ours)}
         x = torch.randn(T, B, E, device=device, requires_grad=True)
         g = torch.randn(T, B, H, device=device)
