@@ -200,9 +200,9 @@ ONEDNN_TAG = torch.empty(1, 1).to_mkldnn() if torch.backends.mkldnn.is_available
 
 def onednn_outer(dz):
     """Whether dz^T a (the weight gradients, a sum over all T*B rows) runs through oneDNN's inner-product
-    backward: float32 on the CPU with T*B >= LINEAR_ROWS. BLAS's sgemm for this transposed product ran at
-    0.5-0.7x of oneDNN's on README's EPYC, the two conversions into oneDNN's layout included (`benchmark.py
-    matmul`); bfloat16's torch.mm is oneDNN's already. ONEDNN_TAG only tells the operator its dtype (float32)
+    backward: float32 on the CPU with T*B >= LINEAR_ROWS. BLAS's sgemm for this transposed product took
+    1.4-2x oneDNN's time on README's EPYC, the conversions into oneDNN's layout included (docs/precision.md,
+    round 5); bfloat16's torch.mm is oneDNN's already. ONEDNN_TAG only tells the operator its dtype (float32)
     and routes it to oneDNN's kernel."""
     return (dz.dtype == torch.float32 and dz.device.type == "cpu" and dz.shape[0] >= LINEAR_ROWS
             and ONEDNN_TAG is not None)
