@@ -183,7 +183,7 @@ void check(bool ok, const char* what) { TORCH_CHECK(ok, "lstm_cell: ", what); }
 }  // namespace
 
 // gates (T, B, 4H): x W_x^T + b in scalar, overwritten with the activations, or, with bias (4H,) scalar,
-// x W_x^T alone in md (bfloat16: the product as the matmul gave it, b added in float32 here); W_hT (H, 4H) md,
+// x W_x^T alone in md (bfloat16 matmuls always: the product as the matmul gave it, b added in float32 here); W_hT (H, 4H) md,
 // contiguous; h0 (B, H) md; c0 (B, H) scalar; Wp: W_h (4H, H) packed, or None -> hs (T+1, B, H) md,
 // cs (T+1, B, H), tanh_c (T, B, H), the activations (T, B, 4H) scalar (gates itself without bias).
 std::vector<at::Tensor> layer_forward(at::Tensor gates, at::Tensor W_hT, at::Tensor h0, at::Tensor c0,
@@ -202,9 +202,7 @@ std::vector<at::Tensor> layer_forward(at::Tensor gates, at::Tensor W_hT, at::Ten
     return forward_impl<double, double, double>(gates, W_hT, h0, c0, Wp, bias);
   if (s == at::kFloat && m == at::kBFloat16 && bias)
     return forward_impl<float, at::BFloat16, at::BFloat16>(gates, W_hT, h0, c0, Wp, bias);
-  if (s == at::kFloat && m == at::kBFloat16)
-    return forward_impl<float, at::BFloat16, float>(gates, W_hT, h0, c0, Wp, bias);
-  TORCH_CHECK(false, "lstm_cell: unsupported dtypes");
+  TORCH_CHECK(false, "lstm_cell: unsupported dtypes (bfloat16 matmuls take the input gates in bfloat16, b apart)");
 }
 
 // the activations, cs, tanh_c of layer_forward; W_h (4H, H) md, contiguous; dout (T, B, H) md or None;
