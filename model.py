@@ -580,13 +580,20 @@ def init_weights(model, embed_scheme, lstm_scheme):
     else:
         init_tensor(model.embed.weight, embed_scheme)
     for layer in model.lstm.layers:
-        if lstm_scheme == "default":
-            bound = 1.0 / math.sqrt(layer.hidden_size)
-            nn.init.uniform_(layer.W, -bound, bound)
-            nn.init.uniform_(layer.b, -bound, bound)
-        else:
-            init_tensor(layer.W, lstm_scheme)
-            nn.init.zeros_(layer.b)
+        init_layer(layer, lstm_scheme)
+
+
+@torch.no_grad()
+def init_layer(layer, scheme):
+    """One LSTMLayer's W and b: "default" U(-1/sqrt(H), 1/sqrt(H)) for both (nn.LSTM's), else init_tensor's
+    scheme for W and zero biases."""
+    if scheme == "default":
+        bound = 1.0 / math.sqrt(layer.hidden_size)
+        nn.init.uniform_(layer.W, -bound, bound)
+        nn.init.uniform_(layer.b, -bound, bound)
+    else:
+        init_tensor(layer.W, scheme)
+        nn.init.zeros_(layer.b)
 
 
 def masked_nll(logits, targets, pad_id):
