@@ -100,7 +100,8 @@ def linear(a, W, b=None):
 
 
 def onednn_linear(a, W, b=None):
-    """a W^T (+ b) by oneDNN's linear; W contiguous (out, in) or packed by `packed`."""
+    """a W^T (+ b) by oneDNN's linear; a contiguous; W (out, in) contiguous, packed by `packed`, or a transposed
+    view of a contiguous matrix (weight_grads)."""
     return torch.ops.mkldnn._linear_pointwise(a, W, b, "none", [], "")
 
 
@@ -183,29 +184,23 @@ def weight_grads(x, W, Wm, hs, dzs):
     dz = dzs.view(T * B, 4 * H)                                # (T*B, 4H)
     xs, hp = x.reshape(T * B, D).to(hs.dtype), hs[:-1].reshape(T * B, H)
     if onednn_outer(dz):                                       # float32 on the CPU: oneDNN, see the doc
-        dzm = dz.to_mkldnn()
-        dW_x, db = torch.ops.aten.mkldnn_linear_backward_weights(dzm, xs.to_mkldnn(), ONEDNN_TAG, True)
-        dW_h, _ = torch.ops.aten.mkldnn_linear_backward_weights(dzm, hp.to_mkldnn(), ONEDNN_TAG, False)
-        dW = torch.cat([dW_x.to_dense(), dW_h.to_dense()], dim=1)   # sums over t in one matmul  eq. (14)
-        db = db.to_dense()
+        dW = torch.cat([onednn_linear(xs.t().contiguous(), dz.t()),          # (D, 4H): (dz^T x)^T
+                        onednn_linear(hp.t().contiguous(), dz.t())]).t()     # sums over t      eq. (14)
     else:
         dW = torch.cat([dz.t() @ xs, dz.t() @ hp], dim=1)      # sums over t in one matmul        eq. (14)
-        db = dz.sum(0, dtype=W.dtype)
+    db = dz.sum(0, dtype=W.dtype)
     dx = linear(dz, Wm[:, :D].t()).view(T, B, D)               # into the layer's input          eq. (11)
-    return dx.to(x.dtype), dW.to(W.dtype), db
-
-
-ONEDNN_TAG = torch.empty(1, 1).to_mkldnn() if torch.backends.mkldnn.is_available() else None
+    return dx.to(x.dtype), dW.to(W.dtype).contiguous(), db
 
 
 def onednn_outer(dz):
-    """Whether dz^T a (the weight gradients, a sum over all T*B rows) runs through oneDNN's inner-product
-    backward: float32 on the CPU with T*B >= LINEAR_ROWS. BLAS's sgemm for this transposed product took
-    1.4-2x oneDNN's time on README's EPYC, the conversions into oneDNN's layout included (docs/precision.md,
-    round 5); bfloat16's torch.mm is oneDNN's already. ONEDNN_TAG only tells the operator its dtype (float32)
-    and routes it to oneDNN's kernel."""
+    """Whether dz^T a (the weight gradients, a sum over all T*B rows) runs through oneDNN's linear, as
+    a^T (dz^T)^T with dz^T a strided view oneDNN reads in place (T*B >= LINEAR_ROWS, float32 on the CPU).
+    BLAS's sgemm for the transposed product ran at 200 GFLOP/s on README's EPYC, oneDNN this way at 370, where
+    converting dz into oneDNN's own layout first (round 5) cost a fresh 52 MB copy each call
+    (docs/precision.md, round 6); bfloat16's torch.mm is oneDNN's already."""
     return (dz.dtype == torch.float32 and dz.device.type == "cpu" and dz.shape[0] >= LINEAR_ROWS
-            and ONEDNN_TAG is not None)
+            and torch.backends.mkldnn.is_available())
 
 
 def layer_backward_cpp(ext, x, W, hs, gates, cs, tanh_c, dout, dh, dc):

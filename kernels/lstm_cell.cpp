@@ -14,9 +14,75 @@
 #include <cstdint>
 #include <cstring>
 #include <cmath>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <vector>
+#include <c10/core/impl/alloc_cpu.h>
 
 namespace {
+
+// The loops' big buffers (the activations, cell states, dz: MBs each) come from this pool and go back to it
+// when the last tensor on them dies (their storage's deleter), so a buffer saved for backward is never handed
+// out while a graph still holds it. Without it each layer call maps them anew: glibc serves blocks above
+// 32 MB with mmap, and the kernel faults a fresh 52 MB block in page by page, ~12 ms each
+// (docs/precision.md, round 6). One pool serves the process, as torch's own allocators do; it keeps at most
+// KEEP bytes of free blocks and frees the rest.
+class Pool : public std::enable_shared_from_this<Pool> {
+ public:
+  static constexpr size_t MIN = size_t(1) << 20, KEEP = size_t(512) << 20;
+
+  static std::shared_ptr<Pool> get() {
+    static const std::shared_ptr<Pool> pool = std::make_shared<Pool>();   // deleters keep it alive at exit
+    return pool;
+  }
+
+  at::Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
+    size_t bytes = c10::elementSize(c10::typeMetaToScalarType(options.dtype()));
+    for (auto s : sizes) bytes *= size_t(s);
+    if (bytes < MIN) return at::empty(sizes, options);
+    void* p = take(bytes);
+    auto self = shared_from_this();
+    return at::from_blob(p, sizes, [self](void* q) { self->give(q); }, options);
+  }
+
+  size_t held() {
+    std::lock_guard<std::mutex> lock(m_);
+    return held_;
+  }
+
+ private:
+  void* take(size_t bytes) {                 // the smallest free block holding bytes (to 5/4 of it), or a new one
+    std::lock_guard<std::mutex> lock(m_);
+    auto it = free_.lower_bound(bytes);
+    if (it != free_.end() && it->first <= bytes + bytes / 4) {
+      void* p = it->second;
+      held_ -= it->first;
+      free_.erase(it);
+      return p;
+    }
+    void* p = c10::alloc_cpu(bytes);
+    capacity_[p] = bytes;
+    return p;
+  }
+
+  void give(void* p) {                       // back to the free blocks, or freed past KEEP
+    std::lock_guard<std::mutex> lock(m_);
+    const size_t cap = capacity_.at(p);
+    if (held_ + cap > KEEP) {
+      capacity_.erase(p);
+      c10::free_cpu(p);
+      return;
+    }
+    free_.emplace(cap, p);
+    held_ += cap;
+  }
+
+  std::mutex m_;
+  std::multimap<size_t, void*> free_;        // capacity -> free block
+  std::map<void*, size_t> capacity_;         // every block of the pool, free or in use
+  size_t held_ = 0;                          // bytes in free blocks
+};
 
 // y = x Wp^T with Wp a weight packed by mkldnn::_reorder_linear_weight (Python side: model.packed): the
 // operator is oneDNN's and reached through the dispatcher (it has no C++ header)
@@ -130,10 +196,11 @@ std::vector<at::Tensor> forward_impl(at::Tensor gates, const at::Tensor& W_hT, c
                                      const c10::optional<at::Tensor>& bias) {
   const int64_t T = gates.size(0), B = gates.size(1), H = c0.size(1);
   const bool same = W_hT.scalar_type() == gates.scalar_type() && !bias;
-  auto act = bias ? at::empty({T, B, 4 * H}, c0.options()) : gates;     // the activations, in place or apart
-  auto hs = at::empty({T + 1, B, H}, h0.options().dtype(W_hT.scalar_type()));
-  auto cs = at::empty({T + 1, B, H}, c0.options());
-  auto tanh_c = at::empty({T, B, H}, c0.options());
+  auto pool = Pool::get();
+  auto act = bias ? pool->empty({T, B, 4 * H}, c0.options()) : gates;   // the activations, in place or apart
+  auto hs = pool->empty({T + 1, B, H}, h0.options().dtype(W_hT.scalar_type()));
+  auto cs = pool->empty({T + 1, B, H}, c0.options());
+  auto tanh_c = pool->empty({T, B, H}, c0.options());
   hs[0].copy_(h0);
   cs[0].copy_(c0);
   auto rec = Wp || same ? at::Tensor() : at::empty({B, 4 * H}, hs.options());
@@ -157,7 +224,7 @@ std::vector<at::Tensor> backward_impl(const at::Tensor& gates, const at::Tensor&
                                       const at::Tensor& dh, const at::Tensor& dc_in,
                                       const c10::optional<at::Tensor>& Wp) {
   const int64_t T = gates.size(0), B = gates.size(1), H = cs.size(2);
-  auto dzs = at::empty({T, B, 4 * H}, gates.options().dtype(W_h.scalar_type()));
+  auto dzs = Pool::get()->empty({T, B, 4 * H}, gates.options().dtype(W_h.scalar_type()));
   auto dc = dc_in.clone();
   auto dh_prev = at::empty({B, H}, dzs.options());
   const md_t* dout_p = nullptr;
@@ -227,6 +294,8 @@ std::vector<at::Tensor> layer_backward(at::Tensor gates, at::Tensor cs, at::Tens
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("pool_held", [] { return Pool::get()->held(); }, "bytes the buffer pool holds in free blocks");
+  m.attr("POOL_KEEP") = Pool::KEEP;
   m.def("layer_forward", &layer_forward, "an LSTM layer's forward time loop, the cell fused",
         py::arg("gates"), py::arg("W_hT"), py::arg("h0"), py::arg("c0"), py::arg("Wp") = py::none(),
         py::arg("bias") = py::none());

@@ -159,7 +159,7 @@ def test_the_cpp_loop_gives_the_same_with_the_weight_packed_or_not(md):
 
 
 def test_weight_grads_through_onednn_equal_float64():
-    """T*B >= LINEAR_ROWS in float32: dW and db by oneDNN's inner-product backward (model.onednn_outer), held to
+    """T*B >= LINEAR_ROWS in float32: dW by oneDNN's linear reading dz^T in place (model.onednn_outer), held to
     the same sums in float64 (the short-batch tests above never reach that branch)."""
     T, B, D, H = 9, 128, 5, 8
     assert T * B >= model.LINEAR_ROWS
@@ -168,7 +168,60 @@ def test_weight_grads_through_onednn_equal_float64():
                      for s in ((T, B, D), (T + 1, B, H), (T, B, 4 * H), (4 * H, D + H)))
     dx, dW, db = model.weight_grads(x.float(), W.float(), W.float(), hs.float(), dzs.float())
     dz = dzs.reshape(T * B, 4 * H)
-    assert model.onednn_outer(dz.float()) == (model.ONEDNN_TAG is not None)
+    assert model.onednn_outer(dz.float()) == torch.backends.mkldnn.is_available()
     ref_W = dz.t() @ torch.cat([x.reshape(T * B, D), hs[:-1].reshape(T * B, H)], 1)
     assert rel(dW, ref_W) < 1e-6 and rel(db, dz.sum(0)) < 1e-6 and rel(dx, (dz @ W[:, :D]).view(T, B, D)) < 1e-6
-    assert dW.dtype == db.dtype == dx.dtype == torch.float32
+    assert dW.dtype == db.dtype == dx.dtype == torch.float32 and dW.is_contiguous()
+
+
+def pooled_case(seed):
+    """A layer whose pooled buffers are above the pool's 1 MB floor: cs (T+1, B, H) and tanh(c) in float32,
+    1.3 MB each; dz and the bf16 activations (T, B, 4H), 5.2 MB."""
+    return layer_case(torch.float32, T=20, B=64, D=16, H=256, scale=0.2, seed=seed)
+
+
+def test_pool_reuses_a_buffer_only_once_its_tensors_are_gone():
+    """The C++ loop's buffers come from a pool (kernels/lstm_cell.cpp, Pool): a freed buffer is handed out again
+    (the same memory), one still held is not, and the pool keeps the freed blocks for the next call."""
+    ext = ext_or_skip()
+    x, h0, c0, W, b, _ = pooled_case(0)
+    md = torch.bfloat16                                        # the activations: a buffer of their own
+    first = model.layer_forward_cpp(ext, x, h0, c0, W, b, md)
+    acts = first[2][0]
+    held = [model.layer_forward_cpp(ext, x, h0, c0, W, b, md) for _ in range(2)]
+    assert acts.data_ptr() not in {h[2][0].data_ptr() for h in held}          # in use: not handed out
+    ptr = acts.data_ptr()
+    del first, acts
+    again = model.layer_forward_cpp(ext, x, h0, c0, W, b, md)
+    assert again[2][0].data_ptr() == ptr                                      # freed: handed out again
+    before = ext.pool_held()
+    del held
+    assert ext.pool_held() > before                                           # kept for the next call
+
+
+def test_a_retained_graph_keeps_its_buffers_through_later_calls():
+    """Backward twice through a retained graph, with other forward and backward calls in between (which take
+    buffers from the pool), gives the autograd reference's gradients both times."""
+    ext_or_skip()
+    x, h0, c0, W, b, (dout, _, _) = pooled_case(1)
+    W = W.requires_grad_()
+    ref = torch.autograd.grad((model.autograd_layer(x, h0, c0, W, b)[0] * dout).sum(), W)[0]
+    out = model.LSTMLayerFunction.apply(x, h0, c0, W, b, torch.float32)[0]
+    loss = (out * dout).sum()
+    grads = [torch.autograd.grad(loss, W, retain_graph=True)[0]]
+    for seed in (2, 3):                                        # other calls, each freeing its buffers
+        x2, h2, c2, _, b2, (d2, _, _) = pooled_case(seed)
+        torch.autograd.grad((model.LSTMLayerFunction.apply(x2, h2, c2, W, b2, torch.float32)[0] * d2).sum(), W)
+    grads.append(torch.autograd.grad(loss, W)[0])
+    assert all(rel(g, ref) < 1e-5 for g in grads)
+
+
+def test_pool_keeps_no_more_than_its_bound():
+    """Freed blocks beyond POOL_KEEP bytes are returned to the system, not kept."""
+    ext = ext_or_skip()
+    T, B, H = 40, 64, 512                                      # bf16 activations (T, B, 4H) float32: 21 MB
+    x, h0, c0, W, b, _ = layer_case(torch.float32, T=T, B=B, D=8, H=H, scale=0.1)
+    calls = [model.layer_forward_cpp(ext, x, h0, c0, W, b, torch.bfloat16)
+             for _ in range(ext.POOL_KEEP // (T * B * 4 * H * 4) + 2)]
+    del calls
+    assert 0.5 * ext.POOL_KEEP < ext.pool_held() <= ext.POOL_KEEP
