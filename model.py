@@ -106,14 +106,22 @@ def onednn_linear(a, W, b=None):
 
 
 def layer_forward_cpp(ext, x, h0, c0, W, b, md):
-    """layer_forward with keep, its time loop in C++ (kernels/lstm_cell.cpp: each step's cell one fused pass)."""
-    D = x.shape[2]
+    """layer_forward with keep, its time loop in C++ (kernels/lstm_cell.cpp: each step's cell one fused pass).
+    Where oneDNN packs W_x, the loop makes the input gates itself a few steps at a time (b added in the loop);
+    else they are one product here, b included but under bfloat16 matmuls (the loop adds b as it reads)."""
+    T, B, D = x.shape
     Wm = W.to(md)
-    apart = md != b.dtype                                      # bfloat16: the loop adds b as it reads
-    gates = input_gates(x, Wm, b, md, bias=not apart)                              # (T, B, 4H)
     W_h = Wm[:, D:].contiguous()                                                   # (4H, H)
-    hs, cs, tanh_c, acts = ext.layer_forward(gates, W_h.t().contiguous(), h0.to(md).contiguous(), c0.contiguous(),
-                                             packed(W_h, x.shape[1]), b.contiguous() if apart else None)
+    W_hT, Wp, h0m = W_h.t().contiguous(), packed(W_h, B), h0.to(md).contiguous()
+    Wxp = packed(Wm[:, :D].contiguous(), ext.CHUNK_ROWS) if Wp is not None else None
+    if Wxp is not None:
+        hs, cs, tanh_c, acts = ext.layer_forward(x.to(md).contiguous(), W_hT, h0m, c0.contiguous(), Wp,
+                                                 b.contiguous(), Wxp)
+    else:
+        apart = md != b.dtype                                  # bfloat16: the loop adds b as it reads
+        gates = input_gates(x, Wm, b, md, bias=not apart)                          # (T, B, 4H)
+        hs, cs, tanh_c, acts = ext.layer_forward(gates, W_hT, h0m, c0.contiguous(), Wp,
+                                                 b.contiguous() if apart else None)
     return hs, cs[-1], (acts, cs, tanh_c)
 
 

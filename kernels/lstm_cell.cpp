@@ -189,15 +189,20 @@ void cell_backward(const scalar_t* a, const scalar_t* c_prev, const scalar_t* ta
   });
 }
 
-// in_t: the input gates' dtype (scalar_t with b added, or md_t without b, bias then given)
+constexpr int64_t CHUNK_ROWS = 2048;     // rows of one input-gate product made in the loop (Wxp given)
+
+// in_t: the input gates' dtype (scalar_t with b added, or md_t without b, bias then given). With Wxp (W_x
+// packed), in is x (T, B, D) md and the input gates are made here, x_t W_x^T for CHUNK_ROWS / B steps at a
+// time, so the whole (T, B, 4H) product is never held (as fast as one product; 1.5x at E256 in float32,
+// where the whole one is a fresh 52 MB: docs/precision.md, round 6); else in is the input gates (T, B, 4H).
 template <typename scalar_t, typename md_t, typename in_t>
-std::vector<at::Tensor> forward_impl(at::Tensor gates, const at::Tensor& W_hT, const at::Tensor& h0,
+std::vector<at::Tensor> forward_impl(at::Tensor in, const at::Tensor& W_hT, const at::Tensor& h0,
                                      const at::Tensor& c0, const c10::optional<at::Tensor>& Wp,
-                                     const c10::optional<at::Tensor>& bias) {
-  const int64_t T = gates.size(0), B = gates.size(1), H = c0.size(1);
-  const bool same = W_hT.scalar_type() == gates.scalar_type() && !bias;
+                                     const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& Wxp) {
+  const int64_t T = in.size(0), B = in.size(1), H = c0.size(1);
+  const bool same = W_hT.scalar_type() == in.scalar_type() && !bias;
   auto pool = Pool::get();
-  auto act = bias ? pool->empty({T, B, 4 * H}, c0.options()) : gates;   // the activations, in place or apart
+  auto act = bias ? pool->empty({T, B, 4 * H}, c0.options()) : in;      // the activations, in place or apart
   auto hs = pool->empty({T + 1, B, H}, h0.options().dtype(W_hT.scalar_type()));
   auto cs = pool->empty({T + 1, B, H}, c0.options());
   auto tanh_c = pool->empty({T, B, H}, c0.options());
@@ -205,8 +210,12 @@ std::vector<at::Tensor> forward_impl(at::Tensor gates, const at::Tensor& W_hT, c
   cs[0].copy_(c0);
   auto rec = Wp || same ? at::Tensor() : at::empty({B, 4 * H}, hs.options());
   const scalar_t* b = bias ? bias->data_ptr<scalar_t>() : nullptr;
+  const int64_t K = Wxp ? std::max<int64_t>(1, CHUNK_ROWS / B) : 1;
+  at::Tensor chunk;                                            // (K*B, 4H) x_t W_x^T of steps t0 .. t0+K-1
   for (int64_t t = 0; t < T; ++t) {
-    auto z = gates[t];
+    if (Wxp && t % K == 0)
+      chunk = packed_linear(in.slice(0, t, std::min(t + K, T)).reshape({-1, in.size(2)}), *Wxp);   // eq. (12)
+    auto z = Wxp ? chunk.slice(0, (t % K) * B, (t % K + 1) * B) : in[t];
     if (Wp) rec = packed_linear(hs[t], *Wp);                  // (B, 4H) h_{t-1} W_h^T, md        eq. (1)
     else if (same) z.addmm_(hs[t], W_hT);                     // (B, 4H) += h_{t-1} W_h^T        eq. (1)
     else at::mm_out(rec, hs[t], W_hT);
@@ -249,26 +258,32 @@ void check(bool ok, const char* what) { TORCH_CHECK(ok, "lstm_cell: ", what); }
 
 }  // namespace
 
-// gates (T, B, 4H): x W_x^T + b in scalar, overwritten with the activations, or, with bias (4H,) scalar,
-// x W_x^T alone in md (bfloat16 matmuls always: the product as the matmul gave it, b added in float32 here); W_hT (H, 4H) md,
-// contiguous; h0 (B, H) md; c0 (B, H) scalar; Wp: W_h (4H, H) packed, or None -> hs (T+1, B, H) md,
-// cs (T+1, B, H), tanh_c (T, B, H), the activations (T, B, 4H) scalar (gates itself without bias).
-std::vector<at::Tensor> layer_forward(at::Tensor gates, at::Tensor W_hT, at::Tensor h0, at::Tensor c0,
-                                      c10::optional<at::Tensor> Wp, c10::optional<at::Tensor> bias) {
-  check(gates.is_contiguous() && W_hT.is_contiguous() && h0.is_contiguous() && c0.is_contiguous() &&
+// in (T, B, 4H): x W_x^T + b in scalar, overwritten with the activations, or, with bias (4H,) scalar,
+// x W_x^T alone in md (bfloat16 matmuls always: the product as the matmul gave it, b added in float32 here);
+// or, with Wxp (W_x (4H, D) packed, md) and bias, in is x (T, B, D) md and the loop makes x W_x^T itself.
+// W_hT (H, 4H) md, contiguous; h0 (B, H) md; c0 (B, H) scalar; Wp: W_h (4H, H) packed, or None
+// -> hs (T+1, B, H) md, cs (T+1, B, H), tanh_c (T, B, H), the activations (T, B, 4H) scalar (in itself
+// without bias).
+std::vector<at::Tensor> layer_forward(at::Tensor in, at::Tensor W_hT, at::Tensor h0, at::Tensor c0,
+                                      c10::optional<at::Tensor> Wp, c10::optional<at::Tensor> bias,
+                                      c10::optional<at::Tensor> Wxp) {
+  check(in.is_contiguous() && W_hT.is_contiguous() && h0.is_contiguous() && c0.is_contiguous() &&
         (!bias || bias->is_contiguous()), "contiguous");
-  check(gates.device().is_cpu(), "cpu tensors");
+  check(in.device().is_cpu(), "cpu tensors");
   const auto s = c0.scalar_type(), m = W_hT.scalar_type();
-  check(h0.scalar_type() == m && gates.scalar_type() == (bias ? m : s) && (!bias || bias->scalar_type() == s),
+  check(h0.scalar_type() == m && in.scalar_type() == (bias ? m : s) && (!bias || bias->scalar_type() == s),
         "dtypes");
-  check(!bias || bias->numel() == gates.size(2), "the bias: (4H,)");
+  check(!bias || bias->numel() == 4 * c0.size(1), "the bias: (4H,)");
   check(!Wp || (Wp->scalar_type() == m && Wp->size(0) == W_hT.size(1) && Wp->size(1) == W_hT.size(0)),
         "the packed weight: W_h (4H, H) in the matmuls' dtype");
-  if (s == at::kFloat && m == at::kFloat) return forward_impl<float, float, float>(gates, W_hT, h0, c0, Wp, bias);
+  check(!Wxp || (bias && Wp && Wxp->scalar_type() == m && Wxp->size(0) == W_hT.size(1) &&
+                 Wxp->size(1) == in.size(2)), "the packed W_x: (4H, D) in the matmuls' dtype, with bias and Wp");
+  check(Wxp || in.size(2) == W_hT.size(1), "the input gates: (T, B, 4H)");
+  if (s == at::kFloat && m == at::kFloat) return forward_impl<float, float, float>(in, W_hT, h0, c0, Wp, bias, Wxp);
   if (s == at::kDouble && m == at::kDouble)
-    return forward_impl<double, double, double>(gates, W_hT, h0, c0, Wp, bias);
+    return forward_impl<double, double, double>(in, W_hT, h0, c0, Wp, bias, Wxp);
   if (s == at::kFloat && m == at::kBFloat16 && bias)
-    return forward_impl<float, at::BFloat16, at::BFloat16>(gates, W_hT, h0, c0, Wp, bias);
+    return forward_impl<float, at::BFloat16, at::BFloat16>(in, W_hT, h0, c0, Wp, bias, Wxp);
   TORCH_CHECK(false, "lstm_cell: unsupported dtypes (bfloat16 matmuls take the input gates in bfloat16, b apart)");
 }
 
@@ -296,9 +311,10 @@ std::vector<at::Tensor> layer_backward(at::Tensor gates, at::Tensor cs, at::Tens
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("pool_held", [] { return Pool::get()->held(); }, "bytes the buffer pool holds in free blocks");
   m.attr("POOL_KEEP") = Pool::KEEP;
+  m.attr("CHUNK_ROWS") = CHUNK_ROWS;
   m.def("layer_forward", &layer_forward, "an LSTM layer's forward time loop, the cell fused",
-        py::arg("gates"), py::arg("W_hT"), py::arg("h0"), py::arg("c0"), py::arg("Wp") = py::none(),
-        py::arg("bias") = py::none());
+        py::arg("in"), py::arg("W_hT"), py::arg("h0"), py::arg("c0"), py::arg("Wp") = py::none(),
+        py::arg("bias") = py::none(), py::arg("Wxp") = py::none());
   m.def("layer_backward", &layer_backward, "an LSTM layer's backward time loop, the cell fused",
         py::arg("gates"), py::arg("cs"), py::arg("tanh_c"), py::arg("W_h"), py::arg("dout"), py::arg("dh"),
         py::arg("dc"), py::arg("Wp") = py::none());

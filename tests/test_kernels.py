@@ -158,6 +158,25 @@ def test_the_cpp_loop_gives_the_same_with_the_weight_packed_or_not(md):
     assert model.packed(W.double(), 3) is None
 
 
+
+@pytest.mark.parametrize("md", [torch.float32, torch.bfloat16])
+def test_the_cpp_loop_makes_the_input_gates_as_one_product_does(md):
+    """Given W_x packed, the loop makes x W_x^T itself, CHUNK_ROWS / B steps at a time (here 16 steps, then 4):
+    the same buffers as when handed the whole product."""
+    ext = ext_or_skip()
+    if model.packed(torch.zeros(8, 2, dtype=md), 1) is None:
+        pytest.skip("oneDNN cannot pack this dtype on this CPU: the loop is always handed the product")
+    T, B, D = 20, 128, 5
+    assert T % (ext.CHUNK_ROWS // B) != 0 and T > ext.CHUNK_ROWS // B      # several chunks, the last one short
+    x, h0, c0, W, b, _ = layer_case(torch.float32, T=T, B=B, D=D, H=8)
+    Wm = W.to(md)
+    W_h = Wm[:, D:].contiguous()
+    args = W_h.t().contiguous(), h0.to(md), c0, model.packed(W_h, B), b
+    whole = ext.layer_forward((x.reshape(T * B, D).to(md) @ Wm[:, :D].t()).view(T, B, -1), *args)   # b apart
+    chunked = ext.layer_forward(x.to(md), *args, model.packed(Wm[:, :D].contiguous(), ext.CHUNK_ROWS))
+    for a, r in zip(chunked, whole):                           # hs, cs, tanh(c), activations
+        assert a.dtype == r.dtype and a.shape == r.shape and rel(a, r) <= (1e-6 if md == torch.float32 else 2e-2)
+
 def test_weight_grads_through_onednn_equal_float64():
     """T*B >= LINEAR_ROWS in float32: dW by oneDNN's linear reading dz^T in place (model.onednn_outer), held to
     the same sums in float64 (the short-batch tests above never reach that branch)."""
