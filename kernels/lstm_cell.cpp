@@ -26,11 +26,13 @@ namespace {
 // when the last tensor on them dies (their storage's deleter), so a buffer saved for backward is never handed
 // out while a graph still holds it. Without it each layer call maps them anew: glibc serves blocks above
 // 32 MB with mmap, and the kernel faults a fresh 52 MB block in page by page, ~12 ms each
-// (docs/precision.md, round 6). One pool serves the process, as torch's own allocators do; it keeps at most
-// KEEP bytes of free blocks and frees the rest.
+// (docs/precision.md, round 6). A request takes the smallest free block that holds it; past KEEP bytes of free
+// blocks the smallest go back to the system, so the pool keeps the blocks of the longest batches, which serve
+// every shorter one (their pages are resident anyway once such a batch has run). One pool serves the
+// process, as torch's own allocators do.
 class Pool : public std::enable_shared_from_this<Pool> {
  public:
-  static constexpr size_t MIN = size_t(1) << 20, KEEP = size_t(512) << 20;
+  static constexpr size_t MIN = size_t(1) << 20, KEEP = size_t(1) << 30;
 
   static std::shared_ptr<Pool> get() {
     static const std::shared_ptr<Pool> pool = std::make_shared<Pool>();   // deleters keep it alive at exit
@@ -51,11 +53,15 @@ class Pool : public std::enable_shared_from_this<Pool> {
     return held_;
   }
 
+  ~Pool() {                                  // the last tensor on the pool is gone: no block is in use
+    for (auto& kv : free_) c10::free_cpu(kv.second);
+  }
+
  private:
-  void* take(size_t bytes) {                 // the smallest free block holding bytes (to 5/4 of it), or a new one
+  void* take(size_t bytes) {                 // the smallest free block that holds bytes, or a new one
     std::lock_guard<std::mutex> lock(m_);
     auto it = free_.lower_bound(bytes);
-    if (it != free_.end() && it->first <= bytes + bytes / 4) {
+    if (it != free_.end()) {
       void* p = it->second;
       held_ -= it->first;
       free_.erase(it);
@@ -66,16 +72,18 @@ class Pool : public std::enable_shared_from_this<Pool> {
     return p;
   }
 
-  void give(void* p) {                       // back to the free blocks, or freed past KEEP
+  void give(void* p) {                       // back to the free blocks; past KEEP, the smallest are freed
     std::lock_guard<std::mutex> lock(m_);
     const size_t cap = capacity_.at(p);
-    if (held_ + cap > KEEP) {
-      capacity_.erase(p);
-      c10::free_cpu(p);
-      return;
-    }
     free_.emplace(cap, p);
     held_ += cap;
+    while (held_ > KEEP) {
+      auto it = free_.begin();
+      held_ -= it->first;
+      capacity_.erase(it->second);
+      c10::free_cpu(it->second);
+      free_.erase(it);
+    }
   }
 
   std::mutex m_;
@@ -214,7 +222,7 @@ std::vector<at::Tensor> forward_impl(at::Tensor in, const at::Tensor& W_hT, cons
   at::Tensor chunk;                                            // (K*B, 4H) x_t W_x^T of steps t0 .. t0+K-1
   for (int64_t t = 0; t < T; ++t) {
     if (Wxp && t % K == 0)
-      chunk = packed_linear(in.slice(0, t, std::min(t + K, T)).reshape({-1, in.size(2)}), *Wxp);   // eq. (12)
+      chunk = packed_linear(in.slice(0, t, std::min(t + K, T)).reshape({-1, in.size(2)}), *Wxp);   // x W_x^T
     auto z = Wxp ? chunk.slice(0, (t % K) * B, (t % K + 1) * B) : in[t];
     if (Wp) rec = packed_linear(hs[t], *Wp);                  // (B, 4H) h_{t-1} W_h^T, md        eq. (1)
     else if (same) z.addmm_(hs[t], W_hT);                     // (B, 4H) += h_{t-1} W_h^T        eq. (1)

@@ -304,28 +304,30 @@ def layers_bench(device, steps=24, T=50, B=128):
 
 
 def forward_parts(layer, x, steps):
-    """Where the first layer's forward goes, float32: the C++ time loop of one layer call against its T recurrent
-    matmuls alone (the same packed weight and shapes), medians of alternating calls; the rest of the loop is
-    each step's cell pass and the buffers it writes."""
+    """Where the first layer's forward goes, float32: one call of the C++ time loop as training runs it (the
+    input gates made in the loop, a chunk of steps at a time) against its matmuls alone (the same packed
+    weights and shapes), medians of alternating calls; the rest of the loop is each step's cell pass and the
+    buffers it writes."""
     import kernels
-    from model import input_gates, onednn_linear, packed
+    from model import onednn_linear, packed
     ext = kernels.lstm_cell()
     if ext is None:
         return
     T, B, D = x.shape
     W, b = layer.W.detach(), layer.b.detach()
     h0 = c0 = torch.zeros(B, layer.hidden_size)
-    gates = input_gates(x, W, b, torch.float32)
     W_h = W[:, D:].contiguous()
-    W_hT, Wp = W_h.t().contiguous(), packed(W_h, B)
-    fresh = [None]                                                # the loop overwrites its gates: a copy a call,
-    parts = {"C++ time loop": lambda: ext.layer_forward(fresh[0], W_hT, h0, c0, Wp),   # made outside the timing
-             f"its {T} matmuls": lambda: [onednn_linear(h0, Wp) for _ in range(T)],
-             "the input gates": lambda: input_gates(x, W, b, torch.float32)}
+    W_hT, Wp, Wxp = W_h.t().contiguous(), packed(W_h, B), packed(W[:, :D].contiguous(), ext.CHUNK_ROWS)
+    if Wxp is None:                                               # no oneDNN: the loop is handed the gates
+        return
+    rows = (ext.CHUNK_ROWS // B) * B
+    xs = x.reshape(T * B, D)
+    parts = {"C++ time loop": lambda: ext.layer_forward(x, W_hT, h0, c0, Wp, b, Wxp),
+             f"its {T} recurrent matmuls": lambda: [onednn_linear(h0, Wp) for _ in range(T)],
+             "its input-gate products": lambda: [onednn_linear(xs[r:r + rows], Wxp) for r in range(0, T * B, rows)]}
     secs = {k: [] for k in parts}
     for k in range(steps + 1):
         for name, fn in parts.items():
-            fresh[0] = gates.clone()
             t0 = time.perf_counter()
             fn()
             if k:
