@@ -197,7 +197,7 @@ void cell_backward(const scalar_t* a, const scalar_t* c_prev, const scalar_t* ta
   });
 }
 
-constexpr int64_t CHUNK_ROWS = 2048;     // rows of one input-gate product made in the loop (Wxp given)
+constexpr int64_t CHUNK_ROWS = 1024;     // rows of one input-gate product made in the loop (Wxp given)
 
 // in_t: the input gates' dtype (scalar_t with b added, or md_t without b, bias then given). With Wxp (W_x
 // packed), in is x (T, B, D) md and the input gates are made here, x_t W_x^T for CHUNK_ROWS / B steps at a

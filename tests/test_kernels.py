@@ -161,7 +161,7 @@ def test_the_cpp_loop_gives_the_same_with_the_weight_packed_or_not(md):
 
 @pytest.mark.parametrize("md", [torch.float32, torch.bfloat16])
 def test_the_cpp_loop_makes_the_input_gates_as_one_product_does(md):
-    """Given W_x packed, the loop makes x W_x^T itself, CHUNK_ROWS / B steps at a time (here 16 steps, then 4):
+    """Given W_x packed, the loop makes x W_x^T itself, CHUNK_ROWS / B steps at a time (here 8, 8, then 4):
     the same buffers as when handed the whole product."""
     ext = ext_or_skip()
     if model.packed(torch.zeros(8, 2, dtype=md), 1) is None:
