@@ -201,8 +201,8 @@ constexpr int64_t CHUNK_ROWS = 1024;     // rows of one input-gate product made 
 
 // in_t: the input gates' dtype (scalar_t with b added, or md_t without b, bias then given). With Wxp (W_x
 // packed), in is x (T, B, D) md and the input gates are made here, x_t W_x^T for CHUNK_ROWS / B steps at a
-// time, so the whole (T, B, 4H) product is never held (as fast as one product; 1.5x at E256 in float32,
-// where the whole one is a fresh 52 MB: docs/precision.md, round 6); else in is the input gates (T, B, 4H).
+// time, so the whole (T, B, 4H) product, a fresh 52 MB at E256, is never held (about as fast as one product,
+// faster or slower by ~10% by layer: docs/precision.md, round 6); else in is the input gates (T, B, 4H).
 template <typename scalar_t, typename md_t, typename in_t>
 std::vector<at::Tensor> forward_impl(at::Tensor in, const at::Tensor& W_hT, const at::Tensor& h0,
                                      const at::Tensor& c0, const c10::optional<at::Tensor>& Wp,
