@@ -158,7 +158,6 @@ def test_the_cpp_loop_gives_the_same_with_the_weight_packed_or_not(md):
     assert model.packed(W.double(), 3) is None
 
 
-
 @pytest.mark.parametrize("md", [torch.float32, torch.bfloat16])
 def test_the_cpp_loop_makes_the_input_gates_as_one_product_does(md):
     """Given W_x packed, the loop makes x W_x^T itself, CHUNK_ROWS / B steps at a time (here 8, 8, then 4):
@@ -176,6 +175,7 @@ def test_the_cpp_loop_makes_the_input_gates_as_one_product_does(md):
     chunked = ext.layer_forward(x.to(md), *args, model.packed(Wm[:, :D].contiguous(), ext.CHUNK_ROWS))
     for a, r in zip(chunked, whole):                           # hs, cs, tanh(c), activations
         assert a.dtype == r.dtype and a.shape == r.shape and rel(a, r) <= (1e-6 if md == torch.float32 else 2e-2)
+
 
 def test_weight_grads_through_onednn_equal_float64():
     """T*B >= LINEAR_ROWS in float32: dW by oneDNN's linear reading dz^T in place (model.onednn_outer), held to

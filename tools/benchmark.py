@@ -304,25 +304,24 @@ def layers_bench(device, steps=24, T=50, B=128):
 
 
 def forward_parts(layer, x, steps):
-    """Where the first layer's forward goes, float32: one call of the C++ time loop as training runs it (the
-    input gates made in the loop, a chunk of steps at a time) against its matmuls alone (the same packed
-    weights and shapes), medians of alternating calls; the rest of the loop is each step's cell pass and the
-    buffers it writes."""
+    """Where the first layer's forward goes, float32: one call of the C++ time loop as training runs it
+    (model.layer_forward_cpp: its weights packed, the input gates made in the loop a chunk of steps at a time)
+    against its matmuls alone (the same packed weights and shapes), medians of alternating calls; the rest is
+    the packing, each step's cell pass and the buffers it writes."""
     import kernels
-    from model import onednn_linear, packed
+    from model import layer_forward_cpp, onednn_linear, packed
     ext = kernels.lstm_cell()
     if ext is None:
         return
     T, B, D = x.shape
     W, b = layer.W.detach(), layer.b.detach()
     h0 = c0 = torch.zeros(B, layer.hidden_size)
-    W_h = W[:, D:].contiguous()
-    W_hT, Wp, Wxp = W_h.t().contiguous(), packed(W_h, B), packed(W[:, :D].contiguous(), ext.CHUNK_ROWS)
+    Wp, Wxp = packed(W[:, D:].contiguous(), B), packed(W[:, :D].contiguous(), ext.CHUNK_ROWS)
     if Wxp is None:                                               # no oneDNN: the loop is handed the gates
         return
     rows = (ext.CHUNK_ROWS // B) * B
     xs = x.reshape(T * B, D)
-    parts = {"C++ time loop": lambda: ext.layer_forward(x, W_hT, h0, c0, Wp, b, Wxp),
+    parts = {"C++ time loop": lambda: layer_forward_cpp(ext, x, h0, c0, W, b, torch.float32),
              f"its {T} recurrent matmuls": lambda: [onednn_linear(h0, Wp) for _ in range(T)],
              "its input-gate products": lambda: [onednn_linear(xs[r:r + rows], Wxp) for r in range(0, T * B, rows)]}
     secs = {k: [] for k in parts}
